@@ -1,0 +1,97 @@
+"""Environment construction: any registered gymnasium id, user modules, and wrappers in order."""
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Callable, Iterable, Optional, Sequence
+
+import gymnasium as gym
+import numpy as np
+
+
+def import_env_module(module: str) -> None:
+    """Import a user module whose import registers more gymnasium ids (`--env-module pkg`)."""
+    try:
+        importlib.import_module(module)
+    except ImportError as e:
+        raise ValueError(f"--env-module {module!r} could not be imported ({e}); "
+                         f"is it installed or on PYTHONPATH?") from e
+
+
+def load_attr(spec: str, what: str = "object"):
+    """Resolve 'package.module:attr' (or 'package.module.attr') to the object it names."""
+    mod_name, sep, attr = spec.partition(":")
+    if not sep:
+        mod_name, _, attr = spec.rpartition(".")
+    if not mod_name or not attr:
+        raise ValueError(f"{what} {spec!r} must look like 'module:attr'")
+    try:
+        mod = importlib.import_module(mod_name)
+    except ImportError as e:
+        raise ValueError(f"{what} {spec!r}: cannot import module {mod_name!r} ({e})") from e
+    obj = mod
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"{what} {spec!r}: module {mod_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def _ensure_registered(env_id: str) -> None:
+    if env_id.startswith("glasszero/"):
+        import envs.testbeds  # noqa: F401  (registers the project's own testbeds)
+    if env_id not in gym.registry:
+        close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"Unknown environment id {env_id!r}.{hint} If it lives in your own package, "
+                         f"pass --env-module yourpkg so that importing it registers the id.")
+
+
+def check_spaces(env: gym.Env, env_id: str) -> None:
+    """The planner needs a discrete action space and a flat Box (vector or image) observation."""
+    act, obs = env.action_space, env.observation_space
+    if not isinstance(act, gym.spaces.Discrete):
+        raise ValueError(
+            f"{env_id} has action space {act}, but the glasszero planner only supports Discrete "
+            f"actions. Discretize it with a wrapper (e.g. --wrapper mymod:DiscretizeActions) or "
+            f"compare with a baseline that handles it (--algo ppo).")
+    if not isinstance(obs, gym.spaces.Box):
+        raise ValueError(
+            f"{env_id} has observation space {type(obs).__name__}; glasszero needs a Box. Flatten it "
+            f"with --wrapper gymnasium.wrappers:FlattenObservation.")
+
+
+def make(env_id: str, seed: Optional[int] = None, *, wrappers: Sequence[str | Callable] = (),
+         env_module: Optional[str] = None, check: bool = True, **kwargs) -> gym.Env:
+    """Make one environment, apply `wrappers` in order, seed its spaces and first reset.
+
+    `wrappers` holds gymnasium wrapper classes or 'module:Class' strings. `check=False` skips the
+    planner's space check (the Stable-Baselines3 baselines accept more spaces than the planner).
+    """
+    if env_module:
+        import_env_module(env_module)
+    _ensure_registered(env_id)
+    env = gym.make(env_id, **kwargs)
+    for w in wrappers:
+        cls = load_attr(w, "wrapper") if isinstance(w, str) else w
+        env = cls(env)
+    if check:
+        check_spaces(env, env_id)
+    if seed is not None:
+        env.reset(seed=int(seed))
+        env.action_space.seed(int(seed))
+        env.observation_space.seed(int(seed))
+    return env
+
+
+def make_vec(env_id: str, num_envs: int, seed: int, *, wrappers: Sequence[str | Callable] = (),
+             env_module: Optional[str] = None, check: bool = True, **kwargs) -> gym.vector.VectorEnv:
+    """A synchronous vector env of `num_envs` copies seeded seed, seed+1, ... (same-step autoreset)."""
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    make(env_id, None, wrappers=wrappers, env_module=env_module, check=check, **kwargs).close()
+    fns = [lambda: make(env_id, None, wrappers=wrappers, check=False, **kwargs) for _ in range(num_envs)]
+    venv = gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    venv.reset(seed=[int(seed) + i for i in range(num_envs)])
+    venv.action_space.seed(int(seed))
+    return venv

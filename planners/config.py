@@ -1,0 +1,43 @@
+"""Settings of the tree search. One small dataclass; the objective is *not* in here."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass
+class SearchConfig:
+    num_simulations: int = 50
+    algorithm: str = "puct"  # "puct" (MuZero/EfficientZero) or "gumbel" (sequential halving root)
+    pb_c_init: float = 1.25  # c1 in MuZero's pUCT
+    pb_c_base: float = 19652.0  # c2
+    dirichlet_alpha: float = 0.3
+    root_exploration_fraction: float = 0.25
+    # How much the learned policy prior steers selection: "learned", "uniform" or "mixed(alpha)"
+    # (alpha * learned + (1 - alpha) * uniform). A prior trained under one objective is itself a
+    # learned proxy for it: after swapping the objective, a learned prior can pull the search back
+    # toward the old goal, so it can be flattened here.
+    prior: str = "learned"
+    # Gumbel MuZero settings (algorithm="gumbel").
+    gumbel_max_considered: int = 16
+    gumbel_c_visit: float = 50.0
+    gumbel_c_scale: float = 0.1
+
+    def __post_init__(self):
+        if self.num_simulations < 1:
+            raise ValueError(f"num_simulations must be >= 1, got {self.num_simulations}")
+        if self.algorithm not in ("puct", "gumbel"):
+            raise ValueError(f"search algorithm must be 'puct' or 'gumbel', got {self.algorithm!r}")
+        self.prior_mix()  # validate early
+
+    def prior_mix(self) -> float:
+        """Weight of the learned prior against a uniform one: 1.0 learned, 0.0 uniform."""
+        if self.prior == "learned":
+            return 1.0
+        if self.prior == "uniform":
+            return 0.0
+        m = re.fullmatch(r"mixed\(\s*([0-9.]+)\s*\)", self.prior)
+        if m and 0.0 <= float(m.group(1)) <= 1.0:
+            return float(m.group(1))
+        raise ValueError(f"prior must be 'learned', 'uniform' or 'mixed(alpha)' with alpha in [0, 1], "
+                         f"got {self.prior!r}")
