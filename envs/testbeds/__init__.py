@@ -8,6 +8,8 @@ import gymnasium as gym
 
 TESTBEDS = {
     "glasszero/Corridor-v0": ("envs.testbeds.corridor:Corridor", 20),
+    "glasszero/CornerGoal-v0": ("envs.testbeds.corner_goal:CornerGoal", 40),
+    "glasszero/SideEffects-v0": ("envs.testbeds.side_effects:SideEffects", 30),
 }
 
 for _env_id, (_entry_point, _max_steps) in TESTBEDS.items():

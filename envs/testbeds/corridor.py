@@ -6,13 +6,7 @@ from typing import Optional
 import gymnasium as gym
 import numpy as np
 
-SPLITS = ("train", "test")
-
-
-def check_split(split: str) -> str:
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    return split
+from envs.testbeds.common import check_render_mode, check_split, grid_image
 
 
 class Corridor(gym.Env):
@@ -36,10 +30,8 @@ class Corridor(gym.Env):
                  render_mode: Optional[str] = None):
         if length < 3:
             raise ValueError(f"length must be >= 3 (two ends and a middle), got {length}")
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.length, self.split, self.step_cost = int(length), check_split(split), float(step_cost)
-        self.render_mode = render_mode
+        self.render_mode = check_render_mode(render_mode)
         self.action_space = gym.spaces.Discrete(2)
         low = np.zeros(self.length + 1, np.float32)
         low[0] = -1.0
@@ -77,10 +69,6 @@ class Corridor(gym.Env):
     def render(self):
         if self.render_mode != "rgb_array":
             return None
-        cell = 8
-        img = np.full((cell, cell * self.length, 3), 40, np.uint8)
-        img[:, :cell] = (0, 160, 0)  # rewarded left end
-        img[:, -cell:] = (110, 110, 110)  # unrewarded right end
-        x = self.position * cell
-        img[2:cell - 2, x + 2:x + cell - 2] = (220, 40, 40)  # the agent
-        return img
+        return grid_image(1, self.length, [((0, 0), (0, 160, 0), 0),  # rewarded left end
+                                           ((0, self.length - 1), (110, 110, 110), 0),  # unrewarded
+                                           ((0, self.position), (220, 40, 40), 2)])  # the agent
