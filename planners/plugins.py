@@ -1,0 +1,173 @@
+"""User functions plugged into an objective: loading them, calling them batched, checking them once.
+
+A plugged function sees a batch — predicted observations `[B, *obs_shape]` (from `model.decode`) or
+latents `[B, *latent_shape]` — and returns one float per row, shape `[B]` (`[B, 1]` is accepted).
+
+Torch or numpy? The function is first called with a torch tensor. If that raises, or it returns a
+numpy array, it is called with a numpy float32 array from then on (the mode is remembered), and its
+result is converted back to a torch tensor on the model's device. Pass `numpy=True/False` to fix
+the mode instead of detecting it. So `lambda obs: obs[:, 0]` and `lambda obs: np.abs(obs[:, 0])`
+both work as written.
+
+The first call checks the output strictly — shape, float dtype, finite values, no exception — and
+raises a `ValueError` that names the function and says what it returned. `planners.objectives.
+validate` makes that first call at plug-in time on a dummy batch, so a broken function fails when
+it is plugged in rather than deep inside a search.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Union
+
+import numpy as np
+import torch
+
+from envs.make import load_attr
+
+
+def load_callable(ref: str, what: str = "function") -> Callable:
+    """Resolve 'package.module:attr' to a callable, with an error that says what was wrong."""
+    obj = load_attr(ref, what)
+    if not callable(obj):
+        raise ValueError(f"{what} {ref!r} names a {type(obj).__name__}, not a callable")
+    return obj
+
+
+def reference_of(fn) -> Optional[str]:
+    """'module:qualname' if importing that gives back `fn` itself (so it can be stored), else None.
+
+    Lambdas and functions defined inside other functions have no such reference: a checkpoint can
+    store only their description.
+    """
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
+    if not module or not qualname or "<" in qualname or module == "__main__":
+        return None
+    try:
+        return f"{module}:{qualname}" if load_attr(f"{module}:{qualname}") is fn else None
+    except ValueError:
+        return None
+
+
+def describe_callable(fn) -> str:
+    ref = reference_of(fn)
+    if ref:
+        return ref
+    name = getattr(fn, "__qualname__", None) or type(fn).__name__
+    module = getattr(fn, "__module__", None)
+    return f"{name} (from {module}, not importable)" if module else name
+
+
+class PluggedFn:
+    """A user function over a batch, made safe to call from the search (see the module docstring)."""
+
+    def __init__(self, fn: Union[Callable, str], what: str = "function", numpy: Optional[bool] = None):
+        self.ref = fn if isinstance(fn, str) else reference_of(fn)
+        self.fn = load_callable(fn, what) if isinstance(fn, str) else fn
+        if not callable(self.fn):
+            raise ValueError(f"{what} must be callable or a 'module:attr' string, got {type(fn).__name__}")
+        self.what = what
+        self.name = self.ref or describe_callable(self.fn)
+        self.numpy = numpy  # None: not yet known, decided on the first call
+        self.checked = False
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.checked:
+            return self.check(x)
+        out = self.fn(_to_numpy(x) if self.numpy else x)
+        return _to_torch(out, x).reshape(x.shape[0])
+
+    def check(self, x: torch.Tensor) -> torch.Tensor:
+        """Call once with every check on; remember the torch/numpy mode that worked."""
+        out = self._first_call(x)
+        self._check_output(out, x.shape[0])
+        self.checked = True
+        return _to_torch(out, x).reshape(x.shape[0])
+
+    def _first_call(self, x: torch.Tensor):
+        if self.numpy is None:
+            try:
+                out = self.fn(x)
+            except Exception:  # noqa: BLE001 -- a numpy-only function; retried below with numpy
+                self.numpy = True
+            else:
+                self.numpy = isinstance(out, np.ndarray)
+                if not self.numpy:
+                    return out
+        try:
+            return self.fn(_to_numpy(x) if self.numpy else x)
+        except Exception as e:
+            kind = "a numpy float32 array" if self.numpy else "a torch tensor"
+            raise ValueError(f"{self.what} {self.name} raised {type(e).__name__}: {e} when called on "
+                             f"{kind} of shape {tuple(x.shape)}") from e
+
+    def _check_output(self, out, batch: int) -> None:
+        def fail(problem: str):
+            raise ValueError(f"{self.what} {self.name} must return a float array of shape [{batch}] "
+                             f"(one value per row of the batch), but {problem}: {_show(out)}")
+
+        if not isinstance(out, (torch.Tensor, np.ndarray)):
+            fail(f"it returned a {type(out).__name__}")
+        if tuple(out.shape) not in ((batch,), (batch, 1)):
+            fail(f"it returned shape {tuple(out.shape)}")
+        is_float = out.is_floating_point() if isinstance(out, torch.Tensor) else np.issubdtype(out.dtype, np.floating)
+        if not is_float:
+            fail(f"its dtype is {out.dtype}, not a float type")
+        finite = torch.isfinite(out).all().item() if isinstance(out, torch.Tensor) else np.isfinite(out).all()
+        if not finite:
+            fail("it contains NaN or inf")
+
+
+def _to_numpy(x: torch.Tensor) -> np.ndarray:
+    return x.detach().to("cpu", torch.float32).numpy()
+
+
+def _to_torch(out, like: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(out, dtype=torch.float32, device=like.device)
+
+
+def _show(out) -> str:
+    text = repr(out)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def validate(objective, model, obs_shape, batch: int = 4) -> None:
+    """Run `objective` once on a dummy batch so a broken plug-in fails now, with a clear error.
+
+    The batch is `batch` all-zero observations of `obs_shape`, their latents, and one model step
+    (actions 0, 1, ...). Every plugged function is checked strictly on it (see PluggedFn.check),
+    including a missing decoder or value ensemble; then the objective's own outputs must be finite
+    float tensors of shape [batch]. Called by `EZAgent.set_objective`.
+    """
+    for fn in _plugged(objective):
+        fn.checked = False  # re-check against this model, even if it was checked on another one
+    device = _device_of(model)
+    with torch.no_grad():
+        obs = torch.zeros((batch, *tuple(obs_shape)), dtype=torch.float32, device=device)
+        root = model.initial_inference(obs)
+        actions = torch.arange(batch, device=device) % root.policy_logits.shape[-1]
+        child = model.recurrent_inference(root.latent, actions)
+        results = {"edge_reward": objective.edge_reward(model, root.latent, actions, child),
+                   "leaf_value": objective.leaf_value(model, child),
+                   "leaf_value at the root": objective.leaf_value(model, root)}
+    for what, out in results.items():
+        ok = (isinstance(out, torch.Tensor) and tuple(out.shape) == (batch,) and out.is_floating_point()
+              and bool(torch.isfinite(out).all()))
+        if not ok:
+            raise ValueError(f"objective {objective.describe()} returned an invalid {what} on a dummy "
+                             f"batch (expected a finite float tensor of shape [{batch}]): {_show(out)}")
+
+
+def _plugged(objective):
+    """Every PluggedFn inside `objective`, including inside composed base objectives."""
+    for v in vars(objective).values():
+        if isinstance(v, PluggedFn):
+            yield v
+        elif hasattr(v, "edge_reward") and hasattr(v, "leaf_value"):
+            yield from _plugged(v)
+
+
+def _device_of(model) -> torch.device:
+    if getattr(model, "device", None) is not None:
+        return torch.device(model.device)
+    params = getattr(model, "parameters", None)
+    first = next(iter(params()), None) if callable(params) else None
+    return first.device if first is not None else torch.device("cpu")
