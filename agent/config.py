@@ -1,0 +1,219 @@
+"""AgentConfig: the network, the search and the training settings, with one preset per env.
+
+Settings are changed in three ways, applied in this order: the preset for the environment, a YAML
+file (`--config FILE`, nested like `to_dict()`), and `--set key=value` with dotted keys
+(`search.num_simulations=25`, `net.latent_dim=32`, `lr=3e-3`). Unknown keys and values of the
+wrong type are refused with a message naming them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional
+
+import yaml
+
+from nets.config import NetConfig
+from planners.config import SearchConfig
+
+
+@dataclass
+class AgentConfig:
+    net: NetConfig = field(default_factory=NetConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    # --- self-play
+    num_envs: int = 8  # B envs stepped together; one batched search per step for all of them
+    discount: float = 0.997
+    # Visit-count temperature over training: [[fraction of the run, temperature], ...] (EfficientZero:
+    # 1.0, then 0.5 after half the run, 0.25 after three quarters). Evaluation is always greedy.
+    temperature: List[List[float]] = field(default_factory=lambda: [[0.0, 1.0], [0.5, 0.5], [0.75, 0.25]])
+    # --- replay and targets
+    replay_capacity: int = 100_000
+    batch_size: int = 128
+    unroll_steps: int = 5  # K
+    td_steps: int = 5  # n of the n-step value target
+    td_correction_interval: int = 5_000  # env steps of age per step of shorter horizon (0: off)
+    priority_alpha: float = 0.6
+    priority_beta: float = 0.4  # annealed linearly to 1 over the run
+    reanalyze_fraction: float = 0.5  # share of policy targets re-searched with the target network
+    # --- learner
+    replay_ratio: float = 0.25  # training steps per environment step
+    learning_starts: int = 500  # environment steps collected before the first training step
+    lr: float = 1e-3
+    lr_warmup_steps: int = 200  # linear warmup, in training steps
+    lr_schedule: str = "cosine"  # "cosine" (to lr_final_ratio * lr at the end of the run) or "constant"
+    lr_final_ratio: float = 0.1
+    weight_decay: float = 1e-4
+    max_grad_norm: float = 5.0
+    target_update_interval: int = 100  # training steps between target-network copies
+    value_loss_weight: float = 0.25  # EfficientZero's weights
+    reward_loss_weight: float = 1.0
+    policy_loss_weight: float = 1.0
+    consistency_loss_weight: float = 2.0
+    # --- bookkeeping
+    checkpoint_interval: int = 10_000  # env steps between resume checkpoints (0: only at the end)
+    log_interval: int = 200  # env steps between TensorBoard scalar writes
+
+    def __post_init__(self):
+        if isinstance(self.net, dict):
+            self.net = NetConfig(**self.net)
+        if isinstance(self.search, dict):
+            self.search = SearchConfig(**self.search)
+        positive = ("num_envs", "replay_capacity", "batch_size", "unroll_steps", "td_steps",
+                    "target_update_interval")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"AgentConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 < self.discount <= 1.0:
+            raise ValueError(f"AgentConfig.discount must be in (0, 1], got {self.discount}")
+        if not 0.0 <= self.reanalyze_fraction <= 1.0:
+            raise ValueError(f"AgentConfig.reanalyze_fraction must be in [0, 1], got {self.reanalyze_fraction}")
+        if self.replay_ratio <= 0:
+            raise ValueError(f"AgentConfig.replay_ratio must be > 0, got {self.replay_ratio}")
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise ValueError(f"AgentConfig.lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
+        if not self.temperature or any(len(p) != 2 or p[1] <= 0 for p in self.temperature):
+            raise ValueError(f"AgentConfig.temperature must be [[fraction, temperature > 0], ...], "
+                             f"got {self.temperature!r}")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["net"] = self.net.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AgentConfig":
+        return apply_overrides(cls(), flatten(d))
+
+    def temperature_at(self, progress: float) -> float:
+        """Visit temperature at `progress` (fraction of the run done)."""
+        t = self.temperature[0][1]
+        for start, temp in self.temperature:
+            if progress >= start:
+                t = temp
+        return float(t)
+
+
+# Preset per supported environment: a few overrides of the defaults above, nothing more.
+PRESETS: Dict[str, Dict[str, Any]] = {
+    "CartPole-v1": {},
+    "Acrobot-v1": {"search.num_simulations": 25},
+    "MountainCar-v0": {"search.num_simulations": 25, "td_steps": 10, "temperature": [[0.0, 1.0]]},
+    "LunarLander-v3": {"net.latent_dim": 128, "net.hidden": [128], "net.value_support_size": 30,
+                       "replay_capacity": 300_000, "lr": 1e-3},
+}
+
+
+def preset(env_id: str) -> AgentConfig:
+    """The preset for `env_id`, or the defaults for an environment without one."""
+    return apply_overrides(AgentConfig(), PRESETS.get(env_id, {}))
+
+
+# ---------------------------------------------------------------------------- overrides
+def flatten(d: dict, prefix: str = "") -> Dict[str, Any]:
+    """{'search': {'num_simulations': 25}} -> {'search.num_simulations': 25}."""
+    out: Dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _fields(obj) -> Dict[str, Any]:
+    hints = typing.get_type_hints(type(obj))
+    return {f.name: hints[f.name] for f in dataclasses.fields(obj)}
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Check (and gently convert) `value` against the field's type; refuse a mismatch clearly."""
+    origin = typing.get_origin(hint) or hint
+    if origin in (int, float) and isinstance(value, str):
+        try:  # YAML 1.1 reads "3e-3" as a string
+            value = origin(value)
+        except ValueError:
+            pass
+    if origin is bool:
+        ok = isinstance(value, bool)
+    elif origin is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif origin is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif origin is str:
+        ok = isinstance(value, str)
+    elif origin in (list, tuple):
+        ok = isinstance(value, (list, tuple))
+        value = origin(value) if ok else value
+    else:
+        ok = True
+    if not ok:
+        name = getattr(hint, "__name__", str(hint))
+        raise ValueError(f"config key {key!r} expects {name}, got {value!r}")
+    return value
+
+
+def apply_overrides(config: AgentConfig, overrides: Dict[str, Any]) -> AgentConfig:
+    """A new config with dotted-key overrides applied (values already parsed) and re-validated."""
+    d = config.to_dict()
+    for key, value in flatten(overrides).items():
+        obj, node, parts = config, d, key.split(".")
+        for i, part in enumerate(parts):
+            fields = _fields(obj)
+            if part not in fields:
+                where = ".".join(parts[:i]) or "the agent config"
+                close = difflib.get_close_matches(part, list(fields), n=3)
+                hint = f" Did you mean {', '.join('.'.join(parts[:i] + [c]) for c in close)}?" if close else ""
+                raise ValueError(f"unknown config key {key!r}: {where} has no setting {part!r}.{hint} "
+                                 f"Known: {', '.join(sorted(fields))}")
+            if i == len(parts) - 1:
+                if dataclasses.is_dataclass(getattr(obj, part)):
+                    raise ValueError(f"config key {key!r} is a group of settings; set its keys one by one "
+                                     f"(e.g. {key}.{next(iter(_fields(getattr(obj, part))))}=...)")
+                node[part] = _coerce(key, value, fields[part])
+            else:
+                obj, node = getattr(obj, part), node[part]
+                if not dataclasses.is_dataclass(obj):
+                    raise ValueError(f"config key {key!r}: {'.'.join(parts[:i + 1])} is not a group of settings")
+    net = d.pop("net")
+    net["budget"] = dict(net["budget"])
+    return AgentConfig(net=NetConfig(**net), search=SearchConfig(**d.pop("search")), **d)
+
+
+def parse_set(items: Iterable[str]) -> Dict[str, Any]:
+    """['search.num_simulations=25', 'net.hidden=[64,64]'] -> {key: YAML-parsed value}."""
+    out: Dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects key=value (e.g. search.num_simulations=25), got {item!r}")
+        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+    return out
+
+
+def load_yaml(path: str | Path) -> Dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"config file {path} is not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a mapping of settings, got {type(data).__name__}")
+    return flatten(data)
+
+
+def resolve(env_id: str, config_file: Optional[str] = None, sets: Iterable[str] = (),
+            overrides: Optional[Dict[str, Any]] = None) -> AgentConfig:
+    """Preset for env_id <- YAML file <- --set items <- overrides (a dict of dotted keys)."""
+    config = preset(env_id)
+    if config_file:
+        config = apply_overrides(config, load_yaml(config_file))
+    config = apply_overrides(config, parse_set(sets))
+    return apply_overrides(config, flatten(overrides or {}))

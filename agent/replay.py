@@ -1,0 +1,190 @@
+"""Prioritized replay of self-play transitions, linked into episodes.
+
+Storage is one ring buffer over a monotone *global index* g (slot g % capacity). Every state the
+agent acted in is one entry: its observation, the action taken, the reward received, the search
+policy and the env step at which it was collected. Each entry points to the next state of the same
+episode (`next`), so several envs can write side by side and an unroll follows pointers instead of
+relying on contiguous storage. An episode's last observation gets an entry of its own (a *final*
+entry: no action, never sampled as a start) so that targets can tell
+
+    terminal   -> an absorbing state: value 0 and reward 0 from here on (the loss still applies),
+    truncated  -> a real state the episode was cut at: bootstrap from its value, mask what follows.
+
+A `next` of PENDING means the successor has not been written yet (the newest data): targets
+bootstrap there, and the unroll masks the steps beyond it. Because pointers only go forward in g,
+an entry that is still in the buffer never points at an overwritten one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+PENDING = -1  # successor not written yet
+NO_NEXT = -2  # final entry of an episode (terminal or truncated)
+
+
+@dataclass
+class Unroll:
+    """Where K+1 consecutive states of B sampled sequences live, and what is known about them.
+
+    All arrays are [B, K+1] (actions: [B, K]). `index` is -1 where nothing is stored.
+    """
+
+    index: np.ndarray  # global index of the state at unroll step k, or -1
+    acted: np.ndarray  # bool: a stored state with an action and search policy (policy loss applies)
+    absorbing: np.ndarray  # bool: terminal, or after a terminal state (value/reward targets are 0)
+    known: np.ndarray  # bool: acted or absorbing or a truncated final state (value loss applies)
+    actions: np.ndarray  # [B, K] action applied at step k (random past the end, as in MuZero)
+    rewards: np.ndarray  # [B, K] reward of the transition k -> k+1 (0 past a terminal)
+    reward_mask: np.ndarray  # [B, K] bool: the reward target of transition k is known
+
+
+class Replay:
+    def __init__(self, capacity: int, obs_shape, num_actions: int, *, alpha: float = 0.6,
+                 eps: float = 1e-6):
+        if capacity < 1:
+            raise ValueError(f"replay capacity must be >= 1, got {capacity}")
+        self.capacity = int(capacity)
+        self.num_actions = int(num_actions)
+        self.alpha = float(alpha)
+        self.eps = float(eps)
+        n = self.capacity
+        self.obs = np.zeros((n, *obs_shape), dtype=np.float32)
+        self.action = np.zeros(n, dtype=np.int64)
+        self.reward = np.zeros(n, dtype=np.float32)
+        self.policy = np.zeros((n, num_actions), dtype=np.float32)
+        self.next = np.full(n, PENDING, dtype=np.int64)
+        self.terminal = np.zeros(n, dtype=bool)  # final entry of an episode that terminated
+        self.final = np.zeros(n, dtype=bool)  # final entry (terminal or truncated)
+        self.env_step = np.zeros(n, dtype=np.int64)  # when it was collected (off-policy correction)
+        self.priority = np.zeros(n, dtype=np.float64)
+        self.total = 0  # entries ever written; the valid range is [total - size, total)
+        self.max_priority = 1.0
+
+    # ------------------------------------------------------------------ writing
+    @property
+    def size(self) -> int:
+        return min(self.total, self.capacity)
+
+    @property
+    def num_transitions(self) -> int:
+        """Stored states with an action (what the buffer can be sampled at)."""
+        return int(np.count_nonzero(self.priority))
+
+    def _slots(self, count: int) -> np.ndarray:
+        g = np.arange(self.total, self.total + count)
+        self.total += count
+        return g
+
+    def _link(self, prev: np.ndarray, g: np.ndarray) -> None:
+        """Point each live predecessor (global index >= 0 and still stored) at its successor."""
+        ok = (prev >= 0) & (prev >= self.total - self.capacity)
+        self.next[prev[ok] % self.capacity] = g[ok]
+
+    def add(self, prev: np.ndarray, obs, action, reward, policy, env_step: int) -> np.ndarray:
+        """Write one acted state per env; link it after `prev` (-1: first state of an episode).
+
+        Returns the global indices written, which the caller passes back as `prev` next time.
+        New entries get the current maximum priority so that they are sampled at least once soon.
+        """
+        g = self._slots(len(action))
+        s = g % self.capacity
+        self.obs[s] = obs
+        self.action[s] = action
+        self.reward[s] = reward
+        self.policy[s] = policy
+        self.next[s] = PENDING
+        self.terminal[s] = False
+        self.final[s] = False
+        self.env_step[s] = env_step
+        self.priority[s] = self.max_priority
+        self._link(np.asarray(prev), g)
+        return g
+
+    def end_episodes(self, prev: np.ndarray, final_obs, terminated, env_step: int) -> None:
+        """Close the episodes whose last acted state is `prev` with their final observation."""
+        g = self._slots(len(prev))
+        s = g % self.capacity
+        self.obs[s] = final_obs
+        self.action[s] = 0
+        self.reward[s] = 0.0
+        self.policy[s] = 0.0
+        self.next[s] = NO_NEXT
+        self.terminal[s] = terminated
+        self.final[s] = True
+        self.env_step[s] = env_step
+        self.priority[s] = 0.0  # no action here: never the start of a sampled sequence
+        self._link(np.asarray(prev), g)
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, batch_size: int, beta: float, rng: np.random.Generator):
+        """Indices drawn with probability p_i^alpha / sum, and importance weights normalized to max 1."""
+        p = self.priority[: self.size] ** self.alpha
+        total = p.sum()
+        if total <= 0:
+            raise RuntimeError("replay has no transitions to sample yet")
+        probs = p / total
+        slots = rng.choice(self.size, size=batch_size, p=probs)
+        weights = (self.num_transitions * probs[slots]) ** (-beta)
+        weights = (weights / weights.max()).astype(np.float32)
+        return self._global(slots), weights
+
+    def _global(self, slots: np.ndarray) -> np.ndarray:
+        """Global index of the entry currently held in each slot."""
+        base = self.total - self.size  # oldest valid global index
+        return base + (slots - base) % self.capacity
+
+    def update_priorities(self, index: np.ndarray, priority: np.ndarray) -> None:
+        live = index >= self.total - self.capacity  # overwritten since sampling: keep the new entry's
+        pr = np.abs(priority) + self.eps
+        self.priority[index[live] % self.capacity] = pr[live]
+        self.max_priority = max(self.max_priority, float(pr.max()))
+
+    def unroll(self, start: np.ndarray, steps: int, rng: np.random.Generator) -> Unroll:
+        """Follow `next` pointers K=`steps` times from each sampled start state."""
+        B, K = len(start), steps
+        index = np.full((B, K + 1), -1, dtype=np.int64)
+        acted = np.zeros((B, K + 1), dtype=bool)
+        absorbing = np.zeros((B, K + 1), dtype=bool)
+        known = np.zeros((B, K + 1), dtype=bool)
+        actions = rng.integers(0, self.num_actions, size=(B, K))
+        rewards = np.zeros((B, K), dtype=np.float32)
+        reward_mask = np.zeros((B, K), dtype=bool)
+        cur = start.copy()
+        stored = np.ones(B, dtype=bool)  # cur is a stored entry
+        after_terminal = np.zeros(B, dtype=bool)
+        for k in range(K + 1):
+            s = cur % self.capacity
+            is_final = stored & self.final[s]
+            index[:, k] = np.where(stored, cur, -1)
+            acted[:, k] = stored & ~is_final
+            absorbing[:, k] = after_terminal | (is_final & self.terminal[s])
+            known[:, k] = stored | after_terminal
+            if k == K:
+                break
+            a = acted[:, k]
+            actions[a, k] = self.action[s[a]]
+            rewards[a, k] = self.reward[s[a]]
+            reward_mask[:, k] = a | absorbing[:, k]  # reward 0 from an absorbing state
+            after_terminal = absorbing[:, k]
+            nxt = self.next[s]
+            stored = a & (nxt >= 0)
+            cur = np.where(stored, nxt, 0)
+        return Unroll(index, acted, absorbing, known, actions, rewards, reward_mask)
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        keep = self.size  # the live part only: a resume file does not carry empty capacity
+        return {"capacity": self.capacity, "alpha": self.alpha, "eps": self.eps, "total": self.total,
+                "max_priority": self.max_priority,
+                **{k: getattr(self, k)[:keep].copy() for k in self._ARRAYS}}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["capacity"] != self.capacity:
+            raise ValueError(f"resume replay has capacity {state['capacity']}, config says {self.capacity}")
+        self.total, self.max_priority = int(state["total"]), float(state["max_priority"])
+        for k in self._ARRAYS:
+            getattr(self, k)[: len(state[k])] = state[k]
+
+    _ARRAYS = ("obs", "action", "reward", "policy", "next", "terminal", "final", "env_step", "priority")

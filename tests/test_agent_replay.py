@@ -1,0 +1,112 @@
+"""Replay storage, prioritized sampling, unroll masks, n-step targets and off-policy correction."""
+import numpy as np
+import pytest
+
+from agent.replay import Replay
+from agent.targets import td_horizon, value_targets
+
+
+def _episode(replay, rewards, terminated, env_step=0, obs_offset=0.0):
+    """Write one single-env episode of len(rewards) transitions; obs[i] = obs_offset + i."""
+    prev = np.array([-1])
+    for i, r in enumerate(rewards):
+        prev = replay.add(prev, np.array([[obs_offset + i]], dtype=np.float32), np.array([i % 2]),
+                          np.array([r]), np.array([[0.5, 0.5]]), env_step)
+    replay.end_episodes(prev, np.array([[obs_offset + len(rewards)]], dtype=np.float32),
+                        np.array([terminated]), env_step)
+
+
+def _targets(replay, start, K, n, gamma, env_steps=0, interval=0):
+    u = replay.unroll(np.array(start), K, np.random.default_rng(0))
+    # bootstrap value of a state = 100 + its observation, so each bootstrap is identifiable
+    z, mask = value_targets(replay, u, td_steps=n, discount=gamma, env_steps=env_steps,
+                            correction_interval=interval, bootstrap=lambda o: 100.0 + o[:, 0])
+    return u, z, mask
+
+
+def test_nstep_stops_at_termination_without_bootstrap():
+    r = Replay(64, (1,), 2)
+    _episode(r, [1.0, 1.0, 1.0], terminated=True)  # states 0,1,2 acted; 3 is the terminal obs
+    u, z, mask = _targets(r, [1], K=3, n=5, gamma=0.9)
+    assert z[0, 0] == pytest.approx(1 + 0.9)  # r1 + g r2, then terminal: no bootstrap
+    assert z[0, 1] == pytest.approx(1.0)
+    assert z[0, 2] == 0.0 and z[0, 3] == 0.0  # the terminal state and the absorbing one after it
+    assert mask[0].all()
+    assert u.absorbing[0].tolist() == [False, False, True, True]
+    assert u.reward_mask[0].all() and u.rewards[0].tolist() == [1.0, 1.0, 0.0]
+    assert u.acted[0].tolist() == [True, True, False, False]
+
+
+def test_nstep_bootstraps_past_truncation():
+    r = Replay(64, (1,), 2)
+    _episode(r, [1.0, 1.0, 1.0], terminated=False)  # time limit: state 3 is a real state
+    u, z, mask = _targets(r, [1], K=3, n=5, gamma=0.9)
+    assert z[0, 0] == pytest.approx(1 + 0.9 + 0.81 * (100 + 3))
+    assert z[0, 2] == pytest.approx(100 + 3)  # the truncated final state: its own value
+    assert mask[0].tolist() == [True, True, True, False]  # nothing is known past a truncation
+    assert u.reward_mask[0].tolist() == [True, True, False]
+
+
+def test_nstep_full_horizon_and_pending_newest_data():
+    r = Replay(64, (1,), 2)
+    prev = np.array([-1])
+    for i in range(8):  # an episode still running: the last state has no successor yet
+        prev = r.add(prev, np.array([[float(i)]]), np.array([0]), np.array([1.0]), np.array([[1, 0]]), 0)
+    _, z, mask = _targets(r, [0], K=5, n=3, gamma=0.5)
+    assert z[0, 0] == pytest.approx(1 + 0.5 + 0.25 + 0.125 * (100 + 3))
+    _, z, mask = _targets(r, [6], K=2, n=3, gamma=0.5)
+    assert z[0, 0] == pytest.approx(1 + 0.5 * (100 + 7))  # bootstraps at the newest stored state
+    assert mask[0].tolist() == [True, True, False]
+
+
+def test_off_policy_correction_shortens_horizon_with_age():
+    assert td_horizon(np.array([0, 999, 1000, 2500, 10**6]), 5, 1000).tolist() == [5, 5, 4, 3, 1]
+    assert td_horizon(np.array([10**6]), 5, 0).tolist() == [5]
+    r = Replay(64, (1,), 2)
+    _episode(r, [1.0] * 10, terminated=False, env_step=0)
+    _, z, _ = _targets(r, [0], K=0, n=5, gamma=0.5, env_steps=3000, interval=1000)  # horizon 2
+    assert z[0, 0] == pytest.approx(1 + 0.5 + 0.25 * (100 + 2))
+
+
+def test_interleaved_envs_stay_separate():
+    r = Replay(64, (1,), 2)
+    prev = np.array([-1, -1])
+    for i in range(3):
+        prev = r.add(prev, np.array([[i], [10 + i]], dtype=np.float32), np.array([0, 1]),
+                     np.array([1.0, 2.0]), np.full((2, 2), 0.5), 0)
+    u = r.unroll(np.array([0, 1]), 2, np.random.default_rng(0))
+    assert r.obs[u.index[0] % r.capacity, 0].tolist() == [0, 1, 2]
+    assert r.obs[u.index[1] % r.capacity, 0].tolist() == [10, 11, 12]
+    assert u.rewards.tolist() == [[1, 1], [2, 2]]
+
+
+def test_priority_sampling_and_importance_weights():
+    r = Replay(16, (1,), 2, alpha=1.0)
+    _episode(r, [0.0] * 4, terminated=True)  # 4 acted states + 1 final (never sampled)
+    r.update_priorities(np.arange(4), np.array([1.0, 1.0, 1.0, 5.0]))
+    rng = np.random.default_rng(0)
+    idx, w = r.sample(20_000, beta=1.0, rng=rng)
+    freq = np.bincount(idx, minlength=5) / len(idx)
+    assert freq[4] == 0  # the final entry
+    assert freq[3] == pytest.approx(5 / 8, abs=0.02)
+    # w_i = (N p_i)^-beta / max: the rare states get weight 1, the frequent one 1/5
+    assert w[idx == 3].max() == pytest.approx(0.2) and w[idx == 0].max() == pytest.approx(1.0)
+    assert r.max_priority == pytest.approx(5.0)
+    _episode(r, [0.0], terminated=True)
+    assert r.priority[5] == pytest.approx(5.0)  # new data enters at the maximum priority
+
+
+def test_ring_buffer_overwrites_oldest_and_keeps_links_valid():
+    r = Replay(8, (1,), 2)
+    for e in range(5):
+        _episode(r, [1.0, 1.0], terminated=True, obs_offset=10 * e)  # 3 entries each
+    assert r.total == 15 and r.size == 8
+    idx, _ = r.sample(256, beta=0.4, rng=np.random.default_rng(1))
+    assert idx.min() >= r.total - r.capacity
+    u = r.unroll(idx, 2, np.random.default_rng(0))
+    stored = u.index >= 0
+    assert (u.index[stored] >= r.total - r.capacity).all()
+    state = r.state_dict()
+    r2 = Replay(8, (1,), 2)
+    r2.load_state_dict(state)
+    assert np.array_equal(r2.obs, r.obs) and r2.total == r.total
