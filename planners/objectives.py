@@ -113,9 +113,10 @@ class RewardOnly(Objective):
 def predicted_observation(model, latent: torch.Tensor, who: str) -> torch.Tensor:
     """`model.decode(latent)`, or a clear error when the model was trained without a decoder."""
     decode = getattr(model, "decode", None)
-    obs = decode(latent) if decode is not None else None
+    has_decoder = decode is not None and getattr(model, "has_decoder", True)
+    obs = decode(latent) if has_decoder else None
     if obs is None:
-        raise ValueError(f"{who} reads predicted observations, but this model has no observation "
+        raise ValueError(f"objective {who} reads predicted observations, but this model has no observation "
                          f"decoder. Train with the decoder on (--set net.use_decoder=true), or use an "
                          f"objective over latents (LatentValue).")
     return obs
@@ -196,7 +197,7 @@ class ObservationValue(Objective):
         return out.reward if self.with_reward else torch.zeros_like(out.reward)
 
     def leaf_value(self, model, out):
-        return self.fn(predicted_observation(model, out.latent, self.describe()))
+        return self.fn(predicted_observation(model, out.latent, f"{type(self).__name__}({self.fn.name})"))
 
     def describe(self) -> str:
         reward = "sum of predicted rewards + " if self.with_reward else ""
@@ -224,7 +225,7 @@ class ObservationReward(Objective):
         self.discount = float(discount)
 
     def edge_reward(self, model, parent_latent, action, out):
-        return self.fn(predicted_observation(model, out.latent, self.describe()))
+        return self.fn(predicted_observation(model, out.latent, f"{type(self).__name__}({self.fn.name})"))
 
     def leaf_value(self, model, out):
         return torch.zeros_like(out.reward)
@@ -288,7 +289,7 @@ class Penalized(Objective):
         self.max_depth = base.max_depth
 
     def edge_reward(self, model, parent_latent, action, out):
-        obs = predicted_observation(model, out.latent, self.describe())
+        obs = predicted_observation(model, out.latent, f"Penalized({self.penalty.name})")
         return self.base.edge_reward(model, parent_latent, action, out) - self.weight * self.penalty(obs)
 
     def leaf_value(self, model, out):

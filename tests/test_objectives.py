@@ -97,6 +97,10 @@ def test_objectives_over_observations_need_a_decoder():
         validate(ObservationValue(right_end), LineModel(decoder=False), (2,))
     with pytest.raises(ValueError, match="no observation decoder"):
         validate(Penalized(Learned(), right_end), LineModel(decoder=False), (2,))
+    from nets.config import NetConfig
+    from nets.model import build_model
+    with pytest.raises(ValueError, match="no observation decoder"):
+        validate(ObservationValue(right_end), build_model((4,), 2, NetConfig(), device="cpu"), (4,))
 
 
 def test_pessimistic_refuses_a_single_value_head():
