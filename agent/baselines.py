@@ -49,7 +49,7 @@ class NotApplicable(ValueError):
     """The algorithm cannot act in this environment (e.g. DQN on a continuous action space)."""
 
 
-def _wrapper_name(w) -> str:
+def wrapper_path(w) -> str:
     """Wrappers are stored by import path so that a checkpoint can rebuild its environment."""
     return w if isinstance(w, str) else f"{w.__module__}:{w.__qualname__}"
 
@@ -72,7 +72,7 @@ class Baseline:
         if algo not in _CLASSES:
             raise ValueError(f"Unknown baseline {algo!r}; choose one of {', '.join(sorted(ALGOS))}.")
         self.algo, self.env_id, self.seed = algo, env_id, int(seed)
-        self.env_module, self.wrappers = env_module, [_wrapper_name(w) for w in wrappers]
+        self.env_module, self.wrappers = env_module, [wrapper_path(w) for w in wrappers]
         self.tensorboard_log = tensorboard_log
         probe = envs.make(env_id, None, wrappers=self.wrappers, env_module=env_module, check=False)
         try:

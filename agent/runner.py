@@ -16,7 +16,7 @@ from typing import List, Optional, Sequence
 from tqdm.auto import tqdm
 
 import envs
-from agent.baselines import ALGOS, Baseline
+from agent.baselines import ALGOS, Baseline, NotApplicable, wrapper_path
 from agent.eval_hook import EvalRecord, PeriodicEval
 from agent.logger import RunLogger, run_dir_name, write_yaml
 
@@ -78,7 +78,7 @@ def train_run(algo: str, env_id: str, seed: int, steps: int, logdir: str | os.Pa
     done = int(getattr(model, "num_timesteps", 0)) if resume is not None else 0
     config = {"algo": algo, "env": env_id, "seed": int(seed), "steps": int(steps),
               "eval_interval": int(eval_interval), "eval_episodes": int(eval_episodes),
-              "device": device, "env_module": env_module, "wrappers": [str(w) for w in wrappers],
+              "device": device, "env_module": env_module, "wrappers": [wrapper_path(w) for w in wrappers],
               "resumed_from": str(resume) if resume else None, "checkpoint": CHECKPOINT[algo],
               **_hyperparameters(algo, env_id, model)}
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -116,24 +116,36 @@ def load_any(path: str | os.PathLike, device: str = "auto"):
     if path.suffix == ".zip":
         return Baseline.load(path, device=device)
     from agent.ez import EZAgent  # imported here: baselines work without the planner stack
-    return EZAgent.load(path)
+    return EZAgent.load(path, device=device)
 
 
 def _build(algo, env_id, seed, device, run_dir, overrides, env_module, wrappers):
     if algo != "ez":
         return Baseline(algo, env_id, seed=seed, device=device, tensorboard_log=run_dir,
                         hyperparams=overrides, env_module=env_module, wrappers=wrappers)
+    _check_planner_applicable(env_id, env_module, wrappers)
     from agent.config import resolve
     from agent.ez import EZAgent
     return EZAgent(env_id, config=resolve(env_id, overrides=overrides), seed=seed, device=device,
-                   tensorboard_log=run_dir)
+                   tensorboard_log=run_dir, env_module=env_module, wrappers=wrappers)
+
+
+def _check_planner_applicable(env_id, env_module, wrappers) -> None:
+    """The planner's space check, raised as NotApplicable so a comparison reports it as such."""
+    env = envs.make(env_id, None, wrappers=wrappers, env_module=env_module, check=False)
+    try:
+        envs.check_spaces(env, env_id)
+    except ValueError as e:
+        raise NotApplicable(f"ez does not apply to {env_id}: {e}") from e
+    finally:
+        env.close()
 
 
 def _load_for_training(algo, checkpoint, device, run_dir):
     if algo != "ez":
         return Baseline.load(checkpoint, device=device, tensorboard_log=run_dir)
     from agent.ez import EZAgent
-    return EZAgent.load(checkpoint)
+    return EZAgent.load(checkpoint, device=device, tensorboard_log=run_dir)
 
 
 def _hyperparameters(algo: str, env_id: str, model) -> dict:
