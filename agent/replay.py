@@ -42,7 +42,7 @@ class Unroll:
 
 class Replay:
     def __init__(self, capacity: int, obs_shape, num_actions: int, *, alpha: float = 0.6,
-                 eps: float = 1e-6):
+                 eps: float = 1e-6, obs_dtype=np.float32):
         if capacity < 1:
             raise ValueError(f"replay capacity must be >= 1, got {capacity}")
         self.capacity = int(capacity)
@@ -50,7 +50,7 @@ class Replay:
         self.alpha = float(alpha)
         self.eps = float(eps)
         n = self.capacity
-        self.obs = np.zeros((n, *obs_shape), dtype=np.float32)
+        self.obs = np.zeros((n, *obs_shape), dtype=obs_dtype)  # uint8 images stay uint8
         self.action = np.zeros(n, dtype=np.int64)
         self.reward = np.zeros(n, dtype=np.float32)
         self.policy = np.zeros((n, num_actions), dtype=np.float32)

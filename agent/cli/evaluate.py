@@ -1,0 +1,46 @@
+"""`python train.py eval --checkpoint PATH`: evaluate any run's checkpoint on the shared protocol.
+
+The episodes, seeds and environment are those every training run is evaluated with
+(agent/evaluation.py). For an ez checkpoint the objective flags (--objective, --value, ...)
+swap what the search maximizes before evaluating, with no retraining.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+from agent.evaluation import evaluate
+from agent.objective_args import add_objective_arguments, apply_objective_args, objective_from_args
+from agent.runner import load_any
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, metavar="PATH", help="model.pt, model.zip or a run directory")
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--seed", type=int, help="evaluation seed (default: the run's training seed)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    add_objective_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    agent = load_any(args.checkpoint, device=args.device)
+    is_ez = hasattr(agent, "set_objective")
+    if is_ez:
+        apply_objective_args(agent, args)
+    elif objective_from_args(args, 0.99) is not None or args.prior:
+        raise ValueError("objective flags apply to ez checkpoints only; a baseline has no search to steer")
+    seed = agent.seed if args.seed is None else args.seed
+    result = evaluate(lambda obs: agent.predict(obs, deterministic=True)[0], agent.env_id, seed,
+                      args.episodes, wrappers=agent.wrappers, check=is_ez)
+    report = {"checkpoint": str(args.checkpoint), "env_id": agent.env_id, "seed": seed,
+              "episodes": args.episodes, "mean_return": result.mean_return, "std_return": result.std_return,
+              "returns": result.returns.tolist(), "lengths": result.lengths.tolist()}
+    if is_ez:
+        report["objective"] = agent.objective.describe()
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"{agent.env_id} | {args.episodes} episodes | return {result.mean_return:.2f} "
+              f"± {result.std_return:.2f}" + (f" | objective: {report['objective']}" if is_ez else ""))
+    return 0

@@ -1,0 +1,192 @@
+"""The learner: sample a batch from replay, unroll the model K steps, and take one gradient step.
+
+Losses at every unroll step k = 0..K, against targets built from replay (agent/targets.py) and,
+for a fraction of the batch, fresh searches with the target network (agent/reanalyze.py):
+
+    policy       cross-entropy with the search's visit distribution      (acted states only)
+    value        categorical cross-entropy with the n-step target        (absorbing states: 0)
+    reward       categorical cross-entropy, k >= 1                       (absorbing states: 0)
+    consistency  negative cosine between the projected predicted latent and the stop-gradient
+                 projection of the real observation's latent, k >= 1     (EfficientZero's SimSiam)
+
+As in MuZero, losses of steps k >= 1 are scaled by 1/K and the gradient through the dynamics is
+halved at each step, so a long unroll does not dominate the representation's gradient. Each
+sample is weighted by its prioritized-replay importance weight; its new priority is the error of
+the predicted root value.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from agent.config import AgentConfig
+from agent.reanalyze import reanalyze_policies
+from agent.replay import Replay
+from agent.targets import value_targets
+from nets.support import scalar_to_support, support_cross_entropy
+
+
+@dataclass
+class Batch:
+    """Tensors on the model's device. K = unroll steps; masks are float 0/1."""
+
+    obs: torch.Tensor  # [B, K+1, *obs]  observations along the unroll (zeros where none)
+    obs_mask: torch.Tensor  # [B, K+1]  a real observation exists (consistency target)
+    actions: torch.Tensor  # [B, K]
+    target_value: torch.Tensor  # [B, K+1]
+    value_mask: torch.Tensor  # [B, K+1]
+    target_reward: torch.Tensor  # [B, K]
+    reward_mask: torch.Tensor  # [B, K]
+    target_policy: torch.Tensor  # [B, K+1, A]
+    policy_mask: torch.Tensor  # [B, K+1]
+    weights: torch.Tensor  # [B] importance-sampling weights
+    index: np.ndarray  # [B] replay indices (for priority updates)
+
+
+def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """Identity forward; gradient multiplied by `scale` backward."""
+    return x * scale + x.detach() * (1.0 - scale)
+
+
+class Learner:
+    def __init__(self, model, config: AgentConfig):
+        self.model = model
+        self.config = config
+        # The target network supplies bootstrap values and reanalyzed policies: a slowly moving
+        # copy, so that the targets do not chase the weights being trained on them.
+        self.target_model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.train_steps = 0
+        self.planned_steps = 1  # training steps the whole run will take (for the LR schedule)
+
+    # ------------------------------------------------------------------ schedule
+    def lr_at(self, step: int) -> float:
+        c = self.config
+        if step < c.lr_warmup_steps:
+            return c.lr * (step + 1) / c.lr_warmup_steps
+        if c.lr_schedule == "constant":
+            return c.lr
+        span = max(1, self.planned_steps - c.lr_warmup_steps)
+        progress = min(1.0, (step - c.lr_warmup_steps) / span)
+        floor = c.lr * c.lr_final_ratio
+        return floor + (c.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    # ------------------------------------------------------------------ batch
+    def make_batch(self, replay: Replay, objective, rng: np.random.Generator, env_steps: int,
+                   beta: float) -> Batch:
+        c = self.config
+        K = c.unroll_steps
+        index, weights = replay.sample(c.batch_size, beta, rng)
+        u = replay.unroll(index, K, rng)
+        slots = np.where(u.index >= 0, u.index, 0) % replay.capacity
+        stored = u.index >= 0
+
+        with torch.no_grad():
+            z, value_mask = value_targets(
+                replay, u, td_steps=c.td_steps, discount=c.discount, env_steps=env_steps,
+                correction_interval=c.td_correction_interval,
+                bootstrap=lambda obs: self.target_model.initial_inference(obs).value.cpu().numpy())
+
+        policy = replay.policy[slots]  # [B, K+1, A] what the acting search chose back then
+        n_fresh = int(round(c.reanalyze_fraction * c.batch_size))
+        redo = u.acted.copy()
+        redo[n_fresh:] = False  # sampling is random, so the first rows are a random subset
+        if redo.any():
+            policy[redo] = reanalyze_policies(self.target_model, objective, c.search,
+                                              replay.obs[slots[redo]], rng)
+        policy[~u.acted] = 1.0 / replay.num_actions  # uniform past the end; its loss is masked
+
+        obs = replay.obs[slots]
+        obs[~stored] = 0.0
+        rewards = u.rewards
+        reward_mask = u.reward_mask
+        if c.net.value_prefix_lstm:  # the LSTM predicts sums of rewards since the unroll start
+            rewards = np.cumsum(rewards, axis=1)
+            reward_mask = np.cumprod(reward_mask, axis=1).astype(bool)
+
+        dev = self.model.device
+        f = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32), device=dev)  # noqa: E731
+        return Batch(obs=f(obs), obs_mask=f(stored), actions=torch.as_tensor(u.actions, device=dev),
+                     target_value=f(z), value_mask=f(value_mask), target_reward=f(rewards),
+                     reward_mask=f(reward_mask), target_policy=f(policy), policy_mask=f(u.acted),
+                     weights=f(weights), index=index)
+
+    # ------------------------------------------------------------------ losses (the one unroll)
+    def losses(self, batch: Batch):
+        """Per-sample losses [B] by kind, and the root value error [B] (the new priority)."""
+        c, model = self.config, self.model
+        K = c.unroll_steps
+        vs, rs = c.net.value_support_size, c.net.reward_support_size
+
+        def value_loss(out, k):  # averaged over the value heads [B, E, S]
+            target = scalar_to_support(batch.target_value[:, k], vs).unsqueeze(1)
+            return support_cross_entropy(out.value_logits, target).mean(1) * batch.value_mask[:, k]
+
+        def policy_loss(out, k):
+            ce = -(batch.target_policy[:, k] * F.log_softmax(out.policy_logits, dim=-1)).sum(-1)
+            return ce * batch.policy_mask[:, k]
+
+        out = model.initial_inference(batch.obs[:, 0])
+        value_error = (out.value.detach() - batch.target_value[:, 0]).abs()
+        loss = {"value": value_loss(out, 0), "policy": policy_loss(out, 0),
+                "reward": torch.zeros_like(value_error), "consistency": torch.zeros_like(value_error)}
+        with torch.no_grad():  # latents of the real observations: the consistency targets
+            B = batch.obs.shape[0]
+            real = model.initial_inference(batch.obs[:, 1:].flatten(0, 1)).latent
+            target_proj = model.project(real, with_grad=False).view(B, K, -1)
+
+        latent, reward_state = out.latent, out.reward_state
+        for k in range(1, K + 1):
+            out = model.recurrent_inference(latent, batch.actions[:, k - 1], reward_state)
+            reward_target = scalar_to_support(batch.target_reward[:, k - 1], rs)
+            step = {
+                "value": value_loss(out, k),
+                "policy": policy_loss(out, k),
+                "reward": support_cross_entropy(out.reward_logits, reward_target) * batch.reward_mask[:, k - 1],
+                "consistency": -F.cosine_similarity(model.project(out.latent, with_grad=True),
+                                                    target_proj[:, k - 1], dim=-1) * batch.obs_mask[:, k],
+            }
+            for name, v in step.items():
+                loss[name] = loss[name] + v / K
+            latent, reward_state = scale_gradient(out.latent, 0.5), out.reward_state
+        return loss, value_error
+
+    # ------------------------------------------------------------------ one update
+    def train_step(self, batch: Batch) -> dict:
+        c = self.config
+        lr = self.lr_at(self.train_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        loss, value_error = self.losses(batch)
+        weighted = {k: (v * batch.weights).mean() for k, v in loss.items()}
+        total = (c.value_loss_weight * weighted["value"] + c.policy_loss_weight * weighted["policy"]
+                 + c.reward_loss_weight * weighted["reward"]
+                 + c.consistency_loss_weight * weighted["consistency"])
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.max_grad_norm)
+        self.optimizer.step()
+        self.model.eval()
+        self.train_steps += 1
+        if self.train_steps % c.target_update_interval == 0:
+            self.target_model.load_state_dict(self.model.state_dict())
+        stats = {f"loss/{k}": v.item() for k, v in weighted.items()}
+        stats.update({"loss/total": total.item(), "train/lr": lr, "train/grad_norm": grad_norm.item()})
+        return stats, value_error.cpu().numpy()
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        return {"target_model": self.target_model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "train_steps": self.train_steps, "planned_steps": self.planned_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.target_model.load_state_dict(state["target_model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.train_steps = int(state["train_steps"])
+        self.planned_steps = int(state["planned_steps"])

@@ -1,0 +1,87 @@
+#!/usr/bin/env python
+"""Sample efficiency and speed of the default ez agent on CartPole-v1.
+
+    python benchmarks/bench_cartpole.py --seeds 0,1,2 [--steps 20000] [--eval-interval 1000]
+
+Per seed: environment steps and wall-clock (training + evaluations) to the first evaluation whose
+mean return over 20 deterministic episodes is >= 475, the final evaluation's return, and the peak
+resident memory of the process. Each seed runs in its own process so that peak memory is its own.
+The last line is JSON. Figures only; nothing is asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+TARGET = 475.0
+
+
+def one_seed(args) -> dict:
+    import torch
+
+    from agent.config import resolve
+    from agent.eval_hook import PeriodicEval
+    from agent.ez import EZAgent
+
+    torch.set_num_threads(args.threads)
+    agent = EZAgent("CartPole-v1", resolve("CartPole-v1", sets=args.set), seed=args.seed, device="cpu")
+    hook = PeriodicEval("CartPole-v1", args.seed, args.eval_interval, args.eval_episodes, write=lambda s: None)
+    start = time.time()
+    solved = {}
+
+    def callback(env_steps, act):
+        res = hook(env_steps, act)
+        if res is not None:
+            print(f"  seed {args.seed} | steps {env_steps:6d} | return {res.mean_return:7.2f} | "
+                  f"{time.time() - start:6.1f}s", file=sys.stderr, flush=True)
+            if res.mean_return >= TARGET and not solved:
+                solved.update(steps=env_steps, seconds=round(time.time() - start, 1))
+                if args.stop_when_solved:
+                    return False
+        return None
+
+    agent.learn(args.steps, progress_bar=False, callback=callback)
+    final = hook.final(agent.num_timesteps, lambda obs: agent.predict(obs, deterministic=True)[0])
+    return {"seed": args.seed, "steps_to_475": solved.get("steps"), "seconds_to_475": solved.get("seconds"),
+            "env_steps": agent.num_timesteps, "final_return": round(final.mean_return, 2),
+            "total_seconds": round(time.time() - start, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--steps", type=int, default=20_000)
+    p.add_argument("--eval-interval", type=int, default=1_000)
+    p.add_argument("--eval-episodes", type=int, default=20)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override; repeatable")
+    p.add_argument("--stop-when-solved", action="store_true",
+                   help="stop a seed at its first evaluation >= 475 (final return is then that evaluation)")
+    p.add_argument("--seed", type=int, help=argparse.SUPPRESS)  # one seed, in a child process
+    args = p.parse_args()
+    if args.seed is not None:
+        print(json.dumps(one_seed(args)))
+        return
+    rows = []
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        cmd = [sys.executable, __file__, "--seed", str(seed), *sys.argv[1:]]
+        out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=os.environ).stdout
+        row = json.loads(out.strip().splitlines()[-1])
+        rows.append(row)
+        print(f"seed {seed}: steps to 475 {row['steps_to_475']}, {row['seconds_to_475']} s; "
+              f"final return {row['final_return']} at {row['env_steps']} steps; "
+              f"peak memory {row['peak_rss_mb']} MB", flush=True)
+    print(json.dumps({"benchmark": "cartpole", "target": TARGET, "seeds": rows}))
+
+
+if __name__ == "__main__":
+    main()

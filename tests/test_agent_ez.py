@@ -1,0 +1,149 @@
+"""EZAgent end to end on CartPole with tiny networks: learning, checkpoints, determinism, resume,
+Stable-Baselines3 compatibility, the command line and clear errors for bad inputs."""
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from agent.cli import main as cli_main
+from agent.config import resolve
+from agent.ez import EZAgent
+
+TINY = ["net.latent_dim=16", "net.hidden=[16]", "net.projection_hidden=16", "net.projection_dim=16",
+        "net.projection_head_hidden=8", "search.num_simulations=4", "num_envs=4", "batch_size=32",
+        "learning_starts=64", "replay_ratio=0.5", "lr=3e-3", "lr_warmup_steps=10",
+        "target_update_interval=20", "unroll_steps=3"]
+FIXED_OBS = np.array([[0.0, 0.0, 0.02, 0.0], [0.1, -0.3, -0.05, 0.4], [-0.2, 0.5, 0.1, -0.6]], np.float32)
+
+
+def tiny_agent(seed=0, tensorboard_log=None, extra=()):
+    return EZAgent("CartPole-v1", resolve("CartPole-v1", sets=TINY + list(extra)), seed=seed,
+                   device="cpu", tensorboard_log=tensorboard_log)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """One short training run shared by several tests (records the losses of every step)."""
+    agent = tiny_agent()
+    losses = []
+    step = agent._train_step
+    agent._train_step = lambda beta: losses.append(step(beta)) or losses[-1]
+    agent.learn(400, progress_bar=False)
+    agent._train_step = step
+    return agent, losses
+
+
+def test_short_training_lowers_the_losses_on_a_fixed_batch(trained):
+    agent, losses = trained
+    # training starts with the vector step that reaches learning_starts=64: 85 steps x 4 envs x 0.5
+    assert agent.num_timesteps == 400 and agent.learner.train_steps == 85 * 4 // 2
+    assert all(np.isfinite(s["loss/total"]) for s in losses)
+    rng = np.random.default_rng(123)
+    batch = agent.learner.make_batch(agent.replay, agent.objective, rng, agent.num_timesteps, beta=1.0)
+
+    def fixed_loss():
+        with torch.no_grad():
+            loss, _ = agent.learner.losses(batch)
+        return {k: float(v.mean()) for k, v in loss.items()}
+
+    before = fixed_loss()
+    for _ in range(60):
+        agent.learner.train_step(batch)
+    after = fixed_loss()
+    for k in ("value", "reward", "policy"):
+        assert after[k] < before[k], (k, before, after)
+    first = np.mean([s["loss/value"] + s["loss/reward"] for s in losses[:10]])
+    last = np.mean([s["loss/value"] + s["loss/reward"] for s in losses[-10:]])
+    assert last < first
+
+
+def test_checkpoint_reloads_to_identical_greedy_actions(trained, tmp_path):
+    agent, _ = trained
+    path = agent.save(tmp_path / "model.pt")
+    loaded = EZAgent.load(path, device="cpu")
+    assert loaded.num_timesteps == agent.num_timesteps
+    assert loaded.objective.describe() == agent.objective.describe()
+    assert loaded.config == agent.config
+    assert np.array_equal(loaded.predict(FIXED_OBS)[0], agent.predict(FIXED_OBS)[0])
+    single, state = loaded.predict(FIXED_OBS[0])
+    assert state is None and single.shape == () and single == agent.predict(FIXED_OBS)[0][0]
+
+
+def test_same_seed_same_losses_and_actions():
+    def run():
+        agent = tiny_agent(seed=3)
+        losses = []
+        step = agent._train_step
+        agent._train_step = lambda beta: losses.append(step(beta)["loss/total"]) or {"loss/total": losses[-1]}
+        agent.learn(160, progress_bar=False)
+        return losses, agent.predict(FIXED_OBS, deterministic=False)[0], agent.predict(FIXED_OBS)[0]
+
+    a, b = run(), run()
+    assert len(a[0]) > 0 and a[0] == b[0]
+    assert np.array_equal(a[1], b[1]) and np.array_equal(a[2], b[2])
+
+
+def test_sb3_evaluate_policy_accepts_the_agent(trained):
+    from stable_baselines3.common.evaluation import evaluate_policy
+    agent, _ = trained
+    from stable_baselines3.common.monitor import Monitor
+    mean, std = evaluate_policy(agent, Monitor(gym.make("CartPole-v1")), n_eval_episodes=2)
+    assert mean > 0
+
+
+def test_explain_reports_every_root_action(trained):
+    agent, _ = trained
+    out = agent.explain(FIXED_OBS[0])
+    assert [r["action"] for r in out["actions"]] == [0, 1]
+    assert sum(r["visits"] for r in out["actions"]) > 0 and "visits" in out["text"]
+
+
+def test_resume_continues_steps_optimizer_and_replay(tmp_path):
+    agent = tiny_agent(tensorboard_log=tmp_path)
+    agent.learn(160, progress_bar=False)
+    resumed = EZAgent.load(tmp_path / "resume.pt", device="cpu", tensorboard_log=tmp_path)
+    assert resumed.num_timesteps == 160 and resumed.replay.total == agent.replay.total
+    assert resumed.learner.train_steps == agent.learner.train_steps
+    assert resumed.learner.optimizer.state_dict()["state"].keys() == agent.learner.optimizer.state_dict()["state"].keys()
+    resumed.learn(80, progress_bar=False)
+    assert resumed.num_timesteps == 240 and resumed.learner.train_steps == agent.learner.train_steps + 40
+    assert EZAgent.load(tmp_path / "resume.pt").num_timesteps == 240
+
+
+def test_bad_inputs_raise_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="Unknown environment id"):
+        EZAgent("CartPol-v1")
+    with pytest.raises(ValueError, match="only supports Discrete"):
+        EZAgent("Pendulum-v1")
+    with pytest.raises(FileNotFoundError, match="No checkpoint"):
+        EZAgent.load(tmp_path / "missing.pt")
+    bad = tmp_path / "corrupt.pt"
+    bad.write_bytes(b"\x00garbage\xff" * 50)
+    with pytest.raises(ValueError, match="corrupt"):
+        EZAgent.load(bad)
+    with pytest.raises(ValueError, match="unknown config key 'search.num_simultions'.*num_simulations"):
+        resolve("CartPole-v1", sets=["search.num_simultions=5"])
+    with pytest.raises(ValueError, match="expects int"):
+        resolve("CartPole-v1", sets=["net.latent_dim=wide"])
+
+
+def test_cli_unknown_set_key_exits_with_message(capsys, tmp_path):
+    assert cli_main(["--steps", "8", "--logdir", str(tmp_path), "--set", "nope=1"]) == 2
+    assert "unknown config key 'nope'" in capsys.readouterr().err
+
+
+def test_cli_train_then_eval(tmp_path, capsys):
+    sets = [x for s in TINY for x in ("--set", s)]
+    rc = cli_main(["--steps", "96", "--eval-interval", "48", "--eval-episodes", "2", "--logdir", str(tmp_path),
+                   "--no-progress", *sets, "--set", "learning_starts=32"])
+    assert rc == 0
+    run = tmp_path / "ez_CartPole-v1_s0"
+    for name in ("config.yaml", "model.pt", "resume.pt", "evaluations.csv", "result.json"):
+        assert (run / name).exists(), name
+    assert list(run.glob("events.out.tfevents.*"))
+    capsys.readouterr()
+    assert cli_main(["eval", "--checkpoint", str(run / "model.pt"), "--episodes", "2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["episodes"] == 2 and report["mean_return"] > 0
