@@ -87,6 +87,8 @@ def train_run(algo: str, env_id: str, seed: int, steps: int, logdir: str | os.Pa
     logger = RunLogger(run_dir, verbose=verbose)  # its clock is the wall-clock axis: training + evals
     hook = PeriodicEval(env_id, seed, eval_interval, eval_episodes, logger=logger, wrappers=wrappers,
                         check=(algo == "ez"), write=tqdm.write)
+    if done:  # a resumed run continues the first session's evaluation grid (PeriodicEval has no
+        hook._next = (done // eval_interval + 1) * eval_interval  # start-step parameter yet)
     try:
         learn_kwargs = {"reset_num_timesteps": False} if (resume is not None and algo != "ez") else {}
         model.learn(max(0, int(steps) - done), progress_bar=progress_bar, callback=hook, **learn_kwargs)
