@@ -31,7 +31,7 @@ class RunSummary:
     final_mean_return: float
     final_std_return: float
     wall_clock_s: float
-    parameters: Optional[int]
+    parameters: int
     algo: str = ""
     env_id: str = ""
     seed: int = 0
@@ -69,13 +69,13 @@ def train_run(algo: str, env_id: str, seed: int, steps: int, logdir: str | os.Pa
     if env_module:
         envs.import_env_module(env_module)  # the eval envs are made in this process too
     run_dir = Path(logdir) / run_dir_name(algo, env_id, seed)
-    if resume is None:
-        _clear_previous_run(run_dir)
     if resume is not None:
-        model = _load_for_training(algo, resume, device, run_dir)
+        model = _load_for_training(algo, env_id, seed, resume, device, run_dir)
+        done = int(model.num_timesteps)
     else:
+        _clear_previous_run(run_dir)
         model = _build(algo, env_id, seed, device, run_dir, config_overrides, env_module, wrappers)
-    done = int(getattr(model, "num_timesteps", 0)) if resume is not None else 0
+        done = 0
     config = {"algo": algo, "env": env_id, "seed": int(seed), "steps": int(steps),
               "eval_interval": int(eval_interval), "eval_episodes": int(eval_episodes),
               "device": device, "env_module": env_module, "wrappers": [wrapper_path(w) for w in wrappers],
@@ -92,12 +92,12 @@ def train_run(algo: str, env_id: str, seed: int, steps: int, logdir: str | os.Pa
     try:
         learn_kwargs = {"reset_num_timesteps": False} if (resume is not None and algo != "ez") else {}
         model.learn(max(0, int(steps) - done), progress_bar=progress_bar, callback=hook, **learn_kwargs)
-        env_steps = int(getattr(model, "num_timesteps", steps))
+        env_steps = int(model.num_timesteps)
         final = hook.final(env_steps, lambda obs: model.predict(obs, deterministic=True)[0])
         model.save(run_dir / CHECKPOINT[algo])
         summary = RunSummary(run_dir=run_dir, history=list(hook.history), final_mean_return=final.mean_return,
                              final_std_return=final.std_return, wall_clock_s=hook.history[-1].wall_clock_s,
-                             parameters=_parameter_count(model), algo=algo, env_id=env_id, seed=int(seed),
+                             parameters=int(model.num_parameters), algo=algo, env_id=env_id, seed=int(seed),
                              env_steps=env_steps, config=config)
         summary.save(run_dir / RESULT_FILE)
     finally:
@@ -143,11 +143,17 @@ def _check_planner_applicable(env_id, env_module, wrappers) -> None:
         env.close()
 
 
-def _load_for_training(algo, checkpoint, device, run_dir):
+def _load_for_training(algo, env_id, seed, checkpoint, device, run_dir):
     if algo != "ez":
-        return Baseline.load(checkpoint, device=device, tensorboard_log=run_dir)
-    from agent.ez import EZAgent
-    return EZAgent.load(checkpoint, device=device, tensorboard_log=run_dir)
+        model = Baseline.load(checkpoint, device=device, tensorboard_log=run_dir)
+    else:
+        from agent.ez import EZAgent
+        model = EZAgent.load(checkpoint, device=device, tensorboard_log=run_dir)
+    found = (getattr(model, "algo", "ez"), model.env_id, model.seed)
+    if found != (algo, env_id, int(seed)):
+        raise ValueError(f"--resume {checkpoint} holds a {found[0]} run on {found[1]} with seed {found[2]}, "
+                         f"not {algo} on {env_id} with seed {seed}.")
+    return model
 
 
 def _hyperparameters(algo: str, env_id: str, model) -> dict:
@@ -155,12 +161,6 @@ def _hyperparameters(algo: str, env_id: str, model) -> dict:
         return {"hyperparameters": model.hyperparams.raw, "hyperparameters_source": model.hyperparams.source}
     return {"hyperparameters": model.config.to_dict(),
             "hyperparameters_source": f"agent/config.py preset for {env_id} + config overrides"}
-
-
-def _parameter_count(model) -> Optional[int]:
-    if hasattr(model, "num_parameters"):
-        return int(model.num_parameters)
-    return None
 
 
 def _clear_previous_run(run_dir: Path) -> None:

@@ -9,6 +9,7 @@ comparison keeps what finished, and `--resume` skips those runs.
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -153,7 +154,6 @@ def _finished_rows(job: Job) -> Optional[List[dict]]:
 
 def _run_extras(jobs: List[Job]) -> Dict[Tuple[str, int], dict]:
     """Per-run facts that are not in results.csv: parameter count and the audit's amplification."""
-    import json
     extras = {}
     for job in jobs:
         facts = {}

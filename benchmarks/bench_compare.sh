@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Sample efficiency of ez against the Stable-Baselines3 baselines on CartPole-v1: 3 seeds each, same
+# step budget, evaluation protocol and seeds, through `train.py compare`. Prints summary.md.
+#
+#   STEPS=20000 ALGOS=ez,ppo,dqn SEEDS=0,1,2 WORKERS=1 OUT=results/bench_compare benchmarks/bench_compare.sh
+#
+# Figures only; nothing is asserted. Wall-clock columns depend on the machine: name it when quoting them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STEPS="${STEPS:-20000}"
+OUT="${OUT:-results/bench_compare}"
+mkdir -p "$OUT"
+echo "machine: $(nproc) CPU cores, $(python3 -c 'import torch; print("CUDA " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")'), $(uname -sm)"
+python3 train.py compare --env CartPole-v1 --algos "${ALGOS:-ez,ppo,dqn}" --seeds "${SEEDS:-0,1,2}" \
+  --steps "$STEPS" --eval-interval "${EVAL_INTERVAL:-$((STEPS / 10))}" --eval-episodes 20 \
+  --workers "${WORKERS:-1}" --out "$OUT" ${RESUME:+--resume} > "$OUT/compare.log" 2>&1 \
+  || { tail -20 "$OUT/compare.log"; exit 1; }
+echo "log: $OUT/compare.log  curves: $OUT/curves.png  runs: $OUT/runs/"
+cat "$OUT/summary.md"
