@@ -33,7 +33,7 @@ from agent.logger import RunLogger
 from agent.replay import Replay
 from agent.selfplay import SelfPlay
 from nets import build_model, format_capacity_report, resolve_device
-from planners import search
+from planners.search import search
 from planners.config import SearchConfig
 from planners.objectives import Learned, Objective, ObjectiveNotRestorable, objective_from_spec
 from planners.plugins import validate

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from planners import search
+from planners.search import search
 from planners.config import SearchConfig
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from agent.replay import Replay
-from planners import search
+from planners.search import search
 
 
 class SelfPlay:
