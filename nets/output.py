@@ -25,6 +25,9 @@ class ModelOutput:
     # Exact (test) models only: learned latents have no terminal flag and no action mask.
     terminal: Optional[torch.Tensor] = None  # [B] bool: no transition leaves this state
     action_mask: Optional[torch.Tensor] = None  # [B, A] bool: legal actions in this state
+    # Value-prefix LSTM models only (NetConfig.value_prefix_lstm): the state to pass to the next
+    # `recurrent_inference` from this node; None elsewhere. See nets/model.py.
+    reward_state: Optional[torch.Tensor] = None  # [B, D]
 
     @property
     def batch_size(self) -> int:

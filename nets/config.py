@@ -1,0 +1,70 @@
+"""NetConfig: the few choices that shape the networks. Everything else is fixed in code."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Tuple
+
+from nets.budget import CapacityBudget
+
+FAMILIES = ("auto", "mlp", "conv")
+LATENT_NORMS = ("minmax", "layernorm")
+
+
+@dataclass
+class NetConfig:
+    family: str = "auto"  # "mlp" (vector obs), "conv" (image obs [C, H, W]) or "auto" (from obs rank)
+    latent_dim: int = 64  # MLP latent width
+    hidden: Tuple[int, ...] = (64,)  # MLP hidden widths inside each network
+    conv_channels: int = 64  # channels of the conv latent (EfficientZero: 64 at 6x6)
+    conv_blocks: int = 1  # residual blocks in each conv network
+    conv_downsample: bool = True  # EfficientZero's /16 downsampling (96x96 -> 6x6); off for tiny images
+    value_support_size: int = 20  # value bins -S..S over h(x); 20 covers |returns| up to ~420
+    reward_support_size: int = 10  # reward bins; 10 covers |reward| up to ~117
+    # Per-sample latent normalization: EfficientZero's min-max to [0, 1], or LayerNorm (no affine).
+    latent_norm: str = "minmax"
+    use_decoder: bool = False  # decode(latent) -> predicted observation (MLP family)
+    num_value_heads: int = 1  # >1: an ensemble of independent value heads (pessimistic objectives)
+    # EfficientZero's value-prefix LSTM in place of the per-step reward head (recurrent: the budget
+    # refuses it unless budget.allow_recurrence). See nets/model.py for how its state is carried.
+    value_prefix_lstm: bool = False
+    lstm_hidden: int = 64
+    projection_hidden: int = 64  # SimSiam consistency projection (EfficientZero Atari: 1024)
+    projection_dim: int = 64  # (1024)
+    projection_head_hidden: int = 32  # its prediction head's hidden width (512)
+    budget: CapacityBudget = field(default_factory=CapacityBudget)
+
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ValueError(f"NetConfig.family must be one of {FAMILIES}, got {self.family!r}")
+        if self.latent_norm not in LATENT_NORMS:
+            raise ValueError(f"NetConfig.latent_norm must be one of {LATENT_NORMS}, got {self.latent_norm!r}")
+        if self.num_value_heads < 1:
+            raise ValueError(f"NetConfig.num_value_heads must be >= 1, got {self.num_value_heads}")
+        if min(self.value_support_size, self.reward_support_size) < 1:
+            raise ValueError("NetConfig value_support_size and reward_support_size must be >= 1")
+        self.hidden = tuple(int(h) for h in self.hidden)  # lists arrive from YAML / JSON
+        if isinstance(self.budget, dict):
+            self.budget = CapacityBudget(**self.budget)
+
+    @classmethod
+    def atari(cls, **overrides) -> "NetConfig":
+        """EfficientZero's Atari networks (6x6x64 latent, 601-bin supports, 1024-wide projection),
+        with a budget that admits exactly that size class."""
+        settings = dict(family="conv", conv_channels=64, conv_blocks=1, value_support_size=300,
+                        reward_support_size=300, projection_hidden=1024, projection_dim=1024,
+                        projection_head_hidden=512,
+                        budget=CapacityBudget(max_network_params=1_000_000, max_core_params=2_000_000,
+                                              max_projection_params=5_000_000))
+        settings.update(overrides)
+        return cls(**settings)
+
+    def to_dict(self) -> dict:
+        """Plain types only (for YAML / checkpoints); `NetConfig(**d)` reads it back."""
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    def resolve_family(self, obs_shape: Tuple[int, ...]) -> str:
+        if self.family != "auto":
+            return self.family
+        return "conv" if len(obs_shape) == 3 else "mlp"

@@ -1,0 +1,165 @@
+"""The Model: representation h, dynamics g, prediction f, consistency projection, optional decoder.
+
+    initial_inference(obs)              = f(h(obs)),            reward 0
+    recurrent_inference(latent, action) = f(g(latent, action)), reward of that transition
+
+Both return a `ModelOutput` of tensors on the model's device, with reward and value decoded to
+scalars and their logits kept for the losses.
+
+Value-prefix LSTM (NetConfig.value_prefix_lstm, off by default; the budget refuses it unless
+budget.allow_recurrence): EfficientZero predicts the *value prefix* (sum of rewards since a reset)
+with an LSTM that runs along an unroll. Its state travels explicitly: every output carries
+`reward_state`, to be passed to the next `recurrent_inference` from that node; passing None means
+"reset" (the learner resets at each unroll start, the search at each root - the root's
+`initial_inference` output holds the zero state). Then `reward_logits` are value-prefix logits (the
+learner's targets are cumulative sums of rewards since the reset), while `reward` stays the
+per-step reward (this prefix minus the parent's), so objectives and the search need no change
+beyond storing `reward_state` per node.
+"""
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from nets.budget import CapacityRow, capacity_rows, check_budget
+from nets.config import NetConfig
+from nets.conv import ConvDynamics, ConvPrediction, ConvRepresentation, latent_spatial_shape
+from nets.mlp import ConsistencyProjection, MLPDecoder, MLPDynamics, MLPPrediction, MLPRepresentation
+from nets.output import ModelOutput
+from nets.support import support_to_scalar
+
+ArrayLike = "np.ndarray | torch.Tensor"
+
+
+def resolve_device(device: "str | torch.device") -> torch.device:
+    """"auto" picks CUDA when there is one, else the CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Model(nn.Module):
+    def __init__(self, obs_shape: Tuple[int, ...], num_actions: int, config: NetConfig):
+        super().__init__()
+        self.obs_shape = tuple(int(d) for d in obs_shape)
+        self.num_actions = int(num_actions)
+        self.config = config
+        self.family = config.resolve_family(self.obs_shape)
+        if self.family == "conv":
+            if len(self.obs_shape) != 3:
+                raise ValueError(f"the conv family needs image observations [C, H, W], got shape {self.obs_shape}")
+            if config.use_decoder:
+                raise ValueError("NetConfig.use_decoder is supported by the MLP family only")
+            spatial = latent_spatial_shape(self.obs_shape, config)
+            self.latent_shape = (config.conv_channels, *spatial)
+            self.representation = ConvRepresentation(self.obs_shape, config)
+            self.dynamics = ConvDynamics(self.num_actions, spatial, config)
+            self.prediction = ConvPrediction(self.num_actions, spatial, config)
+            self.decoder = None
+        else:
+            self.latent_shape = (config.latent_dim,)
+            self.representation = MLPRepresentation(self.obs_shape, config)
+            self.dynamics = MLPDynamics(self.num_actions, config)
+            self.prediction = MLPPrediction(self.num_actions, config)
+            self.decoder = MLPDecoder(self.obs_shape, config) if config.use_decoder else None
+        self.projection = ConsistencyProjection(math.prod(self.latent_shape), config.projection_hidden,
+                                                config.projection_dim, config.projection_head_hidden)
+        check_budget(self.capacity_report(), config.budget)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def has_decoder(self) -> bool:
+        return self.decoder is not None
+
+    def capacity_report(self) -> List[CapacityRow]:
+        """One row per network: parameters, depth, stateful. See `format_capacity_report`."""
+        networks = {"representation": self.representation, "dynamics": self.dynamics,
+                    "prediction": self.prediction, "projection": self.projection}
+        if self.decoder is not None:
+            networks["decoder"] = self.decoder
+        return capacity_rows(networks)
+
+    # ----------------------------------------------------------------- inference
+
+    def initial_inference(self, obs: ArrayLike) -> ModelOutput:
+        """obs [B, *obs_shape] (numpy or tensor, any device) -> root outputs; reward is 0."""
+        obs = torch.as_tensor(obs, device=self.device)
+        if tuple(obs.shape[1:]) != self.obs_shape or obs.dim() != len(self.obs_shape) + 1:
+            raise ValueError(f"initial_inference expects a batch of observations [B, {', '.join(map(str, self.obs_shape))}], "
+                             f"got shape {tuple(obs.shape)}")
+        latent = self.representation(obs)
+        batch = latent.shape[0]
+        reward_state = None
+        if self.dynamics.reward.state_size:
+            reward_state = latent.new_zeros(batch, self.dynamics.reward.state_size + 1)
+        return self._predict(latent, latent.new_zeros(batch), None, reward_state, "initial_inference")
+
+    def recurrent_inference(self, latent: torch.Tensor, action: ArrayLike,
+                            reward_state: Optional[torch.Tensor] = None) -> ModelOutput:
+        """(latent [B, *latent_shape], action [B] ints) -> outputs at the next latent.
+
+        `reward_state` matters only with the value-prefix LSTM (see the module docstring).
+        """
+        action = torch.as_tensor(action, device=self.device).long().reshape(-1)
+        if action.shape[0] != latent.shape[0]:
+            raise ValueError(f"recurrent_inference got {latent.shape[0]} latents but {action.shape[0]} actions")
+        lstm_state, parent_prefix = None, None
+        if reward_state is not None and self.dynamics.reward.state_size:
+            lstm_state, parent_prefix = reward_state[:, :-1], reward_state[:, -1]
+        next_latent, reward_logits, lstm_state = self.dynamics(latent, action, lstm_state)
+        reward = support_to_scalar(reward_logits)
+        next_reward_state = None
+        if lstm_state is not None:
+            prefix = reward
+            reward = prefix if parent_prefix is None else prefix - parent_prefix
+            next_reward_state = torch.cat([lstm_state, prefix.unsqueeze(1)], dim=1)
+        return self._predict(next_latent, reward, reward_logits, next_reward_state, "recurrent_inference")
+
+    def _predict(self, latent, reward, reward_logits, reward_state, call: str) -> ModelOutput:
+        policy_logits, value_logits = self.prediction(latent)
+        value_ensemble = support_to_scalar(value_logits)
+        value = value_ensemble.mean(dim=1)
+        # One host sync per call; a diverged network must fail loudly, not steer the search.
+        if not bool(torch.isfinite(value).all() & torch.isfinite(reward).all()
+                    & torch.isfinite(policy_logits).all()):
+            raise FloatingPointError(
+                f"Model.{call}: the network produced NaN or inf in its value, reward or policy output "
+                f"(training has probably diverged: lower the learning rate or clip gradients)")
+        return ModelOutput(latent=latent, reward=reward, value=value, policy_logits=policy_logits,
+                           reward_logits=reward_logits, value_logits=value_logits,
+                           value_ensemble=value_ensemble, reward_state=reward_state)
+
+    # ----------------------------------------------------------------- learner helpers
+
+    def project(self, latent: torch.Tensor, with_grad: bool) -> torch.Tensor:
+        """Consistency projection [B, projection_dim].
+
+        with_grad=True: the online branch, projection then prediction head (for predicted latents).
+        with_grad=False: the target branch, projection only, under no_grad (for the latents of the
+        real next observations). The learner minimizes the negative cosine similarity of the two.
+        """
+        return self.projection(latent, with_grad)
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """Predicted observation [B, *obs_shape] for each latent."""
+        if self.decoder is None:
+            raise RuntimeError("this model has no observation decoder: build it with NetConfig.use_decoder=True")
+        return self.decoder(latent)
+
+    def reconstruction_loss(self, latent: torch.Tensor, obs: ArrayLike) -> torch.Tensor:
+        """Mean squared error of decode(latent) against obs, per sample: shape [B]."""
+        target = torch.as_tensor(obs, device=self.device).float()
+        return (self.decode(latent) - target).pow(2).flatten(1).mean(dim=1)
+
+
+def build_model(obs_space_shape: Tuple[int, ...], num_actions: int, config: Optional[NetConfig] = None,
+                device: "str | torch.device" = "auto") -> Model:
+    """Build, check against `config.budget`, and move to `device` ("auto": CUDA if available)."""
+    return Model(obs_space_shape, num_actions, config or NetConfig()).to(resolve_device(device))

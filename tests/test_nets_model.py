@@ -1,0 +1,246 @@
+import itertools
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nets import CapacityBudget, ModelOutput, NetConfig, build_model, format_capacity_report
+from nets.conv import downsampled_size
+from nets.support import scalar_to_support, support_cross_entropy
+
+SMALL_CONV = dict(family="conv", conv_channels=16, conv_blocks=1, projection_hidden=32,
+                  projection_dim=32, projection_head_hidden=16)
+
+
+def cartpole_model(**kw):
+    return build_model((4,), 2, NetConfig(**kw), device="cpu")
+
+
+# ------------------------------------------------------------------ shapes
+
+
+def test_mlp_shapes_and_root_reward_is_zero():
+    model = cartpole_model()
+    out = model.initial_inference(np.random.randn(5, 4).astype(np.float32))
+    assert isinstance(out, ModelOutput)
+    assert out.latent.shape == (5, 64) and model.latent_shape == (64,)
+    assert out.policy_logits.shape == (5, 2)
+    assert out.value.shape == (5,) and out.value_ensemble.shape == (5, 1)
+    assert out.value_logits.shape == (5, 1, 41)
+    assert torch.equal(out.reward, torch.zeros(5)) and out.reward_logits is None
+    nxt = model.recurrent_inference(out.latent, torch.tensor([0, 1, 0, 1, 1]))
+    assert nxt.latent.shape == (5, 64) and nxt.reward.shape == (5,) and nxt.reward_logits.shape == (5, 21)
+    assert nxt.reward_state is None
+
+
+@pytest.mark.parametrize("norm", ["minmax", "layernorm"])
+def test_latent_normalization(norm):
+    out = cartpole_model(latent_norm=norm).initial_inference(torch.randn(8, 4) * 100)
+    if norm == "minmax":
+        assert out.latent.min() >= 0 and out.latent.max() <= 1
+        assert torch.allclose(out.latent.max(dim=1).values, torch.ones(8))
+    else:
+        assert torch.allclose(out.latent.mean(dim=1), torch.zeros(8), atol=1e-5)
+
+
+def test_conv_shapes_on_small_images():
+    model = build_model((6, 32, 32), 4, NetConfig(**SMALL_CONV), device="cpu")
+    obs = torch.randint(0, 256, (3, 6, 32, 32), dtype=torch.uint8)
+    out = model.initial_inference(obs)
+    assert out.latent.shape == (3, 16, 2, 2) == (3, *model.latent_shape)
+    nxt = model.recurrent_inference(out.latent, torch.tensor([0, 3, 2]))
+    assert nxt.latent.shape == out.latent.shape
+    assert nxt.policy_logits.shape == (3, 4) and nxt.value.shape == (3,)
+    assert model.project(nxt.latent, with_grad=True).shape == (3, 32)
+
+
+def test_conv_atari_shape_downsamples_96_to_6():
+    assert downsampled_size(96) == 6
+    model = build_model((12, 96, 96), 18, NetConfig.atari(), device="cpu")
+    assert model.latent_shape == (64, 6, 6)
+    with torch.no_grad():
+        out = model.initial_inference(np.zeros((1, 12, 96, 96), dtype=np.uint8))
+    assert out.latent.shape == (1, 64, 6, 6) and out.value_logits.shape == (1, 1, 601)
+
+
+def test_family_auto_follows_observation_rank():
+    assert build_model((4,), 2, device="cpu").family == "mlp"
+    assert build_model((3, 16, 16), 2, NetConfig(**{**SMALL_CONV, "family": "auto"}), device="cpu").family == "conv"
+
+
+def test_wrong_observation_shape_is_refused():
+    with pytest.raises(ValueError, match=r"\[B, 4\]"):
+        cartpole_model().initial_inference(torch.randn(4))
+
+
+def test_value_ensemble_mean():
+    model = cartpole_model(num_value_heads=3)
+    out = model.initial_inference(torch.randn(2, 4))
+    assert out.value_logits.shape == (2, 3, 41) and out.value_ensemble.shape == (2, 3)
+    assert torch.allclose(out.value, out.value_ensemble.mean(dim=1))
+    assert out.value_ensemble.std(dim=1).min() > 0  # independent heads actually differ
+
+
+# ------------------------------------------------------------------ projection and decoder
+
+
+def test_projection_target_branch_has_no_grad_and_no_head():
+    model = cartpole_model()
+    latent = model.initial_inference(torch.randn(4, 4)).latent
+    online, target = model.project(latent, with_grad=True), model.project(latent, with_grad=False)
+    assert online.shape == target.shape == (4, 64)
+    assert online.requires_grad and not target.requires_grad
+    assert torch.allclose(target, model.projection.projection(latent))
+
+
+def test_decoder_and_reconstruction_loss():
+    model = cartpole_model(use_decoder=True)
+    obs = torch.randn(6, 4)
+    latent = model.initial_inference(obs).latent
+    assert model.decode(latent).shape == (6, 4)
+    loss = model.reconstruction_loss(latent, obs.numpy())
+    assert loss.shape == (6,) and (loss >= 0).all()
+    assert "decoder" in format_capacity_report(model.capacity_report())
+    with pytest.raises(RuntimeError, match="use_decoder"):
+        cartpole_model().decode(latent)
+
+
+# ------------------------------------------------------------------ budget
+
+
+def test_capacity_report_cartpole_default_is_under_100k():
+    rows = cartpole_model().capacity_report()
+    assert [r.network for r in rows] == ["representation", "dynamics", "prediction", "projection"]
+    assert sum(r.parameters for r in rows[:3]) < 100_000
+    assert all(r.depth >= 2 and not r.stateful for r in rows)
+    table = format_capacity_report(rows)
+    assert "core total" in table and "stateful" in table
+
+
+def test_over_budget_network_is_refused_with_the_key_to_change():
+    # Representation (4,480) fits under 10,000; dynamics (13,973) does not.
+    with pytest.raises(ValueError, match=r"'dynamics' has 13,973 parameters, over the limit of 10,000.*max_network_params"):
+        cartpole_model(budget=CapacityBudget(max_network_params=10_000, max_core_params=10**9))
+    with pytest.raises(ValueError, match=r"'representation' has"):
+        cartpole_model(hidden=(512, 512))
+    with pytest.raises(ValueError, match="max_core_params"):
+        cartpole_model(budget=CapacityBudget(max_core_params=10_000))
+    with pytest.raises(ValueError, match="'projection'.*max_projection_params"):
+        cartpole_model(projection_hidden=1024)
+
+
+def test_recurrence_is_refused_unless_allowed():
+    with pytest.raises(ValueError, match="recurrent.*allow_recurrence"):
+        cartpole_model(value_prefix_lstm=True)
+    model = cartpole_model(value_prefix_lstm=True, budget=CapacityBudget(allow_recurrence=True))
+    dynamics = next(r for r in model.capacity_report() if r.network == "dynamics")
+    assert dynamics.stateful
+
+
+def test_value_prefix_state_is_carried_and_reward_is_per_step():
+    model = cartpole_model(value_prefix_lstm=True, budget=CapacityBudget(allow_recurrence=True))
+    root = model.initial_inference(torch.randn(3, 4))
+    assert root.reward_state.shape == (3, 2 * 64 + 1) and not root.reward_state.any()
+    a = torch.tensor([0, 1, 1])
+    first = model.recurrent_inference(root.latent, a, root.reward_state)
+    assert torch.allclose(first.reward, model.recurrent_inference(root.latent, a).reward)  # None == reset
+    second = model.recurrent_inference(first.latent, a, first.reward_state)
+    prefix_second = second.reward_state[:, -1]
+    assert torch.allclose(second.reward, prefix_second - first.reward_state[:, -1], atol=1e-5)
+    assert second.index(torch.tensor([2])).reward_state.shape == (1, 129)
+
+
+# ------------------------------------------------------------------ training signals
+
+
+@pytest.mark.parametrize("family", ["mlp", "conv"])
+def test_gradient_flows_through_a_k_step_unroll(family):
+    if family == "mlp":
+        model, obs, actions = cartpole_model(), torch.randn(4, 4), 2
+    else:
+        model, obs, actions = build_model((3, 16, 16), 3, NetConfig(**SMALL_CONV), device="cpu"), \
+            torch.rand(4, 3, 16, 16), 3
+    out = model.initial_inference(obs)
+    for _ in range(5):
+        out = model.recurrent_inference(out.latent, torch.randint(0, actions, (4,)))
+    # A loss at the last step only must reach the representation through five dynamics steps.
+    (out.value.sum() + out.reward.sum() + out.policy_logits.sum()
+     + model.project(out.latent, True).sum()).backward()
+    for name in ("representation", "dynamics", "prediction"):
+        grads = [p.grad for p in getattr(model, name).parameters()]
+        assert all(g is not None for g in grads), name
+        assert sum(g.abs().sum() for g in grads) > 0, name
+
+
+def test_fits_a_known_deterministic_chain():
+    """Five states in a line, actions left/right, reward 1 for stepping onto the right end.
+    Representation + dynamics must predict next observations (via the decoder) and rewards over a
+    3-step unroll."""
+    torch.manual_seed(0)
+    n, unroll, batch = 5, 3, 64
+    model = build_model((n,), 2, NetConfig(use_decoder=True), device="cpu")
+    optim = torch.optim.Adam(model.parameters(), lr=3e-3)
+    eye = torch.eye(n)
+
+    def step(state, action):
+        nxt = (state + 2 * action - 1).clamp(0, n - 1)
+        return nxt, ((nxt == n - 1) & (state != n - 1)).float()
+
+    losses = []
+    for _ in range(400):  # 200 suffices for some seeds, not all (min-max latents)
+        state = torch.randint(0, n, (batch,))
+        out = model.initial_inference(eye[state])
+        loss = torch.zeros(())
+        for _ in range(unroll):
+            action = torch.randint(0, 2, (batch,))
+            state, reward = step(state, action)
+            out = model.recurrent_inference(out.latent, action)
+            loss = loss + model.reconstruction_loss(out.latent, eye[state]).mean() \
+                + support_cross_entropy(out.reward_logits, scalar_to_support(reward, 10)).mean()
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        losses.append(loss.item())
+    start, end = np.mean(losses[:10]), np.mean(losses[-10:])
+    assert end < 0.2 * start, (start, end)
+    # Every start state under every 3-action sequence: the unrolled latents decode to the right
+    # state and the predicted rewards are right to within 0.3.
+    with torch.no_grad():
+        for seq in itertools.product((0, 1), repeat=unroll):
+            state = torch.arange(n)
+            out = model.initial_inference(eye[state])
+            for a in seq:
+                action = torch.full((n,), a)
+                state, reward = step(state, action)
+                out = model.recurrent_inference(out.latent, action)
+                assert torch.equal(model.decode(out.latent).argmax(dim=1), state), (seq, "decode")
+                assert (out.reward - reward).abs().max() < 0.3, (seq, out.reward - reward)
+
+
+# ------------------------------------------------------------------ failures and devices
+
+
+def test_nan_output_raises():
+    model = cartpole_model()
+    with torch.no_grad():
+        model.prediction.value.heads[0][-1].bias.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="NaN"):
+        model.initial_inference(torch.randn(2, 4))
+
+
+def test_device_handling():
+    model = build_model((4,), 2, device="auto")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert model.device.type == expected
+    out = model.initial_inference(np.zeros((2, 4), dtype=np.float64))  # numpy, float64: converted
+    nxt = model.recurrent_inference(out.latent, np.array([0, 1]))  # numpy actions accepted
+    for t in (out.latent, out.value, out.reward, nxt.latent, nxt.reward, nxt.policy_logits):
+        assert t.device.type == expected
+    assert nxt.latent.dtype == torch.float32
+
+
+def test_config_round_trips_through_a_dict():
+    config = NetConfig(hidden=(32, 32), budget=CapacityBudget(max_core_params=50_000))
+    again = NetConfig(**config.to_dict())
+    assert again == config and isinstance(again.budget, CapacityBudget)
