@@ -20,8 +20,13 @@ class NetConfig:
     conv_downsample: bool = True  # EfficientZero's /16 downsampling (96x96 -> 6x6); off for tiny images
     value_support_size: int = 20  # value bins -S..S over h(x); 20 covers |returns| up to ~420
     reward_support_size: int = 10  # reward bins; 10 covers |reward| up to ~117
-    # Per-sample latent normalization: EfficientZero's min-max to [0, 1], or LayerNorm (no affine).
-    latent_norm: str = "minmax"
+    # Per-sample latent normalization: LayerNorm without affine parameters (default), or
+    # EfficientZero's min-max to [0, 1]. LayerNorm is the default because it fitted dynamics better
+    # in benchmarks/bench_nets.py (MLP, CartPole-sized): held-out 5-step MSE on real CartPole-v1
+    # transitions about 3x lower, and a lower loss on a deterministic chain, for every seed tried.
+    # Min-max passes gradient to the latent's scale only through its min and max entries.
+    # The conv family was not measured: NetConfig.atari() keeps EfficientZero's min-max.
+    latent_norm: str = "layernorm"
     use_decoder: bool = False  # decode(latent) -> predicted observation (MLP family)
     num_value_heads: int = 1  # >1: an ensemble of independent value heads (pessimistic objectives)
     # EfficientZero's value-prefix LSTM in place of the per-step reward head (recurrent: the budget
@@ -50,7 +55,7 @@ class NetConfig:
     def atari(cls, **overrides) -> "NetConfig":
         """EfficientZero's Atari networks (6x6x64 latent, 601-bin supports, 1024-wide projection),
         with a budget that admits exactly that size class."""
-        settings = dict(family="conv", conv_channels=64, conv_blocks=1, value_support_size=300,
+        settings = dict(family="conv", latent_norm="minmax", conv_channels=64, conv_blocks=1, value_support_size=300,
                         reward_support_size=300, projection_hidden=1024, projection_dim=1024,
                         projection_head_hidden=512,
                         budget=CapacityBudget(max_network_params=1_000_000, max_core_params=2_000_000,

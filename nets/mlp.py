@@ -30,8 +30,8 @@ class LatentNorm(nn.Module):
     """Per-sample normalization of a latent over all its non-batch dimensions.
 
     "minmax" is EfficientZero's scaling to [0, 1]: it bounds the latent so that repeated dynamics
-    steps cannot drift it to ever larger magnitudes. "layernorm" (no affine parameters) bounds it
-    to zero mean and unit variance instead. Neither has parameters or state, so a latent means the
+    steps cannot drift it to ever larger magnitudes. "layernorm" (no affine parameters, the MLP
+    default: see NetConfig.latent_norm) bounds it to zero mean and unit variance instead. Neither has parameters or state, so a latent means the
     same thing whatever batch it is computed in.
     """
 
