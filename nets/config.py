@@ -22,8 +22,9 @@ class NetConfig:
     reward_support_size: int = 10  # reward bins; 10 covers |reward| up to ~117
     # Per-sample latent normalization: LayerNorm without affine parameters (default), or
     # EfficientZero's min-max to [0, 1]. LayerNorm is the default because it fitted dynamics better
-    # in benchmarks/bench_nets.py (MLP, CartPole-sized): held-out 5-step MSE on real CartPole-v1
-    # transitions about 3x lower, and a lower loss on a deterministic chain, for every seed tried.
+    # in benchmarks/bench_nets.py (MLP, CartPole-sized, 5 seeds): held-out 5-step MSE on real
+    # CartPole-v1 transitions 0.0057 vs 0.0097 after 1500 updates (0.0084 vs 0.0284 after 500), and
+    # 0.196 vs 0.353 loss on a deterministic chain after 200 updates, with a smaller seed spread.
     # Min-max passes gradient to the latent's scale only through its min and max entries.
     # The conv family was not measured: NetConfig.atari() keeps EfficientZero's min-max.
     latent_norm: str = "layernorm"
