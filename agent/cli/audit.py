@@ -1,0 +1,44 @@
+"""`python train.py audit --checkpoint PATH --episodes 20`: how much competence comes from the search.
+
+Evaluates the policy prior alone, one-step greedy lookahead on the learned value, and the full
+search on the same episodes, prints the search amplification (definition in agent/audit.py) and
+the capacity report. `--write` puts audit.json in the checkpoint's run directory (where `train.py
+compare` reads it); `--out FILE.json` writes it elsewhere.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+from agent.audit import format_audit, run_audit, write_audit
+from agent.objective_args import add_objective_arguments, apply_objective_args
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, metavar="PATH", help="an ez model.pt or its run directory")
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--seed", type=int, help="evaluation seed (default: the run's training seed)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--write", action="store_true",
+                        help="write audit.json in the checkpoint's run directory (read by train.py compare)")
+    parser.add_argument("--out", metavar="FILE", help="write the JSON report to FILE (a .json path or a folder)")
+    add_objective_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from agent.ez import EZAgent
+    agent = EZAgent.load(args.checkpoint, device=args.device)
+    apply_objective_args(agent, args)
+    if args.episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
+    report = run_audit(agent, agent.env_id, agent.seed if args.seed is None else args.seed, args.episodes)
+    report["checkpoint"] = str(args.checkpoint)
+    path = None
+    if args.out or args.write:
+        path = write_audit(report, args.out or args.checkpoint)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(format_audit(report) + (f"\n\nwrote {path}" if path else ""))
+    return 0

@@ -1,0 +1,56 @@
+"""`python train.py explain --checkpoint PATH [--obs JSON] [--json]`: what one search considered.
+
+Prints the root table (visits, prior, predicted reward, Q and its parts under the objective), the
+principal variation with predicted observations when the model has a decoder, the objective and
+the capacity report. The objective flags (--objective, --value, --prior, ...) apply first, so the
+same observation can be explained under a swapped objective.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+import envs
+from agent.evaluation import eval_seed
+from agent.explain import explain, format_explanation
+from agent.objective_args import add_objective_arguments, apply_objective_args
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, metavar="PATH", help="an ez model.pt or its run directory")
+    parser.add_argument("--obs", metavar="JSON",
+                        help="the observation, a JSON list (default: the first observation of evaluation "
+                             "episode 0 of --seed)")
+    parser.add_argument("--seed", type=int, help="evaluation seed for the default observation (default: the run's)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    add_objective_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from agent.ez import EZAgent
+    agent = EZAgent.load(args.checkpoint, device=args.device)
+    apply_objective_args(agent, args)
+    obs = _observation(agent, args)
+    report = explain(agent, obs)
+    print(json.dumps(report) if args.json else format_explanation(report))
+    return 0
+
+
+def _observation(agent, args) -> np.ndarray:
+    if args.obs is not None:
+        try:
+            obs = np.asarray(json.loads(args.obs), dtype=agent.obs_dtype)
+        except (json.JSONDecodeError, TypeError, ValueError) as e:
+            raise ValueError(f"--obs must be a JSON list of numbers, got {args.obs!r} ({e})") from e
+        if obs.shape != agent.obs_shape:
+            raise ValueError(f"--obs has shape {obs.shape}, but {agent.env_id} observations have shape "
+                             f"{agent.obs_shape}")
+        return obs
+    env = envs.make(agent.env_id, None, wrappers=agent.wrappers, env_module=agent.env_module)
+    seed = agent.seed if args.seed is None else args.seed
+    obs, _ = env.reset(seed=eval_seed(seed))
+    env.close()
+    return obs

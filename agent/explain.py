@@ -1,0 +1,120 @@
+"""What one search considered, for a person: the root table and the principal variation.
+
+`explain(agent, obs)` runs the agent's greedy search (no root noise, as evaluation does) at one
+observation and returns a JSON-friendly dict; `format_explanation(d)` renders it as text:
+
+  * the objective's description and the prior setting (what the search maximized, and how much
+    the learned prior steered it);
+  * per root action: visits, selection prior, the model's predicted reward, and Q with its parts
+    under the objective, Q = edge reward + discount * child value;
+  * the principal variation (the most visited path), with the predicted observation at each step
+    when the model has a decoder;
+  * the capacity report of the networks.
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import numpy as np
+import torch
+
+from nets.budget import format_capacity_report
+from planners.search import search
+from planners.tree import ROOT, principal_variation
+
+
+def explain(agent, observation) -> dict:
+    obs = np.asarray(observation, dtype=agent.obs_dtype).reshape(1, *agent.obs_shape)
+    model, objective = agent.model, agent.objective
+    with torch.no_grad():
+        root = model.initial_inference(obs)
+        r = search(model, objective, root, agent.config.search, rng=np.random.default_rng(0),
+                   add_noise=False, deterministic=True)
+        predicted_reward = _predicted_rewards(model, root)
+        pv = _principal_variation(model, root, r.tree)
+    discount = objective.discount
+    actions = [{"action": a, "visits": int(r.visit_counts[0, a]), "prior": float(r.prior[0, a]),
+                "predicted_reward": float(predicted_reward[a]), "edge_reward": _num(r.edge_reward[0, a]),
+                "discounted_child_value": _num(discount * r.child_value[0, a]), "q": _num(r.q_values[0, a])}
+               for a in range(r.visit_counts.shape[1])]
+    capacity = model.capacity_report()
+    return {"env_id": agent.env_id, "observation": _floats(obs[0]), "objective": objective.describe(),
+            "discount": discount, "prior_setting": agent.config.search.prior,
+            "num_simulations": agent.config.search.num_simulations, "action": int(r.action[0]),
+            "root_value": float(r.root_value[0]), "search_depth": int(r.max_depth[0]),
+            "actions": actions, "principal_variation": pv, "has_decoder": bool(model.has_decoder),
+            "capacity_report": format_capacity_report(capacity)}
+
+
+def _predicted_rewards(model, root) -> np.ndarray:
+    """The model's own predicted reward for each root action (one batched step, any objective)."""
+    actions = root.policy_logits.shape[1]
+    latent = root.latent.expand(actions, *root.latent.shape[1:])
+    kwargs = {} if root.reward_state is None else {"reward_state": root.reward_state.expand(actions, -1)}
+    return model.recurrent_inference(latent, torch.arange(actions), **kwargs).reward.cpu().numpy()
+
+
+def _principal_variation(model, root, tree) -> List[dict]:
+    """The most visited path; latents are re-derived by stepping the model along it (to decode)."""
+    steps, node, latent, reward_state = [], ROOT, root.latent, root.reward_state
+    for action in principal_variation(tree, 0):
+        node = int(tree.children[0, node, action])
+        kwargs = {} if reward_state is None else {"reward_state": reward_state}
+        out = model.recurrent_inference(latent, torch.tensor([action]), **kwargs)
+        latent, reward_state = out.latent, out.reward_state
+        visits = int(tree.visit_count[0, node])
+        steps.append({"depth": int(tree.depth[0, node]), "action": action, "visits": visits,
+                      "edge_reward": float(tree.edge_reward[0, node]),
+                      "value": float(tree.value_sum[0, node] / max(visits, 1)),
+                      "predicted_observation": _floats(model.decode(latent)[0]) if model.has_decoder else None})
+    return steps
+
+
+def format_explanation(d: dict) -> str:
+    lines = [f"{d['env_id']}: search at observation {_short(d['observation'])}",
+             f"objective: {d['objective']}",
+             f"search: {d['num_simulations']} simulations, prior {d['prior_setting']}, depth {d['search_depth']}; "
+             f"root value {d['root_value']:.3f}; chosen action {d['action']}",
+             "", "root (Q = edge reward + discounted child value, under the objective):"]
+    header = ("action", "visits", "prior", "pred. reward", "edge reward", "disc. child value", "Q")
+    rows = [(str(a["action"]) + (" *" if a["action"] == d["action"] else ""), str(a["visits"]),
+             f"{a['prior']:.3f}", f"{a['predicted_reward']:.3f}", _fmt(a["edge_reward"]),
+             _fmt(a["discounted_child_value"]), _fmt(a["q"])) for a in d["actions"]]
+    lines += _table(header, rows)
+    lines += ["", "principal variation (most visited path):"]
+    if not d["principal_variation"]:
+        lines.append("  (empty: no child of the root was visited)")
+    for s in d["principal_variation"]:
+        text = (f"  depth {s['depth']}: action {s['action']}  visits {s['visits']}  "
+                f"edge reward {s['edge_reward']:.3f}  value {s['value']:.3f}")
+        if s["predicted_observation"] is not None:
+            text += f"  predicted obs {_short(s['predicted_observation'])}"
+        lines.append(text)
+    if not d["has_decoder"]:
+        lines.append("  (no predicted observations: the model has no decoder; train with net.use_decoder=true)")
+    return "\n".join(lines + ["", "capacity:", d["capacity_report"]])
+
+
+def _table(header, rows) -> List[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return ["  " + "  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [header, *rows]]
+
+
+def _num(x) -> Optional[float]:
+    """None for an unvisited action (nan in the search result), so the JSON stays standard."""
+    return None if not np.isfinite(x) else float(x)
+
+
+def _fmt(x: Optional[float]) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _floats(x) -> List[float]:
+    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    return [round(float(v), 4) for v in arr.reshape(-1)]
+
+
+def _short(values: List[float], limit: int = 8) -> str:
+    head = ", ".join(f"{v:.3f}" for v in values[:limit])
+    return f"[{head}{', ...' if len(values) > limit else ''}] ({len(values)} values)" if len(values) > limit \
+        else f"[{head}]"
