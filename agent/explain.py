@@ -6,7 +6,9 @@ observation and returns a JSON-friendly dict; `format_explanation(d)` renders it
   * the objective's description and the prior setting (what the search maximized, and how much
     the learned prior steered it);
   * per root action: visits, selection prior, the model's predicted reward, and Q with its parts
-    under the objective, Q = edge reward + discount * child value;
+    under the objective, Q = edge reward + discount * child value (Q and the child value are the
+    search's backed-up means; None where the search never tried the action), and the edge reward
+    split into the objective's named parts (e.g. base reward and penalty for Penalized);
   * the principal variation (the most visited path), with the predicted observation at each step
     when the model has a decoder;
   * the capacity report of the networks.
@@ -30,11 +32,12 @@ def explain(agent, observation) -> dict:
         root = model.initial_inference(obs)
         r = search(model, objective, root, agent.config.search, rng=np.random.default_rng(0),
                    add_noise=False, deterministic=True)
-        predicted_reward = _predicted_rewards(model, root)
+        predicted_reward, parts = _one_step(model, objective, root)
         pv = _principal_variation(model, root, r.tree)
     discount = objective.discount
     actions = [{"action": a, "visits": int(r.visit_counts[0, a]), "prior": float(r.prior[0, a]),
                 "predicted_reward": float(predicted_reward[a]), "edge_reward": _num(r.edge_reward[0, a]),
+                "edge_reward_parts": {name: float(v[a]) for name, v in parts.items()},
                 "discounted_child_value": _num(discount * r.child_value[0, a]), "q": _num(r.q_values[0, a])}
                for a in range(r.visit_counts.shape[1])]
     capacity = model.capacity_report()
@@ -46,12 +49,16 @@ def explain(agent, observation) -> dict:
             "capacity_report": format_capacity_report(capacity)}
 
 
-def _predicted_rewards(model, root) -> np.ndarray:
-    """The model's own predicted reward for each root action (one batched step, any objective)."""
+def _one_step(model, objective, root):
+    """For each root action, one batched model step: the model's own predicted reward, and the
+    objective's edge reward split into its named parts (Objective.edge_parts)."""
     actions = root.policy_logits.shape[1]
     latent = root.latent.expand(actions, *root.latent.shape[1:])
     kwargs = {} if root.reward_state is None else {"reward_state": root.reward_state.expand(actions, -1)}
-    return model.recurrent_inference(latent, torch.arange(actions), **kwargs).reward.cpu().numpy()
+    action = torch.arange(actions, device=latent.device)
+    out = model.recurrent_inference(latent, action, **kwargs)
+    parts = {name: v.cpu().numpy() for name, v in objective.edge_parts(model, latent, action, out).items()}
+    return out.reward.cpu().numpy(), parts
 
 
 def _principal_variation(model, root, tree) -> List[dict]:
@@ -60,7 +67,7 @@ def _principal_variation(model, root, tree) -> List[dict]:
     for action in principal_variation(tree, 0):
         node = int(tree.children[0, node, action])
         kwargs = {} if reward_state is None else {"reward_state": reward_state}
-        out = model.recurrent_inference(latent, torch.tensor([action]), **kwargs)
+        out = model.recurrent_inference(latent, torch.tensor([action], device=latent.device), **kwargs)
         latent, reward_state = out.latent, out.reward_state
         visits = int(tree.visit_count[0, node])
         steps.append({"depth": int(tree.depth[0, node]), "action": action, "visits": visits,
@@ -81,6 +88,11 @@ def format_explanation(d: dict) -> str:
              f"{a['prior']:.3f}", f"{a['predicted_reward']:.3f}", _fmt(a["edge_reward"]),
              _fmt(a["discounted_child_value"]), _fmt(a["q"])) for a in d["actions"]]
     lines += _table(header, rows)
+    part_names = list(d["actions"][0]["edge_reward_parts"]) if d["actions"] else []
+    if len(part_names) > 1:
+        lines += ["", "edge reward parts (one model step from the root):"]
+        lines += _table(("action", *part_names), [(str(a["action"]), *(f"{a['edge_reward_parts'][n]:.3f}"
+                                                                     for n in part_names)) for a in d["actions"]])
     lines += ["", "principal variation (most visited path):"]
     if not d["principal_variation"]:
         lines.append("  (empty: no child of the root was visited)")

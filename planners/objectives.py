@@ -60,6 +60,10 @@ class Objective(ABC):
     def to_spec(self) -> dict:
         """A plain dict `objective_from_spec` turns back into an equivalent objective."""
 
+    def edge_parts(self, model, parent_latent, action, out) -> dict:
+        """The edge reward split into named parts that sum to it (for `explain`); each [B]."""
+        return {type(self).__name__: self.edge_reward(model, parent_latent, action, out)}
+
     def __repr__(self) -> str:
         return self.describe()
 
@@ -294,6 +298,11 @@ class Penalized(Objective):
 
     def leaf_value(self, model, out):
         return self.base.leaf_value(model, out)
+
+    def edge_parts(self, model, parent_latent, action, out) -> dict:
+        obs = predicted_observation(model, out.latent, f"Penalized({self.penalty.name})")
+        return {**self.base.edge_parts(model, parent_latent, action, out),
+                f"-{self.weight:g} * {self.penalty.name}": -self.weight * self.penalty(obs)}
 
     def describe(self) -> str:
         return f"Penalized({self.penalty.name}, weight={self.weight:g}) of [{self.base.describe()}]"

@@ -1,0 +1,110 @@
+"""`explain` and the search-amplification audit on the trained fixtures (tests/fixtures/)."""
+import json
+
+import numpy as np
+import pytest
+
+from agent.audit import WARN_BELOW, amplification, format_audit, run_audit
+from agent.cli import main as cli_main
+from agent.explain import explain, format_explanation
+from planners.objectives import Learned, ObservationValue, Penalized
+from tests.test_objective_swap import FIXTURES, distance_from_left, load_fixture, prefer_right
+
+MIDDLE = np.eye(8, dtype=np.float32)[4]  # Corridor: position 0.0 (the middle cell), one-hot of cell 3
+ROW_KEYS = {"action", "visits", "prior", "predicted_reward", "edge_reward", "edge_reward_parts",
+            "discounted_child_value", "q"}
+
+
+@pytest.fixture()
+def corridor():
+    return load_fixture("corridor")
+
+
+def test_explain_root_table_principal_variation_and_objective(corridor):
+    d = explain(corridor, MIDDLE)
+    assert d["objective"] == corridor.objective.describe() and d["prior_setting"] == "learned"
+    assert [a["action"] for a in d["actions"]] == [0, 1] and all(set(a) == ROW_KEYS for a in d["actions"])
+    assert sum(a["visits"] for a in d["actions"]) == corridor.config.search.num_simulations
+    assert d["action"] == 0  # trained to walk to the rewarded left end
+    assert abs(sum(a["prior"] for a in d["actions"]) - 1) < 1e-6
+    for a in d["actions"]:
+        if a["visits"]:
+            assert a["q"] == pytest.approx(a["edge_reward"] + a["discounted_child_value"], abs=1e-6)
+    pv = d["principal_variation"]
+    assert pv and pv[0]["action"] == d["action"] and [s["depth"] for s in pv] == list(range(1, len(pv) + 1))
+    # The decoder's predicted observations walk left, one cell (1/3 of the scaled position) a step,
+    # to the rewarded end three steps away. (Past it the model imagines on: it has no terminal flag.)
+    positions = [s["predicted_observation"][0] for s in pv[:3]]
+    assert len(pv) >= 3 and len(pv[0]["predicted_observation"]) == 8
+    assert positions == pytest.approx([-1 / 3, -2 / 3, -1.0], abs=0.1)
+    text = format_explanation(d)
+    for needle in ("objective: Learned", "principal variation", "predicted obs", "visits", "prior", "Q",
+                   "capacity", "decoder"):
+        assert needle in text, needle
+    json.dumps(d, allow_nan=False)  # standard JSON: unvisited actions are None, not nan
+
+
+def test_explain_under_a_swapped_objective_shows_its_parts(corridor):
+    corridor.set_objective(Penalized(ObservationValue(prefer_right), distance_from_left, 0.5))
+    corridor.set_prior("uniform")
+    d = explain(corridor, MIDDLE)
+    assert d["prior_setting"] == "uniform" and d["objective"].startswith("Penalized(tests.test_objective_swap:distance_from_left")
+    parts = d["actions"][1]["edge_reward_parts"]
+    assert list(parts) == ["ObservationValue", "-0.5 * tests.test_objective_swap:distance_from_left"]
+    # ObservationValue puts nothing on edges; the penalty of stepping right to position 1/3 is -0.5 * 4/3.
+    assert parts["ObservationValue"] == 0.0
+    assert parts["-0.5 * tests.test_objective_swap:distance_from_left"] == pytest.approx(-0.5 * 4 / 3, abs=0.1)
+    assert "edge reward parts" in format_explanation(d)
+
+
+def test_explain_cli_text_and_json(capsys):
+    ckpt = str(FIXTURES / "corridor_ez.pt")
+    assert cli_main(["explain", "--checkpoint", ckpt, "--obs", json.dumps(MIDDLE.tolist()), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["observation"] == MIDDLE.tolist() and d["action"] == 0 and d["has_decoder"]
+    assert cli_main(["explain", "--checkpoint", ckpt, "--value", "tests.test_objective_swap:prefer_right",
+                     "--prior", "uniform"]) == 0
+    text = capsys.readouterr().out
+    assert "objective: ObservationValue(tests.test_objective_swap:prefer_right" in text and "chosen action 1" in text
+    assert cli_main(["explain", "--checkpoint", ckpt, "--obs", "[0, 1]"]) == 2
+    assert "--obs has shape (2,)" in capsys.readouterr().err
+
+
+def test_amplification_definition():
+    assert amplification(300.0, 100.0) == 2.0  # (c - a) / max(|a|, 1)
+    assert amplification(0.5, 0.0) == 0.5  # the denominator is floored at 1
+    assert amplification(-50.0, -100.0) == 0.5 and amplification(80.0, 100.0) == -0.2
+
+
+def test_audit_on_the_corridor_fixture(corridor, tmp_path):
+    out = tmp_path / "audit.json"
+    report = run_audit(corridor, episodes=3, out=out)
+    r = {k: v["mean"] for k, v in report["returns"].items()}
+    assert set(r) == {"prior", "greedy", "search"} and all(len(v["returns"]) == 3 for v in report["returns"].values())
+    assert r["search"] == 1.0  # walks to the rewarded end from the middle
+    assert report["search_amplification"] == pytest.approx((r["search"] - r["prior"]) / max(abs(r["prior"]), 1))
+    assert report["greedy_amplification"] == pytest.approx((r["search"] - r["greedy"]) / max(abs(r["greedy"]), 1))
+    # The prior alone also walks left: nothing for the search to add, so the audit warns.
+    assert r["prior"] == 1.0 and report["search_amplification"] == 0.0 < WARN_BELOW
+    assert "networks may be doing the optimizing" in report["warning"]
+    assert [c["network"] for c in report["capacity"]][:3] == ["representation", "dynamics", "prediction"]
+    assert json.loads(out.read_text())["search_amplification"] == 0.0
+    text = format_audit(report)
+    for needle in ("(a) policy prior argmax", "(b) one-step greedy", "(c) full search", "search amplification",
+                   "WARNING", "representation"):
+        assert needle in text
+
+
+def test_audit_cli_on_cartpole_writes_audit_json_only_when_asked(tmp_path, capsys):
+    ckpt = tmp_path / "run" / "model.pt"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes((FIXTURES / "cartpole_ez.pt").read_bytes())
+    assert cli_main(["audit", "--checkpoint", str(ckpt), "--episodes", "2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert not (ckpt.parent / "audit.json").exists()
+    assert {"search_amplification", "greedy_amplification", "definition", "warning", "capacity_report",
+            "returns", "objective"} <= set(report)
+    assert report["returns"]["search"]["mean"] > 60
+    assert cli_main(["audit", "--checkpoint", str(ckpt), "--episodes", "2", "--write"]) == 0
+    assert "search amplification" in capsys.readouterr().out
+    assert json.loads((ckpt.parent / "audit.json").read_text())["episodes"] == 2
