@@ -42,6 +42,7 @@ _ON_POLICY_SPACES = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscre
 _ACTION_SPACES = {"ppo": _ON_POLICY_SPACES, "a2c": _ON_POLICY_SPACES, "dqn": (gym.spaces.Discrete,)}
 
 _META = "glasszero_baseline.json"
+FPS_LOG_INTERVAL = 200  # env steps between time/fps scalars (ez's default log_interval)
 _VECNORM = "glasszero_vecnormalize.pkl"
 
 
@@ -116,7 +117,7 @@ class Baseline:
               reset_num_timesteps: bool = True) -> "Baseline":
         """Train for `total_timesteps` more env steps; `callback(env_steps, act)` runs after each step."""
         self.model.set_logger(self._sb3_logger())
-        callbacks: list[BaseCallback] = [_StopAtBudget()]
+        callbacks: list[BaseCallback] = [_StopAtBudget(), _FpsLogger(FPS_LOG_INTERVAL)]
         if callback is not None:
             callbacks.append(_HookCallback(callback, self._act))
         if progress_bar:
@@ -217,6 +218,32 @@ class _StopAtBudget(BaseCallback):
 
     def _on_step(self) -> bool:
         return self.num_timesteps < self.budget
+
+
+class _FpsLogger(BaseCallback):
+    """Writes `time/fps` (env steps per second of this session) every `interval` env steps.
+
+    SB3 records time/fps only when it dumps its logs (A2C: every 100 updates, i.e. 4,000 CartPole
+    steps), so short runs would lack the tag the planner agent writes; this makes it periodic.
+    """
+
+    def __init__(self, interval: int):
+        super().__init__()
+        self.interval = int(interval)
+
+    def _on_training_start(self) -> None:
+        import time
+        self._clock, self._start_time = time.time, time.time()
+        self._start_steps = self.model.num_timesteps
+        self._next = (self._start_steps // self.interval + 1) * self.interval
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self._next:
+            fps = (self.num_timesteps - self._start_steps) / max(1e-9, self._clock() - self._start_time)
+            self.logger.record("time/fps", fps)
+            self.logger.dump(step=self.num_timesteps)
+            self._next = (self.num_timesteps // self.interval + 1) * self.interval
+        return True
 
 
 class _TqdmProgress(BaseCallback):

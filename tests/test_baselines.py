@@ -106,15 +106,19 @@ def test_train_run_writes_the_run_dir_and_load_any_reopens_it(tmp_path):
     assert isinstance(load_any(run_dir), Baseline) and isinstance(load_any(run_dir / "model.zip"), Baseline)
 
 
-def test_train_run_logs_the_shared_tensorboard_tags(tmp_path):
+@pytest.mark.parametrize("algo", ["ppo", "a2c", "dqn"])
+def test_train_run_logs_the_shared_tensorboard_tags(tmp_path, algo):
+    # A2C dumps SB3's own logs only every 100 updates (4,000 CartPole steps): time/fps must still be there.
     from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
-    train_run("ppo", "CartPole-v1", 0, 512, tmp_path, eval_interval=256, eval_episodes=1,
+    train_run(algo, "CartPole-v1", 0, 512, tmp_path, eval_interval=256, eval_episodes=1,
               progress_bar=False, verbose=False)
-    mux = EventMultiplexer({"run": str(tmp_path / "ppo_CartPole-v1_s0")})
+    mux = EventMultiplexer({"run": str(tmp_path / f"{algo}_CartPole-v1_s0")})
     mux.Reload()
     tags = mux.Runs()["run"]["scalars"]
     assert {"eval/mean_return", "time/fps"} <= set(tags)
     assert [e.step for e in mux.Scalars("run", "eval/mean_return")] == [256, 512]
+    fps_steps = [e.step for e in mux.Scalars("run", "time/fps")]
+    assert min(fps_steps) <= 256 and all(e.value > 0 for e in mux.Scalars("run", "time/fps"))
 
 
 def test_train_run_resumes_from_a_checkpoint(tmp_path):

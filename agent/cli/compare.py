@@ -147,8 +147,9 @@ def _finished_rows(job: Job) -> Optional[List[dict]]:
         summary = RunSummary.load(job.run_dir)
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None
-    same = {k: summary.config.get(k) for k in ("steps", "eval_interval", "eval_episodes")} == \
-        {"steps": job.steps, "eval_interval": job.eval_interval, "eval_episodes": job.eval_episodes}
+    wanted = {"steps": job.steps, "eval_interval": job.eval_interval, "eval_episodes": job.eval_episodes,
+              "env_module": job.env_module, "wrappers": job.wrappers}
+    same = all(summary.config.get(k) == v for k, v in wanted.items())
     return _summary_rows(summary) if same else None
 
 
