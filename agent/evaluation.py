@@ -54,7 +54,7 @@ def evaluate(act: Callable[[np.ndarray], np.ndarray], env_id: str, seed: int, ep
         actions = np.asarray(act(np.stack([obs[i] for i in active])))
         still = []
         for a, i in zip(actions, active):
-            o, r, term, trunc, info = env_list[i].step(a.item() if hasattr(a, "item") else a)
+            o, r, term, trunc, info = env_list[i].step(a.item() if np.ndim(a) == 0 else a)  # Box: keep the array
             returns[i] += float(r)
             lengths[i] += 1
             obs[i] = o

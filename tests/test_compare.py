@@ -139,3 +139,27 @@ def test_parallel_workers_give_the_same_rows_as_sequential(tmp_path):
     key = lambda r: (r["algo"], r["seed"], r["env_steps"])  # noqa: E731
     strip = lambda rows: sorted(({k: v for k, v in r.items() if k != "wall_clock_s"} for r in rows), key=key)  # noqa: E731
     assert strip(seq) == strip(par)
+
+
+def test_ez_runs_are_audited_and_fill_search_amplification(tmp_path):
+    pytest.importorskip("agent.audit")
+    rows = _compare(tmp_path, algos="ez")
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    audit = json.loads((tmp_path / "runs" / "ez_CartPole-v1_s0" / "audit.json").read_text())
+    amp = audit["search_amplification"]
+    md = (tmp_path / "summary.md").read_text()
+    ez_row = next(line for line in md.splitlines() if line.startswith("| ez |"))
+    assert ez_row.split("|")[7].strip() == f"{amp:.3g}"
+
+
+def test_no_audit_leaves_the_column_blank(tmp_path):
+    _compare(tmp_path, "--no-audit", algos="ez")
+    assert not (tmp_path / "runs" / "ez_CartPole-v1_s0" / "audit.json").exists()
+    ez_row = next(line for line in (tmp_path / "summary.md").read_text().splitlines() if line.startswith("| ez |"))
+    assert ez_row.split("|")[7].strip() == "—"
+
+
+def test_ez_on_a_continuous_env_is_not_applicable(tmp_path):
+    rows = _compare(tmp_path, algos="ez,ppo", env="Pendulum-v1")
+    assert rows[0]["status"].startswith("not applicable: ez does not apply to Pendulum-v1")
+    assert all(r["status"] == "ok" for r in rows[1:])

@@ -43,6 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wrapper", action="append", default=[], metavar="MODULE:CLASS",
                    help="gymnasium wrapper applied to every env, in order (repeatable)")
     p.add_argument("--device", default="auto", help="torch device for every run (default auto)")
+    p.add_argument("--no-audit", action="store_true",
+                   help="skip the search-amplification audit of each finished ez run (agent/audit.py)")
 
 
 @dataclass
@@ -60,6 +62,7 @@ class Job:
     device: str = "auto"
     threads: int = 1
     progress_bar: bool = True
+    audit: bool = True
 
     @property
     def run_dir(self) -> Path:
@@ -78,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     threshold = args.threshold if args.threshold is not None else _reward_threshold(args.env, args.env_module)
     jobs = [Job(algo, seed, args.env, args.steps, str(out / "runs"), args.eval_interval or max(1, args.steps // 10),
                 args.eval_episodes, args.env_module, list(args.wrapper), args.device,
-                getattr(args, "threads", 1), progress_bar=args.workers == 1)
+                getattr(args, "threads", 1), progress_bar=args.workers == 1,
+                audit=not getattr(args, "no_audit", False))
             for algo in algos for seed in seeds]
 
     results: Dict[Tuple[str, int], List[dict]] = {}
@@ -133,7 +137,24 @@ def run_job(job: Job) -> List[dict]:
         job.run_dir.mkdir(parents=True, exist_ok=True)
         (job.run_dir / "error.log").write_text(traceback.format_exc())
         return [compare.status_row(job.algo, job.seed, compare.ERROR, f"{type(e).__name__}: {e}")]
+    if job.algo == "ez" and job.audit:
+        _audit(job)
     return _summary_rows(summary)
+
+
+def _audit(job: Job) -> None:
+    """Write the run's audit.json (search amplification for summary.md); a failure only warns."""
+    try:
+        from agent.audit import run_audit
+        from agent.ez import EZAgent
+    except ImportError as e:
+        tqdm.write(f"note: no search-amplification audit ({e}); the summary leaves that column blank")
+        return
+    try:
+        agent = EZAgent.load(job.run_dir / "model.pt", device=job.device)
+        run_audit(agent, job.env_id, job.seed, job.eval_episodes, out=job.run_dir)
+    except Exception as e:  # the run itself finished; its audit is an extra
+        tqdm.write(f"warning: audit of {job.run_dir} failed ({type(e).__name__}: {e}); column left blank")
 
 
 def _summary_rows(summary: RunSummary) -> List[dict]:
