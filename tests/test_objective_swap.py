@@ -157,3 +157,16 @@ def test_every_objective_runs_on_the_checkpoint_and_round_trips_through_save_and
     assert loaded.objective.to_spec() == objective.to_spec()
     assert loaded.predict(obs)[0] == action  # acts as it did before the round trip
     agent.set_objective(Learned(agent.config.discount))
+
+
+def test_the_objective_is_a_config_key_and_agent_explain_renders_it(corridor):
+    from agent.config import resolve
+    spec = json.dumps({"name": "observation-value", "fn": f"{__name__}:prefer_right", "discount": 0.9})
+    config = resolve(CORRIDOR, sets=["net.latent_dim=8", "net.hidden=[8]", "net.use_decoder=true",
+                                     f"objective='{spec}'", "search.num_simulations=4"])
+    fresh = EZAgent(CORRIDOR, config, device="cpu")
+    assert fresh.objective.describe().startswith(f"ObservationValue({__name__}:prefer_right, discount=0.9)")
+    with pytest.raises(ValueError, match="no observation decoder"):
+        EZAgent(CORRIDOR, resolve(CORRIDOR, sets=[f"objective='{spec}'"]), device="cpu")
+    out = corridor.explain(np.eye(8, dtype=np.float32)[4])
+    assert out["principal_variation"] and "principal variation" in out["text"] and "objective:" in out["text"]
