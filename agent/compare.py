@@ -206,7 +206,8 @@ def render_markdown(summaries: Mapping[str, AlgoSummary], env_id: str, threshold
         "- *wall-clock*: seconds from the start of training to the last evaluation (training and "
         "evaluations), mean over seeds.",
         "- *parameters*: trainable parameters of the acting and learning networks (no target copies).",
-        "- *search amplification*: from the run's `audit.json` (`train.py audit`); — when no audit ran.",
+        "- *search amplification* (ez): (R_search - R_prior) / max(|R_prior|, 1) from the run's `audit.json`, "
+        "which compare writes after each ez run (agent/audit.py; `train.py audit --write` by hand); — when none.",
     ]
     return "\n".join(lines) + "\n"
 
