@@ -8,6 +8,7 @@ compare` reads it); `--out FILE.json` writes it elsewhere.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 from agent.audit import format_audit, run_audit, write_audit
@@ -19,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--seed", type=int, help="evaluation seed (default: the run's training seed)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--simulations", type=int, metavar="N",
+                        help="search simulations for (c) (default: the checkpoint's); amplification grows with them")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--write", action="store_true",
                         help="write audit.json in the checkpoint's run directory (read by train.py compare)")
@@ -30,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from agent.ez import EZAgent
     agent = EZAgent.load(args.checkpoint, device=args.device)
     apply_objective_args(agent, args)
+    if args.simulations is not None:
+        agent.config.search = dataclasses.replace(agent.config.search, num_simulations=args.simulations)
     if args.episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
     report = run_audit(agent, agent.env_id, agent.seed if args.seed is None else args.seed, args.episodes)
