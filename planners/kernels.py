@@ -1,0 +1,221 @@
+"""Numba kernels of the batched pUCT search: one call selects a leaf in every tree, one call
+expands and backs up every path. Python loops over B never run per simulation.
+
+Selection (MuZero pUCT with EfficientZero's conventions), at node s with N(s) visits:
+
+    score(a) = prior(s, a) * (log((N(s) + c2 + 1) / c2) + c1) * sqrt(N(s)) / (1 + N(s, a))
+               + clip01(normalize(Q(s, a)))
+    Q(s, a)  = edge_reward(s, a) + discount * value_sum(child) / N(child)     if a was visited
+             = value_sum(s) / N(s)   (the parent's current mean value)        if not
+
+`normalize` is MuZero's per-tree min-max over the Q values seen in backups (identity until two
+different values were seen). Giving an unvisited child its parent's mean (EfficientZero's rule)
+instead of 0 keeps the search from being pessimistic or optimistic about untried actions
+depending on the sign of the objective. Illegal actions are never scored; ties go to the lowest
+action, so the search is deterministic without noise.
+
+A selected path stops at a node that is terminal, at the objective's depth limit, or without a
+legal action: such a node is never expanded and its stored leaf value is backed up again, with no
+model call (`sel[ACTION] == -1`).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+# Rows of the int64 selection array `sel` [SEL_ROWS, B] shared by select and backup. The first
+# three rows go to the model's device as one tensor: they index the latent pool flattened to
+# [B * N, *latent_shape].
+SEL_FLAT_NODE = 0  # b * N + node: latent of the node to expand
+SEL_MODEL_ACTION = 1  # action handed to the model (0 for a row that needs no model call)
+SEL_FLAT_SLOT = 2  # b * N + free slot: where the new latent goes
+SEL_NODE = 3  # node reached by selection
+SEL_ACTION = 4  # action to expand from SEL_NODE, or -1: back up SEL_NODE's leaf value again
+SEL_ROWS = 5
+
+# Columns of the float array `packed` [B, 2 + A (+1) (+A)] the driver copies to the host once
+# per simulation: edge reward, leaf value, policy logits, then the model's terminal flag and
+# action mask when the model produces them.
+COL_REWARD = 0
+COL_VALUE = 1
+COL_LOGITS = 2
+
+
+@njit(cache=True)
+def normalized_q(q, min_max_q, b):
+    """MuZero's min-max normalization clipped to [0, 1] like EfficientZero."""
+    lo = min_max_q[b, 0]
+    hi = min_max_q[b, 1]
+    if hi > lo:
+        q = (q - lo) / (hi - lo)
+    return min(max(q, 0.0), 1.0)
+
+
+@njit(cache=True)
+def puct_action(b, node, children, visit_count, value_sum, edge_reward, prior, legal, min_max_q,
+                discount, pb_c_init, pb_c_base):
+    """The legal action of highest pUCT score at `node` of tree `b`; -1 if none is legal."""
+    parent_visits = visit_count[b, node]
+    exploration = (math.log((parent_visits + pb_c_base + 1.0) / pb_c_base) + pb_c_init) \
+        * math.sqrt(parent_visits)
+    unvisited_q = normalized_q(value_sum[b, node] / parent_visits, min_max_q, b)
+    best = -1
+    best_score = -np.inf
+    for a in range(prior.shape[2]):
+        if not legal[b, node, a]:
+            continue
+        child = children[b, node, a]
+        if child >= 0:
+            child_visits = visit_count[b, child]
+            q = edge_reward[b, child] + discount * (value_sum[b, child] / child_visits)
+            value_score = normalized_q(q, min_max_q, b)
+        else:
+            child_visits = 0
+            value_score = unvisited_q
+        score = exploration * prior[b, node, a] / (child_visits + 1) + value_score
+        if score > best_score:
+            best = a
+            best_score = score
+    return best
+
+
+@njit(cache=True)
+def write_selection(sel, b, node, action, num_nodes, max_nodes):
+    sel[SEL_FLAT_NODE, b] = b * max_nodes + node
+    sel[SEL_MODEL_ACTION, b] = max(action, 0)
+    sel[SEL_FLAT_SLOT, b] = b * max_nodes + num_nodes[b]
+    sel[SEL_NODE, b] = node
+    sel[SEL_ACTION, b] = action
+
+
+@njit(cache=True)
+def is_leaf_for_good(b, node, terminal, depth, max_depth):
+    return terminal[b, node] or depth[b, node] >= max_depth
+
+
+@njit(cache=True)
+def select_puct(children, visit_count, value_sum, edge_reward, prior, legal, terminal, depth,
+                num_nodes, min_max_q, discount, max_depth, pb_c_init, pb_c_base, sel):
+    """Descend every tree from the root by pUCT; write the result into `sel` [SEL_ROWS, B]."""
+    max_nodes = children.shape[1]
+    for b in range(children.shape[0]):
+        node = 0
+        action = -1
+        while not is_leaf_for_good(b, node, terminal, depth, max_depth):
+            action = puct_action(b, node, children, visit_count, value_sum, edge_reward, prior,
+                                 legal, min_max_q, discount, pb_c_init, pb_c_base)
+            if action < 0 or children[b, node, action] < 0:
+                break
+            node = children[b, node, action]
+            action = -1
+        write_selection(sel, b, node, action, num_nodes, max_nodes)
+
+
+@njit(cache=True)
+def write_prior(b, node, packed, prior, legal, prior_mix, mask_column):
+    """Prior of a new node from the model's logits: softmax over the legal actions, mixed with
+    the uniform distribution over them (prior_mix = 1: learned only). ANDs the model's action mask
+    (from column `mask_column`, -1 if the model gives none) into `legal`, which the caller has
+    preset (all True, or the root mask)."""
+    num_actions = prior.shape[2]
+    num_legal = 0
+    top = -np.inf
+    for a in range(num_actions):
+        if mask_column >= 0 and packed[b, mask_column + a] <= 0.5:
+            legal[b, node, a] = False
+        if legal[b, node, a]:
+            num_legal += 1
+            top = max(top, packed[b, COL_LOGITS + a])
+    if num_legal == 0:
+        return
+    if top == -np.inf:  # every legal logit is -inf: fall back to uniform
+        learned_weight = 0.0
+        top = 0.0
+    else:
+        learned_weight = prior_mix
+    total = 0.0
+    for a in range(num_actions):
+        if legal[b, node, a]:
+            total += math.exp(packed[b, COL_LOGITS + a] - top)
+    for a in range(num_actions):
+        if legal[b, node, a]:
+            learned = math.exp(packed[b, COL_LOGITS + a] - top) / total if learned_weight > 0.0 else 0.0
+            prior[b, node, a] = learned_weight * learned + (1.0 - learned_weight) / num_legal
+
+
+@njit(cache=True)
+def init_roots(packed, terminal_column, mask_column, root_mask, prior_mix, visit_count, value_sum,
+               leaf_value, prior, legal, terminal):
+    """Write node 0 of every tree from the root model output; the root counts as visited once with
+    its own leaf value (as in mctx), so the first selection already weighs the priors."""
+    for b in range(packed.shape[0]):
+        is_terminal = terminal_column >= 0 and packed[b, terminal_column] > 0.5
+        terminal[b, 0] = is_terminal
+        leaf_value[b, 0] = 0.0 if is_terminal else packed[b, COL_VALUE]
+        value_sum[b, 0] = leaf_value[b, 0]
+        visit_count[b, 0] = 1
+        for a in range(prior.shape[2]):
+            legal[b, 0, a] = root_mask[b, a]
+        write_prior(b, 0, packed, prior, legal, prior_mix, mask_column)
+
+
+@njit(cache=True)
+def backup(b, node, visit_count, value_sum, leaf_value, edge_reward, parent, min_max_q, discount):
+    """Back the leaf value of `node` up to the root of tree `b` (discounted, edge rewards added on
+    the way) and widen the tree's min-max Q range with every child's new Q."""
+    ret = leaf_value[b, node]
+    while True:
+        value_sum[b, node] += ret
+        visit_count[b, node] += 1
+        if node == 0:
+            return
+        q = edge_reward[b, node] + discount * (value_sum[b, node] / visit_count[b, node])
+        min_max_q[b, 0] = min(min_max_q[b, 0], q)
+        min_max_q[b, 1] = max(min_max_q[b, 1], q)
+        ret = edge_reward[b, node] + discount * ret
+        node = parent[b, node]
+
+
+@njit(cache=True)
+def first_bad_row(sel, packed):
+    """First tree whose new edge reward or leaf value is not finite, -1 if none (rows that need no
+    model call are ignored: their model output is a placeholder)."""
+    for b in range(sel.shape[1]):
+        if sel[SEL_ACTION, b] >= 0 and not (np.isfinite(packed[b, COL_REWARD])
+                                             and np.isfinite(packed[b, COL_VALUE])):
+            return b
+    return -1
+
+
+@njit(cache=True)
+def expand_and_backup(sel, packed, terminal_column, mask_column, prior_mix, children, visit_count,
+                      value_sum, leaf_value, edge_reward, prior, legal, terminal, depth, parent,
+                      action_from_parent, num_nodes, min_max_q, discount):
+    """Add the selected child to every tree that needs one, then back up every path.
+
+    Returns the first tree whose objective output is not finite (nothing is modified then), or -1.
+    """
+    bad = first_bad_row(sel, packed)
+    if bad >= 0:
+        return bad
+    for b in range(sel.shape[1]):
+        node = sel[SEL_NODE, b]
+        action = sel[SEL_ACTION, b]
+        if action >= 0:
+            child = num_nodes[b]
+            num_nodes[b] += 1
+            children[b, node, action] = child
+            parent[b, child] = node
+            action_from_parent[b, child] = action
+            depth[b, child] = depth[b, node] + 1
+            edge_reward[b, child] = packed[b, COL_REWARD]
+            is_terminal = terminal_column >= 0 and packed[b, terminal_column] > 0.5
+            terminal[b, child] = is_terminal
+            leaf_value[b, child] = 0.0 if is_terminal else packed[b, COL_VALUE]
+            legal[b, child, :] = True
+            write_prior(b, child, packed, prior, legal, prior_mix, mask_column)
+            node = child
+        backup(b, node, visit_count, value_sum, leaf_value, edge_reward, parent, min_max_q, discount)
+    return -1
