@@ -24,6 +24,10 @@ from planners.config import SearchConfig
 class AgentConfig:
     net: NetConfig = field(default_factory=NetConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    # What every search maximizes from the start (planners/objectives.py): "learned", "reward-only:H",
+    # "pessimistic:K" or a JSON spec string naming a module:attr function (a YAML string, so quoted:
+    # --set "objective='{\"name\": \"observation-value\", \"fn\": \"mymod:fn\"}'"). set_objective swaps it later.
+    objective: str = "learned"
     # --- self-play
     num_envs: int = 8  # B envs stepped together; one batched search per step for all of them
     discount: float = 0.997
@@ -53,6 +57,13 @@ class AgentConfig:
     reward_loss_weight: float = 1.0
     policy_loss_weight: float = 1.0
     consistency_loss_weight: float = 2.0
+    reconstruction_loss_weight: float = 1.0  # observation decoder (net.use_decoder), trained along the unroll
+    # --- auxiliary value heads: [[NAME, "module:fn"], ...] (train.py --aux-value NAME --reward module:fn).
+    # Each fits a value network over latents to the n-step returns of fn(obs, action, reward, next_obs,
+    # terminated) -> [B] on the same replay, without touching the agent's own networks; it is stored in
+    # the checkpoint and plugged in with `--objective aux:NAME` (a LatentValue objective).
+    aux_values: List[List[str]] = field(default_factory=list)
+    aux_hidden: int = 64
     # --- bookkeeping
     checkpoint_interval: int = 10_000  # env steps between resume checkpoints (0: only at the end)
     log_interval: int = 200  # env steps between TensorBoard scalar writes
@@ -75,6 +86,11 @@ class AgentConfig:
             raise ValueError(f"AgentConfig.replay_ratio must be > 0, got {self.replay_ratio}")
         if self.lr_schedule not in ("cosine", "constant"):
             raise ValueError(f"AgentConfig.lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
+        for item in self.aux_values:
+            if len(item) != 2 or not all(isinstance(x, str) and x for x in item) or ":" not in item[1]:
+                raise ValueError(f"AgentConfig.aux_values must be [[NAME, 'module:fn'], ...], got {item!r}")
+        if len({n for n, _ in self.aux_values}) != len(self.aux_values):
+            raise ValueError(f"AgentConfig.aux_values has a NAME twice: {self.aux_values!r}")
         if not self.temperature or any(len(p) != 2 or p[1] <= 0 for p in self.temperature):
             raise ValueError(f"AgentConfig.temperature must be [[fraction, temperature > 0], ...], "
                              f"got {self.temperature!r}")

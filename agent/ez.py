@@ -35,8 +35,8 @@ from agent.selfplay import SelfPlay
 from nets import build_model, format_capacity_report, resolve_device
 from planners.search import search
 from planners.config import SearchConfig
-from planners.objectives import Learned, Objective, ObjectiveNotRestorable, objective_from_spec
-from planners.plugins import validate
+from planners.objectives import LatentValue, Learned, Objective, ObjectiveNotRestorable, objective_from_spec
+from planners.plugins import load_callable, validate
 
 RESUME_FILE = "resume.pt"
 
@@ -66,8 +66,10 @@ class EZAgent:
 
         torch.manual_seed(self.seed)
         self.model = build_model(self.obs_shape, self.num_actions, config.net, self.device).eval()
-        self.objective: Objective = Learned(config.discount)
         self.learner = Learner(self.model, config)
+        self.objective: Objective = Learned(config.discount)
+        if config.objective != "learned":
+            self.set_objective(config.objective)
         self.rng = np.random.default_rng(self.seed)  # search noise, action sampling, replay sampling
         self._act_rng = np.random.default_rng(self.seed + 1)  # stochastic predict() outside training
         self.num_timesteps = 0
@@ -102,26 +104,43 @@ class EZAgent:
                           add_noise=not deterministic, deterministic=deterministic)
 
     def explain(self, observation) -> dict:
-        """What one greedy search considered at `observation`: per root action visits, prior, Q."""
-        obs = np.asarray(observation, dtype=self.obs_dtype).reshape(1, *self.obs_shape)
-        r = self._search(obs, deterministic=True)
-        rows = [{"action": a, "visits": int(r.visit_counts[0, a]), "prior": float(r.prior[0, a]),
-                 "reward": float(r.edge_reward[0, a]), "q": float(r.q_values[0, a])}
-                for a in range(self.num_actions)]
-        lines = [f"objective: {self.objective.describe()}",
-                 f"root value {float(r.root_value[0]):.3f}, chosen action {int(r.action[0])}, "
-                 f"search depth {int(r.max_depth[0])}",
-                 f"{'action':>6} {'visits':>6} {'prior':>6} {'reward':>8} {'Q':>8}"]
-        lines += [f"{x['action']:>6} {x['visits']:>6} {x['prior']:>6.3f} {x['reward']:>8.3f} {x['q']:>8.3f}"
-                  for x in rows]
-        return {"action": int(r.action[0]), "root_value": float(r.root_value[0]),
-                "objective": self.objective.describe(), "actions": rows, "text": "\n".join(lines)}
+        """What one greedy search considered at `observation` (agent/explain.py): the root table
+        (visits, prior, predicted reward, Q and its parts), the principal variation with predicted
+        observations when the model has a decoder, and the objective; 'text' renders it."""
+        from agent.explain import explain, format_explanation
+        d = explain(self, observation)
+        return {**d, "text": format_explanation(d)}
 
     def set_objective(self, objective: Objective | str | dict) -> None:
-        """What every later search maximizes (acting, self-play and reanalyze); no retraining."""
-        objective = objective_from_spec(objective, discount=self.config.discount)
+        """What every later search maximizes (acting, self-play and reanalyze); no retraining.
+        'aux:NAME' plugs in the auxiliary value head NAME trained with the agent (config.aux_values)."""
+        named = self.named_objectives()
+        if isinstance(objective, str) and objective.startswith("aux:") and objective not in named:
+            raise ValueError(f"objective {objective!r}: this agent has no auxiliary value head of that name "
+                             f"(it has: {', '.join(named) or 'none'}; train one with train.py --aux-value NAME "
+                             f"--reward module:fn)")
+        objective = named[objective] if isinstance(objective, str) and objective in named else \
+            objective_from_spec(objective, discount=self.config.discount)
         validate(objective, self.model, self.obs_shape)
         self.objective = objective
+
+    def named_objectives(self) -> dict:
+        """Objectives this agent carries by name: 'aux:NAME' -> LatentValue(its aux value head)."""
+        out = {}
+        for name, head in self.learner.aux_heads.items():
+            obj = LatentValue(head, discount=self.config.discount)
+            obj.ref = obj.fn.name = f"aux:{name}"  # stored in checkpoints as this name, restored by it
+            out[f"aux:{name}"] = obj
+        return out
+
+    def _aux_objective_from_spec(self, spec) -> Optional[Objective]:
+        if isinstance(spec, dict) and spec.get("name") == "latent-value":
+            ref = (spec.get("module") or {}).get("ref") or ""
+            if ref.startswith("aux:") and ref in self.named_objectives():
+                obj = self.named_objectives()[ref]
+                obj.with_reward = bool(spec.get("with_reward", False))
+                return obj
+        return None
 
     def set_prior(self, prior: str) -> None:
         """The learned prior's weight in selection: 'learned', 'uniform' or 'mixed(alpha)'."""
@@ -149,7 +168,8 @@ class EZAgent:
         self.learner.planned_steps = max(1, int((end - c.learning_starts) * c.replay_ratio))
         logger = RunLogger(self.tensorboard_log, verbose=False) if self.tensorboard_log else None
         tqdm.write(f"EZAgent on {self.env_id} (seed {self.seed}, {self.device}), "
-                   f"{self.num_parameters:,} parameters\n{self.capacity_report()}")
+                   f"{self.num_parameters:,} parameters\nobjective: {self.objective.describe()} "
+                   f"(prior {c.search.prior})\n{self.capacity_report()}")
         act = lambda obs: self.predict(obs, deterministic=True)[0]  # noqa: E731
         bar = tqdm(total=end - self.num_timesteps, disable=not progress_bar, unit="step",
                    desc=f"ez {self.env_id} s{self.seed}", dynamic_ncols=True, leave=False)
@@ -198,12 +218,13 @@ class EZAgent:
         c = self.config
         if self.replay is None:
             self.replay = Replay(c.replay_capacity, self.obs_shape, self.num_actions,
-                                 alpha=c.priority_alpha, obs_dtype=self.obs_dtype)
+                                 alpha=c.priority_alpha, obs_dtype=self.obs_dtype, num_aux=len(c.aux_values))
         venv = envs.make_vec(self.env_id, c.num_envs, self.seed, wrappers=self.wrappers,
                              env_module=self.env_module)
         # A resumed run cannot restore the envs' internal state; it starts new episodes from
         # seeds that depend on the step count, so resuming stays deterministic.
-        self._selfplay = SelfPlay(venv, self.replay, seed=self.seed + self.num_timesteps)
+        aux = [(name, _load_aux_reward(name, ref)) for name, ref in c.aux_values]
+        self._selfplay = SelfPlay(venv, self.replay, seed=self.seed + self.num_timesteps, aux_rewards=aux)
 
     def _train_step(self, beta: float) -> dict:
         batch = self.learner.make_batch(self.replay, self.objective, self.rng, self.num_timesteps, beta)
@@ -216,6 +237,7 @@ class EZAgent:
         return {"algo": "ez", "env_id": self.env_id, "env_module": self.env_module, "wrappers": self.wrappers,
                 "seed": self.seed, "config": self.config.to_dict(), "num_timesteps": self.num_timesteps,
                 "model": self.model.state_dict(),
+                "aux_values": {name: head.state_dict() for name, head in self.learner.aux_heads.items()},
                 "objective": self.objective.to_spec(), "objective_description": self.objective.describe(),
                 "observation_normalization": None}  # none used: observations go to the model as they are
 
@@ -244,21 +266,32 @@ class EZAgent:
                     wrappers=payload["wrappers"])
         agent.model.load_state_dict(payload["model"])
         agent.learner.target_model.load_state_dict(payload["model"])
+        for name, state in payload.get("aux_values", {}).items():
+            agent.learner.aux_heads[name].load_state_dict(state)
         agent.num_timesteps = int(payload["num_timesteps"])
         try:
-            agent.objective = objective_from_spec(payload["objective"], discount=agent.config.discount)
+            agent.objective = agent._aux_objective_from_spec(payload["objective"]) or objective_from_spec(
+                payload["objective"], discount=agent.config.discount)
         except ObjectiveNotRestorable as e:
             warnings.warn(f"{e}; acting with the learned objective instead (set_objective to restore it)")
         training = payload.get("training")
         if training is not None:
             agent.replay = Replay(agent.config.replay_capacity, agent.obs_shape, agent.num_actions,
-                                  alpha=agent.config.priority_alpha, obs_dtype=agent.obs_dtype)
+                                  alpha=agent.config.priority_alpha, obs_dtype=agent.obs_dtype,
+                                  num_aux=len(agent.config.aux_values))
             agent.replay.load_state_dict(training["replay"])
             agent.learner.load_state_dict(training["learner"])
             agent.rng.bit_generator.state = training["rng"]
             agent._act_rng.bit_generator.state = training["act_rng"]
             agent._train_credit = float(training["train_credit"])
         return agent
+
+
+def _load_aux_reward(name: str, ref: str):
+    import sys
+    if os.getcwd() not in sys.path:  # `--reward mymod:fn` usually names a module beside the user
+        sys.path.insert(0, os.getcwd())
+    return load_callable(ref, f"aux reward function of --aux-value {name}")
 
 
 def _env_id(env) -> str:

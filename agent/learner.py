@@ -28,7 +28,29 @@ from agent.config import AgentConfig
 from agent.reanalyze import reanalyze_policies
 from agent.replay import Replay
 from agent.targets import value_targets
-from nets.support import scalar_to_support, support_cross_entropy
+from nets.support import inverse_scalar_transform, scalar_to_support, scalar_transform, support_cross_entropy
+
+
+class AuxValueHead(torch.nn.Module):
+    """A value network over latents for another reward function (train.py --aux-value NAME).
+
+    `forward(latent) -> [B]` is the value in the reward's own units, so the head plugs straight into
+    `planners.objectives.LatentValue`. It is fitted in h(x)-space (EfficientZero's value transform)
+    with a squared error, on detached latents: it reads the agent's representation and dynamics but
+    never changes them.
+    """
+
+    def __init__(self, latent_dim: int, hidden: int = 64):
+        super().__init__()
+        self.latent_dim, self.hidden = int(latent_dim), int(hidden)
+        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(self.latent_dim, self.hidden),
+                                       torch.nn.ReLU(), torch.nn.Linear(self.hidden, 1))
+
+    def transformed(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.net(latent).squeeze(-1)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        return inverse_scalar_transform(self.transformed(latent))
 
 
 @dataclass
@@ -46,6 +68,7 @@ class Batch:
     policy_mask: torch.Tensor  # [B, K+1]
     weights: torch.Tensor  # [B] importance-sampling weights
     index: np.ndarray  # [B] replay indices (for priority updates)
+    aux_value: dict = None  # NAME -> [B, K+1] n-step returns of that aux reward (mask: value_mask)
 
 
 def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
@@ -63,6 +86,17 @@ class Learner:
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.train_steps = 0
         self.planned_steps = 1  # training steps the whole run will take (for the LR schedule)
+        # Auxiliary value heads (config.aux_values), with an optimizer of their own.
+        self.aux_heads = torch.nn.ModuleDict()
+        if config.aux_values:
+            with torch.no_grad():
+                latent_dim = int(np.prod(model.initial_inference(
+                    np.zeros((1, *model.obs_shape), dtype=np.float32)).latent.shape[1:]))
+            for name, _ in config.aux_values:
+                self.aux_heads[name] = AuxValueHead(latent_dim, config.aux_hidden)
+            self.aux_heads.to(model.device)
+        self.aux_optimizer = (torch.optim.Adam(self.aux_heads.parameters(), lr=config.lr)
+                              if config.aux_values else None)
 
     # ------------------------------------------------------------------ schedule
     def lr_at(self, step: int) -> float:
@@ -92,6 +126,15 @@ class Learner:
                 correction_interval=c.td_correction_interval,
                 bootstrap=lambda obs: self.target_model.initial_inference(obs).value.cpu().numpy())
 
+        aux_value = {}
+        for j, name in enumerate(self.aux_heads):
+            head = self.aux_heads[name]
+            with torch.no_grad():
+                aux_value[name], _ = value_targets(
+                    replay, u, td_steps=c.td_steps, discount=c.discount, env_steps=env_steps,
+                    correction_interval=c.td_correction_interval, rewards=replay.aux_reward[:, j],
+                    bootstrap=lambda obs: head(self.model.initial_inference(obs).latent).cpu().numpy())
+
         policy = replay.policy[slots]  # [B, K+1, A] what the acting search chose back then
         n_fresh = int(round(c.reanalyze_fraction * c.batch_size))
         redo = u.acted.copy()
@@ -114,7 +157,7 @@ class Learner:
         return Batch(obs=f(obs), obs_mask=f(stored), actions=torch.as_tensor(u.actions, device=dev),
                      target_value=f(z), value_mask=f(value_mask), target_reward=f(rewards),
                      reward_mask=f(reward_mask), target_policy=f(policy), policy_mask=f(u.acted),
-                     weights=f(weights), index=index)
+                     weights=f(weights), index=index, aux_value={k: f(v) for k, v in aux_value.items()})
 
     # ------------------------------------------------------------------ losses (the one unroll)
     def losses(self, batch: Batch):
@@ -132,6 +175,7 @@ class Learner:
             return ce * batch.policy_mask[:, k]
 
         out = model.initial_inference(batch.obs[:, 0])
+        latents = [out.latent]
         value_error = (out.value.detach() - batch.target_value[:, 0]).abs()
         loss = {"value": value_loss(out, 0), "policy": policy_loss(out, 0),
                 "reward": torch.zeros_like(value_error), "consistency": torch.zeros_like(value_error)}
@@ -153,7 +197,19 @@ class Learner:
             }
             for name, v in step.items():
                 loss[name] = loss[name] + v / K
+            latents.append(out.latent)
             latent, reward_state = scale_gradient(out.latent, 0.5), out.reward_state
+        if model.decoder is not None:  # predicted observations, against the real ones where known
+            loss["reconstruction"] = model.reconstruction_loss(latents[0], batch.obs[:, 0])
+            for k in range(1, K + 1):
+                loss["reconstruction"] = loss["reconstruction"] + model.reconstruction_loss(
+                    latents[k], batch.obs[:, k]) * batch.obs_mask[:, k] / K
+        for name, head in self.aux_heads.items():  # detached latents: the heads never move the model
+            aux = torch.zeros_like(value_error)
+            for k, z in enumerate(latents):
+                err = (head.transformed(z.detach()) - scalar_transform(batch.aux_value[name][:, k])) ** 2
+                aux = aux + err * batch.value_mask[:, k] / (1 if k == 0 else K)
+            loss[f"aux_{name}"] = aux
         return loss, value_error
 
     # ------------------------------------------------------------------ one update
@@ -168,10 +224,20 @@ class Learner:
         total = (c.value_loss_weight * weighted["value"] + c.policy_loss_weight * weighted["policy"]
                  + c.reward_loss_weight * weighted["reward"]
                  + c.consistency_loss_weight * weighted["consistency"])
+        if "reconstruction" in weighted:
+            total = total + c.reconstruction_loss_weight * weighted["reconstruction"]
+        aux_total = sum((v for k, v in weighted.items() if k.startswith("aux_")), torch.zeros(()))
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        if self.aux_optimizer is not None:
+            self.aux_optimizer.zero_grad(set_to_none=True)
+        (total + aux_total).backward()  # aux losses reach only the aux heads (detached latents)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.max_grad_norm)
         self.optimizer.step()
+        if self.aux_optimizer is not None:
+            for group in self.aux_optimizer.param_groups:
+                group["lr"] = lr
+            torch.nn.utils.clip_grad_norm_(self.aux_heads.parameters(), c.max_grad_norm)
+            self.aux_optimizer.step()
         self.model.eval()
         self.train_steps += 1
         if self.train_steps % c.target_update_interval == 0:
@@ -183,10 +249,13 @@ class Learner:
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
         return {"target_model": self.target_model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "train_steps": self.train_steps, "planned_steps": self.planned_steps}
+                "train_steps": self.train_steps, "planned_steps": self.planned_steps,
+                "aux_optimizer": self.aux_optimizer.state_dict() if self.aux_optimizer else None}
 
     def load_state_dict(self, state: dict) -> None:
         self.target_model.load_state_dict(state["target_model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.train_steps = int(state["train_steps"])
         self.planned_steps = int(state["planned_steps"])
+        if self.aux_optimizer is not None and state.get("aux_optimizer"):
+            self.aux_optimizer.load_state_dict(state["aux_optimizer"])

@@ -43,8 +43,10 @@ def add_objective_arguments(parser: argparse.ArgumentParser) -> None:
                         "(or mixed) after swapping the objective")
 
 
-def objective_from_args(args: argparse.Namespace, discount: float) -> Optional[Objective]:
-    """The objective the flags ask for, or None when they ask for no change."""
+def objective_from_args(args: argparse.Namespace, discount: float,
+                        named: Optional[dict] = None) -> Optional[Objective]:
+    """The objective the flags ask for, or None when they ask for no change. `named`: objectives the
+    agent carries by name (e.g. 'aux:NAME', its auxiliary value heads), looked up before built-ins."""
     picked = [f for f in ("objective", "value", "latent_value", "reward") if getattr(args, f, None)]
     if len(picked) > 1:
         flags = ", ".join("--" + f.replace("_", "-") for f in picked)
@@ -55,7 +57,9 @@ def objective_from_args(args: argparse.Namespace, discount: float) -> Optional[O
     if any(getattr(args, f, None) for f in ("value", "latent_value", "reward", "penalty")):
         _import_from_cwd()
     base: Optional[Objective] = None
-    if args.objective:
+    if args.objective and args.objective in (named or {}):
+        base = named[args.objective]
+    elif args.objective:
         base = objective_from_spec(args.objective, discount=discount)
     elif args.value:
         base = ObservationValue(args.value, with_reward=args.with_reward, discount=discount)
@@ -71,7 +75,8 @@ def objective_from_args(args: argparse.Namespace, discount: float) -> Optional[O
 
 def apply_objective_args(agent, args: argparse.Namespace) -> None:
     """Set the objective and the prior setting the flags ask for on a loaded agent (validated)."""
-    objective = objective_from_args(args, agent.objective.discount)
+    named = agent.named_objectives() if hasattr(agent, "named_objectives") else None
+    objective = objective_from_args(args, agent.objective.discount, named)
     if objective is not None:
         agent.set_objective(objective)
     if getattr(args, "prior", None):

@@ -42,7 +42,7 @@ class Unroll:
 
 class Replay:
     def __init__(self, capacity: int, obs_shape, num_actions: int, *, alpha: float = 0.6,
-                 eps: float = 1e-6, obs_dtype=np.float32):
+                 eps: float = 1e-6, obs_dtype=np.float32, num_aux: int = 0):
         if capacity < 1:
             raise ValueError(f"replay capacity must be >= 1, got {capacity}")
         self.capacity = int(capacity)
@@ -53,6 +53,8 @@ class Replay:
         self.obs = np.zeros((n, *obs_shape), dtype=obs_dtype)  # uint8 images stay uint8
         self.action = np.zeros(n, dtype=np.int64)
         self.reward = np.zeros(n, dtype=np.float32)
+        # Rewards of extra reward functions (train.py --aux-value NAME --reward module:fn), one column each.
+        self.aux_reward = np.zeros((n, num_aux), dtype=np.float32)
         self.policy = np.zeros((n, num_actions), dtype=np.float32)
         self.next = np.full(n, PENDING, dtype=np.int64)
         self.terminal = np.zeros(n, dtype=bool)  # final entry of an episode that terminated
@@ -82,7 +84,7 @@ class Replay:
         ok = (prev >= 0) & (prev >= self.total - self.capacity)
         self.next[prev[ok] % self.capacity] = g[ok]
 
-    def add(self, prev: np.ndarray, obs, action, reward, policy, env_step: int) -> np.ndarray:
+    def add(self, prev: np.ndarray, obs, action, reward, policy, env_step: int, aux_reward=None) -> np.ndarray:
         """Write one acted state per env; link it after `prev` (-1: first state of an episode).
 
         Returns the global indices written, which the caller passes back as `prev` next time.
@@ -93,6 +95,7 @@ class Replay:
         self.obs[s] = obs
         self.action[s] = action
         self.reward[s] = reward
+        self.aux_reward[s] = 0.0 if aux_reward is None else aux_reward
         self.policy[s] = policy
         self.next[s] = PENDING
         self.terminal[s] = False
@@ -109,6 +112,7 @@ class Replay:
         self.obs[s] = final_obs
         self.action[s] = 0
         self.reward[s] = 0.0
+        self.aux_reward[s] = 0.0
         self.policy[s] = 0.0
         self.next[s] = NO_NEXT
         self.terminal[s] = terminated
@@ -185,6 +189,8 @@ class Replay:
             raise ValueError(f"resume replay has capacity {state['capacity']}, config says {self.capacity}")
         self.total, self.max_priority = int(state["total"]), float(state["max_priority"])
         for k in self._ARRAYS:
-            getattr(self, k)[: len(state[k])] = state[k]
+            if k in state:  # resume files written before aux rewards existed lack that one
+                getattr(self, k)[: len(state[k])] = state[k]
 
-    _ARRAYS = ("obs", "action", "reward", "policy", "next", "terminal", "final", "env_step", "priority")
+    _ARRAYS = ("obs", "action", "reward", "aux_reward", "policy", "next", "terminal", "final", "env_step",
+               "priority")

@@ -8,7 +8,7 @@ episode in replay, flagged terminal or truncated.
 """
 from __future__ import annotations
 
-from typing import List
+from typing import Callable, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -18,9 +18,12 @@ from planners.search import search
 
 
 class SelfPlay:
-    def __init__(self, venv, replay: Replay, seed: int):
+    def __init__(self, venv, replay: Replay, seed: int, aux_rewards: Sequence[Tuple[str, Callable]] = ()):
+        """aux_rewards: (name, fn) pairs; fn(obs, action, reward, next_obs, terminated) -> [B] is
+        stored beside each transition for the auxiliary value heads (agent/learner.py)."""
         self.venv = venv
         self.replay = replay
+        self.aux_rewards = list(aux_rewards)
         self.num_envs = venv.num_envs
         self.reset(seed)
 
@@ -40,11 +43,19 @@ class SelfPlay:
                             temperature=temperature)
         actions = result.action
         next_obs, reward, terminated, truncated, info = self.venv.step(actions)
-        written = self.replay.add(self.prev, self.obs, actions, reward, result.policy_target, env_steps)
+        done = terminated | truncated
+        aux = None
+        if self.aux_rewards:
+            real_next = np.array(next_obs, copy=True)  # the finished episodes' own last observations
+            for i in np.flatnonzero(done):
+                real_next[i] = info["final_obs"][i]
+            aux = np.stack([aux_reward(name, fn, self.obs, actions, reward, real_next, terminated)
+                            for name, fn in self.aux_rewards], axis=1)
+        written = self.replay.add(self.prev, self.obs, actions, reward, result.policy_target, env_steps,
+                                  aux_reward=aux)
 
         self.episode_return += reward
         self.episode_length += 1
-        done = terminated | truncated
         finished: List[float] = []
         if done.any():
             final_obs = np.stack([info["final_obs"][i] for i in np.flatnonzero(done)])
@@ -60,3 +71,22 @@ class SelfPlay:
                 "search/depth": float(np.mean(result.max_depth)),
                 "search/entropy": float(np.mean(-(p * np.log(p)).sum(-1))),
                 "episodes": finished}
+
+
+def aux_reward(name: str, fn: Callable, obs, action, reward, next_obs, terminated) -> np.ndarray:
+    """fn's rewards for one batch of B transitions, checked: float, shape [B], finite."""
+    B = len(action)
+    try:
+        out = np.asarray(fn(obs, action, reward, next_obs, terminated), dtype=np.float32)
+    except Exception as e:  # noqa: BLE001 - re-raised with the function named
+        raise ValueError(f"aux reward function of --aux-value {name} raised {type(e).__name__}: {e} "
+                         f"(it gets batched numpy arrays obs [B, ...], action [B], reward [B], next_obs "
+                         f"[B, ...], terminated [B] and must return [B] floats)") from e
+    if out.shape == (B, 1):
+        out = out[:, 0]
+    if out.shape != (B,):
+        raise ValueError(f"aux reward function of --aux-value {name} returned shape {out.shape} for a batch "
+                         f"of {B} transitions; it must return one float per transition, shape ({B},)")
+    if not np.isfinite(out).all():
+        raise ValueError(f"aux reward function of --aux-value {name} returned NaN or inf: {out.tolist()}")
+    return out

@@ -16,7 +16,7 @@ environment steps,
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -31,13 +31,16 @@ def td_horizon(age: np.ndarray, td_steps: int, correction_interval: int) -> np.n
 
 
 def value_targets(replay: Replay, unroll: Unroll, *, td_steps: int, discount: float, env_steps: int,
-                  correction_interval: int, bootstrap: Callable[[np.ndarray], np.ndarray]):
+                  correction_interval: int, bootstrap: Callable[[np.ndarray], np.ndarray],
+                  rewards: Optional[np.ndarray] = None):
     """Value targets [B, K+1] and their loss mask for every state of an unroll.
 
     `bootstrap(obs_batch) -> values` is the target network's value of the states it is given.
     Absorbing states (at or after a terminal) get target 0 with the loss on; states past a
-    truncation or past the newest data are masked out.
+    truncation or past the newest data are masked out. `rewards` (one per replay slot) replaces the
+    environment's reward, e.g. a column of `replay.aux_reward` for an auxiliary value head.
     """
+    rewards = replay.reward if rewards is None else rewards
     shape = unroll.index.shape
     idx = unroll.index.reshape(-1)
     stored = idx >= 0
@@ -50,7 +53,7 @@ def value_targets(replay: Replay, unroll: Unroll, *, td_steps: int, discount: fl
     for i in range(td_steps):
         nxt = replay.next[s]
         step = walking & (i < horizon) & (nxt >= 0)  # PENDING: bootstrap where we stand
-        ret[step] += scale[step] * replay.reward[s[step]]
+        ret[step] += scale[step] * rewards[s[step]]
         scale[step] *= discount
         cur[step] = nxt[step]
         s = cur % replay.capacity

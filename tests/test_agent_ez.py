@@ -147,3 +147,68 @@ def test_cli_train_then_eval(tmp_path, capsys):
     assert cli_main(["eval", "--checkpoint", str(run / "model.pt"), "--episodes", "2", "--json"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["episodes"] == 2 and report["mean_return"] > 0
+
+
+def cart_near_one(obs, action, reward, next_obs, terminated):
+    """An aux reward for the tests: keep the cart near x = 1 (batched numpy in, [B] out)."""
+    return -np.abs(next_obs[:, 0] - 1.0)
+
+
+def test_aux_value_head_learns_and_plugs_in_as_an_objective(tmp_path):
+    agent = tiny_agent(extra=["aux_values=[[near_one, tests.test_agent_ez:cart_near_one]]"],
+                       tensorboard_log=tmp_path)
+    agent.learn(240, progress_bar=False)
+    # the stored aux rewards are the function's values on the real transitions
+    r = agent.replay
+    acted = np.flatnonzero(r.priority[: r.size] > 0)
+    assert np.all(r.aux_reward[acted, 0] <= 0) and np.any(r.aux_reward[acted, 0] < -0.5)
+    rng = np.random.default_rng(7)
+    batch = agent.learner.make_batch(agent.replay, agent.objective, rng, agent.num_timesteps, beta=1.0)
+    with torch.no_grad():
+        before = float(agent.learner.losses(batch)[0]["aux_near_one"].mean())
+    model_before = {k: v.clone() for k, v in agent.model.state_dict().items()}
+    head = agent.learner.aux_heads["near_one"]
+    opt = agent.learner.aux_optimizer
+    for group in opt.param_groups:
+        group["lr"] = 1e-2
+    for _ in range(80):  # the aux loss alone: it moves the head and never the agent's networks
+        loss = agent.learner.losses(batch)[0]["aux_near_one"].mean()
+        opt.zero_grad()
+        agent.learner.optimizer.zero_grad()
+        loss.backward()
+        assert all(p.grad is None for p in agent.model.parameters())
+        opt.step()
+    with torch.no_grad():
+        after = float(agent.learner.losses(batch)[0]["aux_near_one"].mean())
+    assert after < 0.5 * before, (before, after)
+    assert all(torch.equal(v, agent.model.state_dict()[k]) for k, v in model_before.items())
+    # n-step returns of a reward <= 0 are <= 0 and the head learned the sign
+    assert float(batch.aux_value["near_one"].max()) <= 0
+    with torch.no_grad():
+        pred = head(agent.model.initial_inference(FIXED_OBS).latent)
+    assert pred.shape == (3,) and float(pred.mean()) < 0
+
+    agent.set_objective("aux:near_one")
+    assert "aux:near_one" in agent.objective.describe()
+    path = agent.save(tmp_path / "model.pt")
+    loaded = EZAgent.load(path, device="cpu")
+    assert loaded.objective.describe() == agent.objective.describe()
+    assert np.array_equal(loaded.predict(FIXED_OBS)[0], agent.predict(FIXED_OBS)[0])
+    with pytest.raises(ValueError, match="no auxiliary value head"):
+        loaded.set_objective("aux:other")
+    resumed = EZAgent.load(tmp_path / "resume.pt", device="cpu")
+    assert resumed.replay.aux_reward.shape[1] == 1 and resumed.learner.aux_optimizer.state_dict()["state"]
+
+
+def test_cli_aux_value_then_eval_with_it(tmp_path, capsys):
+    sets = [x for s in TINY for x in ("--set", s)]
+    assert cli_main(["--steps", "64", "--eval-interval", "64", "--eval-episodes", "1", "--logdir", str(tmp_path),
+                     "--no-progress", *sets, "--set", "learning_starts=32", "--aux-value", "near_one",
+                     "--reward", "tests.test_agent_ez:cart_near_one"]) == 0
+    capsys.readouterr()
+    model = tmp_path / "ez_CartPole-v1_s0" / "model.pt"
+    assert cli_main(["eval", "--checkpoint", str(model), "--episodes", "1", "--json", "--objective", "aux:near_one"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "aux:near_one" in report["objective"]
+    assert cli_main(["--steps", "8", "--logdir", str(tmp_path), "--aux-value", "x"]) == 2
+    assert "go in pairs" in capsys.readouterr().err

@@ -35,10 +35,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", metavar="PATH",
                         help="continue a run up to --steps: its resume.pt (ez) / model.zip, or its run directory")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--aux-value", dest="aux_values", action="append", default=[], metavar="NAME",
+                        help="ez: also fit a value head NAME over latents to the returns of --reward; plug it "
+                             "in later with `train.py eval --objective aux:NAME`; repeatable, one --reward each")
+    parser.add_argument("--reward", dest="aux_rewards", action="append", default=[], metavar="MODULE:FN",
+                        help="with --aux-value: fn(obs, action, reward, next_obs, terminated) -> [B] floats, "
+                             "called on batches of real transitions")
 
 
 def run(args: argparse.Namespace) -> int:
     overrides = {**(load_yaml(args.config) if args.config else {}), **parse_set(args.sets)}
+    if args.aux_values or args.aux_rewards:
+        if len(args.aux_values) != len(args.aux_rewards):
+            raise ValueError(f"--aux-value and --reward go in pairs (--aux-value NAME --reward module:fn); got "
+                             f"{len(args.aux_values)} --aux-value and {len(args.aux_rewards)} --reward")
+        if args.algo != "ez":
+            raise ValueError("--aux-value trains a value head over the ez agent's latents; it needs --algo ez")
+        overrides["aux_values"] = [[n, r] for n, r in zip(args.aux_values, args.aux_rewards)]
     if args.algo == "ez":
         if args.env_module:
             import envs
