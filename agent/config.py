@@ -67,6 +67,8 @@ class AgentConfig:
     # --- bookkeeping
     checkpoint_interval: int = 10_000  # env steps between resume checkpoints (0: only at the end)
     log_interval: int = 200  # env steps between TensorBoard scalar writes
+    # Episodes of the search-amplification audit (agent/audit.py) run at the end of learn(); 0: none.
+    audit_episodes: int = 5
 
     def __post_init__(self):
         if isinstance(self.net, dict):

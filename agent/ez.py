@@ -76,6 +76,7 @@ class EZAgent:
         self.replay: Optional[Replay] = None  # made on the first learn(): acting needs none
         self._selfplay: Optional[SelfPlay] = None
         self._train_credit = 0.0  # fractional training steps owed (replay_ratio * env steps)
+        self.last_audit: Optional[dict] = None  # the audit run at the end of the last learn()
 
     # ------------------------------------------------------------------ acting
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
@@ -208,11 +209,32 @@ class EZAgent:
                     next_ckpt += c.checkpoint_interval
                     self._save_resume()
             self._save_resume()
+            if c.audit_episodes > 0:
+                self._audit(c.audit_episodes, logger)
         finally:
             bar.close()
             if logger is not None:
                 logger.close()
         return self
+
+    def _audit(self, episodes: int, logger: Optional[RunLogger]) -> dict:
+        """The search-amplification audit (agent/audit.py) on `episodes` evaluation episodes: printed,
+        logged under audit/*, and written to audit_train.json beside the run."""
+        from agent.audit import run_audit
+        out = self.tensorboard_log / "audit_train.json" if self.tensorboard_log is not None else None
+        report = run_audit(self, episodes=episodes, out=out)
+        r = report["returns"]
+        tqdm.write(f"audit ({episodes} episodes) | return prior {r['prior']['mean']:.1f}, one-step greedy "
+                   f"{r['greedy']['mean']:.1f}, search {r['search']['mean']:.1f} | search amplification "
+                   f"{report['search_amplification']:+.3f}, over greedy {report['greedy_amplification']:+.3f}"
+                   + (f"\nWARNING: {report['warning']}" if report["warning"] else ""))
+        if logger is not None:
+            logger.scalars({"audit/return_prior": r["prior"]["mean"], "audit/return_greedy": r["greedy"]["mean"],
+                            "audit/return_search": r["search"]["mean"],
+                            "audit/search_amplification": report["search_amplification"],
+                            "audit/greedy_amplification": report["greedy_amplification"]}, self.num_timesteps)
+        self.last_audit = report
+        return report
 
     def _start_selfplay(self) -> None:
         c = self.config

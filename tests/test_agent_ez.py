@@ -137,13 +137,22 @@ def test_cli_unknown_set_key_exits_with_message(capsys, tmp_path):
 def test_cli_train_then_eval(tmp_path, capsys):
     sets = [x for s in TINY for x in ("--set", s)]
     rc = cli_main(["--steps", "96", "--eval-interval", "48", "--eval-episodes", "2", "--logdir", str(tmp_path),
-                   "--no-progress", *sets, "--set", "learning_starts=32"])
+                   "--no-progress", *sets, "--set", "learning_starts=32", "--set", "log_interval=16"])
     assert rc == 0
     run = tmp_path / "ez_CartPole-v1_s0"
-    for name in ("config.yaml", "model.pt", "resume.pt", "evaluations.csv", "result.json"):
+    for name in ("config.yaml", "model.pt", "resume.pt", "evaluations.csv", "result.json", "audit_train.json"):
         assert (run / name).exists(), name
     assert list(run.glob("events.out.tfevents.*"))
-    capsys.readouterr()
+    out = capsys.readouterr()
+    assert "search amplification" in out.out + out.err and "core total" in out.out + out.err
+    audit = json.loads((run / "audit_train.json").read_text())
+    assert audit["episodes"] == 5 and set(audit["returns"]) == {"prior", "greedy", "search"}
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    tags = set(EventAccumulator(str(run)).Reload().Tags()["scalars"])
+    expected = {"eval/mean_return", "eval/std_return", "time/fps", "loss/policy", "loss/value", "loss/reward",
+                "loss/consistency", "search/root_value", "search/depth", "search/entropy", "replay/size",
+                "audit/search_amplification"}
+    assert expected <= tags, expected - tags
     assert cli_main(["eval", "--checkpoint", str(run / "model.pt"), "--episodes", "2", "--json"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["episodes"] == 2 and report["mean_return"] > 0
