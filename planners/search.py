@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Optional
-
 import numpy as np
 import torch
 
@@ -68,6 +66,10 @@ def run_search(model, objective, root, config, *, rng, add_noise, action_mask, t
                              _depth_limit(objective, config))
         root_mask = _root_mask(action_mask, B, A)
         root_value = _checked(objective.leaf_value(model, root_out), "leaf_value", objective, B)
+        if not bool(torch.isfinite(root_value).all()):
+            bad = int(torch.nonzero(~torch.isfinite(root_value))[0, 0])
+            raise ValueError(f"objective {objective.describe()!r} returned a non-finite leaf value "
+                             f"({float(root_value[bad])}) at the root of tree {bad}")
         packed, terminal_column, mask_column = _pack(root_out.reward, root_value, root_out)
         backend.init_roots(packed, terminal_column, mask_column, root_mask, config.prior_mix(),
                            tree.visit_count, tree.value_sum, tree.leaf_value, tree.prior, tree.legal,
@@ -87,7 +89,7 @@ def run_search(model, objective, root, config, *, rng, add_noise, action_mask, t
                            tree.prior, tree.legal, tree.terminal, tree.depth, tree.num_nodes,
                            tree.min_max_q, tree.discount, tree.max_depth, config.pb_c_init,
                            config.pb_c_base)
-        _simulate(model, objective, root_out.latent, tree, config, select, select_args, backend)
+        _simulate(model, objective, root_out, tree, config, select, select_args, backend)
 
     visits, edge_reward, child_value, q_values = tree.child_stats(ROOT)
     if config.algorithm == "gumbel":
@@ -102,13 +104,20 @@ def run_search(model, objective, root, config, *, rng, add_noise, action_mask, t
                         max_depth=tree.deepest(), tree=tree)
 
 
-def _simulate(model, objective, root_latent, tree, config, select, select_args, backend):
+def _simulate(model, objective, root_out, tree, config, select, select_args, backend):
     B, N = tree.visit_count.shape
+    root_latent = root_out.latent
     device = root_latent.device
     # Flattened to [B * N, ...] so that one index_select / index_copy_ moves the latents of all
     # trees; the select kernel writes flat indices b * N + node.
+    root_slots = torch.arange(B, device=device) * N
     pool = root_latent.new_empty((B * N,) + tuple(root_latent.shape[1:]))
-    pool[torch.arange(B, device=device) * N] = root_latent
+    pool[root_slots] = root_latent
+    # Value-prefix LSTM models carry a per-node state, pooled like the latents (see nets/model.py).
+    state_pool = None
+    if root_out.reward_state is not None:
+        state_pool = root_out.reward_state.new_zeros((B * N,) + tuple(root_out.reward_state.shape[1:]))
+        state_pool[root_slots] = root_out.reward_state
     sel = np.zeros((kernels.SEL_ROWS, B), np.int64)
     sel_host = torch.from_numpy(sel[:kernels.SEL_FLAT_SLOT + 1])  # shares memory with `sel`
     select_args = select_args + (sel,)
@@ -118,7 +127,12 @@ def _simulate(model, objective, root_latent, tree, config, select, select_args, 
         sel_dev = sel_host.to(device)
         parent_latent = pool.index_select(0, sel_dev[kernels.SEL_FLAT_NODE])
         action = sel_dev[kernels.SEL_MODEL_ACTION]
-        out = model.recurrent_inference(parent_latent, action)
+        if state_pool is None:
+            out = model.recurrent_inference(parent_latent, action)
+        else:
+            out = model.recurrent_inference(parent_latent, action,
+                                            state_pool.index_select(0, sel_dev[kernels.SEL_FLAT_NODE]))
+            state_pool.index_copy_(0, sel_dev[kernels.SEL_FLAT_SLOT], out.reward_state)
         reward = _checked(objective.edge_reward(model, parent_latent, action, out), "edge_reward",
                           objective, B)
         value = _checked(objective.leaf_value(model, out), "leaf_value", objective, B)
@@ -198,6 +212,3 @@ def _act(visits, legal, temperature: float, deterministic: bool,
     u = rng.random(len(weights))
     return np.minimum((cdf <= u[:, None]).sum(axis=1), weights.shape[1] - 1)
 
-
-def _unused(_: Optional[int] = None) -> None:  # pragma: no cover
-    pass
