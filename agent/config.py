@@ -120,7 +120,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "CartPole-v1": {},
     "Acrobot-v1": {"search.num_simulations": 25},
     "MountainCar-v0": {"search.num_simulations": 25, "td_steps": 10, "temperature": [[0.0, 1.0]]},
-    "LunarLander-v3": {"net.latent_dim": 128, "net.hidden": [128], "net.value_support_size": 30,
+    "LunarLander-v3": {"net.latent_dim": 96, "net.hidden": [96], "net.value_support_size": 30,
                        "replay_capacity": 300_000, "lr": 1e-3},
 }
 

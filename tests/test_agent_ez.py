@@ -221,3 +221,14 @@ def test_cli_aux_value_then_eval_with_it(tmp_path, capsys):
     assert "aux:near_one" in report["objective"]
     assert cli_main(["--steps", "8", "--logdir", str(tmp_path), "--aux-value", "x"]) == 2
     assert "go in pairs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1", "MountainCar-v0", "LunarLander-v3"])
+def test_every_preset_builds_an_agent_within_the_capacity_budget(env_id):
+    if env_id == "LunarLander-v3":
+        pytest.importorskip("Box2D")
+    from agent.config import PRESETS
+    agent = EZAgent(env_id, seed=0, device="cpu")
+    assert env_id in PRESETS and agent.config == resolve(env_id)
+    obs = np.zeros(agent.obs_shape, dtype=np.float32)
+    assert 0 <= int(agent.predict(obs)[0]) < agent.num_actions
