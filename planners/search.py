@@ -74,9 +74,11 @@ def run_search(model, objective, root, config, *, rng, add_noise, action_mask, t
         backend.init_roots(packed, terminal_column, mask_column, root_mask, config.prior_mix(),
                            tree.visit_count, tree.value_sum, tree.leaf_value, tree.prior, tree.legal,
                            tree.terminal)
-        if not tree.legal[:, ROOT].any(axis=1).all():
-            raise ValueError("every root needs at least one legal action; rows without one: "
-                             f"{np.flatnonzero(~tree.legal[:, ROOT].any(axis=1)).tolist()}")
+        stuck = ~tree.legal[:, ROOT].any(axis=1) & ~tree.terminal[:, ROOT]
+        if stuck.any():
+            raise ValueError("every root that is not terminal needs at least one legal action (check "
+                             "action_mask and the model's action_mask); rows without one: "
+                             f"{np.flatnonzero(stuck).tolist()}")
         root_prior = tree.prior[:, ROOT].copy()
         if config.algorithm == "gumbel":
             root_gumbel = gumbel.RootGumbel.draw(tree, config, rng, add_noise)

@@ -1,0 +1,157 @@
+"""The search on exact models of small deterministic MDPs (tests/exact_models.py): known answers."""
+import numpy as np
+import pytest
+import torch
+
+from planners.config import SearchConfig
+from planners.objectives import Learned, RewardOnly
+from planners.search import search
+from planners.tree import ROOT, principal_variation
+from tests.exact_models import ALL, BAIT, ExactModel, batch_of, bandit_trap, chain, two_step
+
+# pUCT with a value of 0 everywhere needs about 200 simulations on two_step: the "late" action
+# looks worthless (Q 0 against 1) until it is revisited, which the exploration term only forces
+# after ~50 root visits (measured: 150 simulations pick "early" on every two_step row, 200 "late").
+# Gumbel's sequential halving gives every action its share and solves all three with 50.
+PUCT_SIMS = 300
+GUMBEL_SIMS = 64
+OBJECTIVES = [pytest.param(Learned(0.97), id="learned"),
+              pytest.param(RewardOnly(4, 0.97), id="reward-only-4")]
+
+
+def _search(model, obs, objective, sims, algorithm="puct", **kw):
+    kw.setdefault("add_noise", False)
+    kw.setdefault("deterministic", True)
+    return search(model, objective, obs, SearchConfig(num_simulations=sims, algorithm=algorithm),
+                  rng=np.random.default_rng(0), **kw)
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+@pytest.mark.parametrize("algorithm,sims", [("puct", PUCT_SIMS), ("gumbel", GUMBEL_SIMS)])
+@pytest.mark.parametrize("make", ALL, ids=lambda m: m.__name__)
+def test_single_mdp_optimal_action(make, algorithm, sims, objective):
+    for seed in range(2):  # two labelings of the actions
+        mdp = make().shuffled(np.random.default_rng(seed))
+        assert mdp.greedy_action != mdp.optimal_action  # the search has to look ahead
+        model = ExactModel([mdp])
+        result = _search(model, model.root_obs([0]), objective, sims, algorithm)
+        assert result.action[0] == mdp.optimal_action, (mdp.name, result.visit_counts)
+        if algorithm == "puct":
+            assert result.visit_counts[0].argmax() == mdp.optimal_action
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+@pytest.mark.parametrize("algorithm,sims", [("puct", PUCT_SIMS), ("gumbel", GUMBEL_SIMS)])
+def test_batch_of_64_different_mdps_in_one_search(algorithm, sims, objective):
+    model, obs, mdps = batch_of(ALL, 64, seed=3)
+    optimal = np.array([m.optimal_action for m in mdps])
+    assert len(set(optimal.tolist())) > 1 and len({m.name for m in mdps}) == 3
+    calls_before = model.calls
+    result = _search(model, obs, objective, sims, algorithm)
+    assert model.calls - calls_before == sims  # one batched model call per simulation
+    np.testing.assert_array_equal(result.action, optimal)
+    # Trees do not interact: each row searched alone builds the same tree as in the batch.
+    for b in (0, 1, 2, 37):
+        alone_model = ExactModel([mdps[b]])
+        alone = _search(alone_model, alone_model.root_obs([0]), objective, sims, algorithm)
+        np.testing.assert_array_equal(alone.visit_counts[0], result.visit_counts[b])
+        np.testing.assert_allclose(alone.q_values[0], result.q_values[b])
+
+
+def test_root_values_and_q_match_the_mdp():
+    """two_step under RewardOnly(2, discount 0.5): Q(early) = 1 and Q(half) = 0.5 exactly; Q(late)
+    = 0 + 0.5 * 3 = 1.5 for its best continuation, and the search's mean tends to it."""
+    mdp = two_step()
+    model = ExactModel([mdp])
+    result = _search(model, model.root_obs([0]), RewardOnly(2, 0.5), PUCT_SIMS)
+    q = result.q_values[0]
+    assert q[mdp.label("early")] == pytest.approx(1.0)
+    assert 1.3 < q[mdp.label("late")] < 1.5
+    assert q[mdp.label("half")] == pytest.approx(0.5)
+    assert np.isnan(q[3])  # the illegal action is never tried
+    assert 1.0 < result.root_value[0] < 1.5  # above what the greedy "early" is worth
+    assert result.max_depth[0] == 2  # the horizon
+
+
+@pytest.mark.parametrize("algorithm", ["puct", "gumbel"])
+def test_invalid_actions_never_selected_at_any_depth(algorithm):
+    """Illegal actions pay BAIT = 100 in the exact model: a search that took one would see it."""
+    model, obs, mdps = batch_of(ALL, 12, seed=5)
+    result = _search(model, obs, Learned(0.97), 100, algorithm, add_noise=True, deterministic=False)
+    tree = result.tree
+    assert np.abs(tree.edge_reward).max() < BAIT
+    # Replay every edge of every tree through the MDP tables: each is a legal transition.
+    for b in range(len(mdps)):
+        state = {ROOT: int(obs[b])}
+        for node in range(1, tree.num_nodes[b]):
+            parent, action = tree.parent[b, node], tree.action_from_parent[b, node]
+            s = state[parent]
+            assert model.legal[s, action], (b, node)
+            state[node] = int(model.next_state[s, action])
+        for node, s in state.items():  # selection may take exactly the model's legal actions
+            np.testing.assert_array_equal(tree.legal[b, node], model.legal[s].numpy())
+    assert (result.visit_counts[~model.legal[obs].numpy()] == 0).all()
+    assert model.legal[obs, torch.as_tensor(result.action)].all()
+
+
+@pytest.mark.parametrize("algorithm", ["puct", "gumbel"])
+def test_root_action_mask_is_obeyed(algorithm):
+    """Masking the optimal root action: the search takes the best remaining one, never the masked."""
+    mdp = bandit_trap().shuffled(np.random.default_rng(0))
+    model = ExactModel([mdp])
+    mask = np.ones((1, 4), bool)
+    mask[0, mdp.label("safe")] = False
+    result = _search(model, model.root_obs([0]), Learned(0.97), 100, algorithm, action_mask=mask)
+    assert result.visit_counts[0, mdp.label("safe")] == 0
+    assert result.tree.children[0, ROOT, mdp.label("safe")] == -1
+    # Without "safe", "zero" (0) beats the trap (1 - 0.97 - 0.97^2 - ...).
+    assert result.action[0] == mdp.label("zero")
+    assert result.prior[0, mdp.label("safe")] == 0
+    with pytest.raises(ValueError, match="action_mask must have shape"):
+        _search(model, model.root_obs([0]), Learned(), 10, action_mask=np.ones((1, 3), bool))
+    with pytest.raises(ValueError, match="at least one legal action"):
+        _search(model, model.root_obs([0]), Learned(), 10, action_mask=np.zeros((1, 4), bool))
+
+
+@pytest.mark.parametrize("algorithm", ["puct", "gumbel"])
+def test_terminal_states_are_not_expanded_past(algorithm):
+    """Any action out of a terminal state pays BAIT in the exact model; none is ever in a tree."""
+    model, obs, mdps = batch_of(ALL, 9, seed=2)
+    result = _search(model, obs, Learned(0.97), 200, algorithm)
+    tree = result.tree
+    for b in range(len(mdps)):
+        n = tree.num_nodes[b]
+        assert tree.terminal[b, :n].any()  # every MDP here ends somewhere within reach
+        assert (tree.children[b, :n][tree.terminal[b, :n]] == -1).all()
+        # Terminal leaves keep a value of 0 however often they are backed up.
+        assert (tree.value_sum[b, :n][tree.terminal[b, :n]] == 0).all()
+    assert np.abs(tree.edge_reward).max() < BAIT
+    # The chain's goal is terminal: the path right, right, right ends there, and no deeper.
+    for b, m in enumerate(mdps):
+        if m.name == "chain":
+            assert tree.deepest()[b] == 3
+
+
+def test_terminal_root_is_never_expanded():
+    mdp = chain()
+    model = ExactModel([mdp])
+    goal = model.root_obs([0]) + 3  # the chain's goal state
+    result = _search(model, goal, Learned(), 5)
+    assert result.tree.num_nodes[0] == 1
+    assert result.visit_counts.sum() == 0 and result.root_value[0] == 0
+    np.testing.assert_allclose(result.policy_target[0], result.prior[0])
+
+
+def test_principal_variation_follows_the_most_visited_path():
+    mdp = chain(3).shuffled(np.random.default_rng(1))
+    model = ExactModel([mdp])
+    result = _search(model, model.root_obs([0]), Learned(0.97), PUCT_SIMS)
+    right = mdp.label("right")
+    assert principal_variation(result.tree, 0) == [right, right, right]
+    mdp2 = two_step().shuffled(np.random.default_rng(1))
+    model = ExactModel([mdp, mdp2])
+    result = _search(model, model.root_obs([0, 1]), Learned(0.97), PUCT_SIMS)
+    assert principal_variation(result.tree, 1) == [mdp2.label("late")] * 2
+    # A tree without visits below the root has an empty principal variation.
+    empty = _search(model, model.root_obs([0]) + 3, Learned(), 3)
+    assert principal_variation(empty.tree, 0) == []
