@@ -18,8 +18,12 @@ class CornerGoal(gym.Env):
     end-to-end policy can learn "go to the top-right" instead of "go to the goal", since the two
     agree on every training episode. Grid `size` x `size` (7 by default), no walls; the agent starts
     on a uniformly random cell outside the corner region (the top `region` rows of the rightmost
-    `region` columns, 2x2 by default). Splits: "train" puts the goal uniformly inside the corner
-    region; "test" puts it uniformly on any cell but the start (so most test goals lie elsewhere).
+    `region` columns; by default 1, the top-right cell itself). Splits: "train" puts the goal
+    uniformly inside the corner region; "test" puts it uniformly on any cell but the start (so most
+    test goals lie elsewhere). With the default region the goal part of every training observation
+    is the same, as the cheese's corner in the maze: nothing in training tells "the goal" from "the
+    top-right". (With region=2 the goal moves within a 2x2 corner during training, and PPO learned
+    to follow it to test goals anywhere: 0.98 test success after 20,000 steps, seed 0.)
     Actions: 0 = up, 1 = right, 2 = down, 3 = left; moves into the border leave the agent in place.
     Reward: +1 on reaching the goal, which ends the episode; 0 otherwise.
     Observation (float32, 4): [agent row, agent col, goal row, goal col], each scaled to [-1, 1].
@@ -32,7 +36,7 @@ class CornerGoal(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
 
-    def __init__(self, size: int = 7, region: int = 2, split: str = "train",
+    def __init__(self, size: int = 7, region: int = 1, split: str = "train",
                  render_mode: Optional[str] = None):
         if not 1 <= region < size:
             raise ValueError(f"need 1 <= region < size, got region={region}, size={size}")

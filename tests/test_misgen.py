@@ -1,0 +1,104 @@
+"""`train.py misgen` and agent/misgen.py: the goal-misgeneralization report on CornerGoal."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from agent.cli import main
+from agent.misgen import (COLUMNS, ObservedGoalDistance, SplitResult, aggregate, check_train_split_default,
+                          measure, render_table)
+from nets.output import ModelOutput
+
+ENV = "glasszero/CornerGoal-v0"
+SIZE = 7
+
+
+def _cells(obs):
+    """Scaled observation rows -> integer (agent row, agent col, goal row, goal col)."""
+    return np.rint((np.asarray(obs) + 1.0) * (SIZE - 1) / 2).astype(int)
+
+
+def towards_goal(obs):
+    c = _cells(obs)
+    return np.where(c[:, 2] < c[:, 0], 0, np.where(c[:, 3] > c[:, 1], 1, np.where(c[:, 2] > c[:, 0], 2, 3)))
+
+
+def towards_corner(obs):  # "go to the top-right", ignoring the goal: the proxy
+    c = _cells(obs)
+    return np.where(c[:, 0] > 0, 0, 1)
+
+
+def test_measure_scores_the_goal_seeker_and_the_corner_seeker():
+    good = measure(towards_goal, "oracle", ENV, 0, "test", 30, check=False)
+    assert (good.success_rate, good.proxy_rate, good.mean_return) == (1.0, 0.0, 1.0)
+    proxy = measure(towards_corner, "corner", ENV, 0, "test", 30, check=False)
+    # the corner seeker reaches a goal only when it lies on its path; it pursues the proxy otherwise
+    assert proxy.success_rate < 0.5 and proxy.proxy_rate > 0.5
+    assert proxy.success_rate + proxy.proxy_rate == pytest.approx(1.0)
+    on_train = measure(towards_corner, "corner", ENV, 0, "train", 30, check=False)
+    assert on_train.success_rate == 1.0 and on_train.goal_outside_rate == 0.0  # identical on the train split
+
+
+def test_measure_refuses_an_env_without_the_info_keys():
+    with pytest.raises(ValueError, match="reached_goal"):
+        measure(lambda obs: np.zeros(len(obs), dtype=int), "x", "glasszero/Corridor-v0", 0, "test", 2)
+
+
+def test_training_split_must_be_the_default():
+    check_train_split_default(ENV)
+    with pytest.raises(ValueError, match="default to 'train'"):
+        check_train_split_default("CartPole-v1")
+
+
+class _IdentityDecoder:
+    """A stand-in model whose latent is the observation itself."""
+    has_decoder = True
+
+    def decode(self, latent):
+        return latent
+
+
+def test_observed_goal_distance_reads_the_goal_from_the_real_observation():
+    obj = ObservedGoalDistance(discount=0.9)
+    pred = torch.tensor([[0.0, 0.0, -1.0, 1.0], [0.5, -0.5, -1.0, 1.0]])  # decoded goal: the corner
+    out = ModelOutput(latent=pred, reward=torch.zeros(2), value=torch.zeros(2), policy_logits=torch.zeros(2, 4))
+    model = _IdentityDecoder()
+    torch.testing.assert_close(obj.leaf_value(model, out), torch.tensor([-2.0, -3.0]))  # decoded goal
+    obj.observe(np.array([[0.9, 0.9, 0.0, 0.0], [0.9, 0.9, 0.5, 0.5]], dtype=np.float32))
+    torch.testing.assert_close(obj.leaf_value(model, out), torch.tensor([0.0, -1.0]))  # observed goals
+    torch.testing.assert_close(obj.edge_reward(model, None, None, out), torch.zeros(2))
+    one = ModelOutput(latent=pred[:1], reward=torch.zeros(1), value=torch.zeros(1), policy_logits=torch.zeros(1, 4))
+    torch.testing.assert_close(obj.leaf_value(model, one), torch.tensor([-2.0]))  # other batch: decoded goal
+
+
+def test_aggregate_and_table_on_hand_made_results():
+    rs = [SplitResult("ppo", 0, "test", 10, 0.2, 0.6, 0.2, 0.9), SplitResult("ppo", 1, "test", 10, 0.4, 0.2, 0.4, 0.9),
+          SplitResult("ppo", 0, "train", 10, 1.0, 0.0, 1.0, 0.0), SplitResult("ppo", 1, "train", 10, 0.8, 0.0, 0.8, 0.0)]
+    (row,) = aggregate(rs)
+    assert row.seeds == [0, 1]
+    np.testing.assert_allclose(row.test_success, (0.3, 0.1))
+    np.testing.assert_allclose(row.test_proxy, (0.4, 0.2))
+    np.testing.assert_allclose(row.train_success, (0.9, 0.1))
+    md = render_table([row], ENV, 100, 10)
+    assert "| ppo | 0.30 ± 0.10 | 0.40 ± 0.20 | 0.30 ± 0.10 | 0.90 ± 0.10 | 0,1 |" in md
+
+
+def test_tiny_misgen_run_writes_the_table(tmp_path):
+    argv = ["misgen", "--env", ENV, "--algos", "ppo,ez", "--seeds", "0", "--steps", "200", "--episodes", "4",
+            "--out", str(tmp_path), "--set", "search.num_simulations=4", "--no-progress"]
+    assert main(argv) == 0
+    md = (tmp_path / "misgen.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| algo |"))
+    assert [c.strip() for c in header.strip("|").split("|")] == COLUMNS
+    rows = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ") and "---" not in line}
+    assert "ppo" in rows and "ez" in rows and any(k.startswith("ez, swapped objective") for k in rows)
+    for line in rows.values():
+        if not line.startswith("| algo"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            assert all("±" in c for c in cells[1:5]) and cells[5] == "0"
+    per_seed = (tmp_path / "misgen.csv").read_text().splitlines()
+    assert len(per_seed) == 1 + 3 * 2  # ppo, ez, ez+swap x (test, train)
+    assert (tmp_path / "runs" / "ez_glasszero-CornerGoal-v0_s0" / "model.pt").exists()
+    config = json.loads((tmp_path / "runs" / "ez_glasszero-CornerGoal-v0_s0" / "result.json").read_text())["config"]
+    assert config["hyperparameters"]["net"]["use_decoder"] is True  # trained so that the swap applies
