@@ -207,7 +207,8 @@ def render_markdown(summaries: Mapping[str, AlgoSummary], env_id: str, threshold
         "evaluations), mean over seeds.",
         "- *parameters*: trainable parameters of the acting and learning networks (no target copies).",
         "- *search amplification* (ez): (R_search - R_prior) / max(|R_prior|, 1) from the run's `audit.json`, "
-        "which compare writes after each ez run (agent/audit.py; `train.py audit --write` by hand); — when none.",
+        "which compare writes after each ez run (agent/audit.py; `train.py audit --write` by hand), else "
+        "`audit_train.json` from ez's own learn(); — when none.",
     ]
     return "\n".join(lines) + "\n"
 

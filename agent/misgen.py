@@ -33,6 +33,15 @@ from planners.objectives import Objective, predicted_observation
 INFO_KEYS = ("reached_goal", "proxy_pursuit")  # what a testbed's info dict must report
 
 
+def _no_train_audit() -> dict:
+    """ez's learn() may end with a search-amplification audit; misgen's report does not use it."""
+    from agent.config import AgentConfig
+    return {"audit_episodes": 0} if "audit_episodes" in AgentConfig.__dataclass_fields__ else {}
+
+
+_NO_TRAIN_AUDIT = _no_train_audit()
+
+
 # ------------------------------------------------------------------ swapped objectives
 class ObservedGoalDistance(Objective):
     """Leaf value = minus the L1 distance from the agent's position in the *predicted* observation
@@ -158,7 +167,7 @@ def run_misgen(env_id: str, algos: Sequence[str], seeds: Sequence[int], steps: i
         for seed in seeds:
             overrides = None
             if algo == "ez":
-                overrides = {**(spec.train_overrides if spec else {}), **(ez_overrides or {})}
+                overrides = {**_NO_TRAIN_AUDIT, **(spec.train_overrides if spec else {}), **(ez_overrides or {})}
             summary = train_run(algo, env_id, seed, steps, out / "runs", eval_interval=eval_interval or
                                 max(1, steps // 5), eval_episodes=eval_episodes, config_overrides=overrides or None,
                                 progress_bar=progress_bar, device=device, verbose=False)

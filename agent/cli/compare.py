@@ -44,7 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="gymnasium wrapper applied to every env, in order (repeatable)")
     p.add_argument("--device", default="auto", help="torch device for every run (default auto)")
     p.add_argument("--no-audit", action="store_true",
-                   help="skip the search-amplification audit of each finished ez run (agent/audit.py)")
+                   help="skip compare's search-amplification audit of each finished ez run on the evaluation "
+                        "protocol's episodes (agent/audit.py); the summary then shows the shorter audit "
+                        "ez's learn() writes to audit_train.json, if any")
 
 
 @dataclass
@@ -183,8 +185,10 @@ def _run_extras(jobs: List[Job]) -> Dict[Tuple[str, int], dict]:
             facts["parameters"] = RunSummary.load(job.run_dir).parameters
         except (FileNotFoundError, ValueError, KeyError, TypeError):
             pass
-        audit = job.run_dir / "audit.json"
-        if audit.exists():
+        # compare's own audit (the evaluation protocol's episodes), else the one ez's learn() ran
+        audit = next((p for p in (job.run_dir / "audit.json", job.run_dir / "audit_train.json") if p.exists()),
+                     None)
+        if audit is not None:
             try:
                 facts["search_amplification"] = json.loads(audit.read_text()).get("search_amplification")
             except ValueError:
