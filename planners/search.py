@@ -65,12 +65,16 @@ def run_search(model, objective, root, config, *, rng, add_noise, action_mask, t
         tree = Tree.allocate(B, config.num_simulations + 1, A, objective.discount,
                              _depth_limit(objective, config))
         root_mask = _root_mask(action_mask, B, A)
-        root_value = _checked(objective.leaf_value(model, root_out), "leaf_value", objective, B)
-        if not bool(torch.isfinite(root_value).all()):
-            bad = int(torch.nonzero(~torch.isfinite(root_value))[0, 0])
+        packer = _Packer(B, A, root_out.latent.device)
+        # The root has no edge reward: zeros stand in for it.
+        terminal_column, mask_column = packer.pack(torch.zeros(B, device=root_out.latent.device),
+                                                   objective.leaf_value(model, root_out), root_out,
+                                                   objective)
+        packed = packer.host
+        if not np.isfinite(packed[:, kernels.COL_VALUE]).all():
+            bad = int(np.flatnonzero(~np.isfinite(packed[:, kernels.COL_VALUE]))[0])
             raise ValueError(f"objective {objective.describe()!r} returned a non-finite leaf value "
-                             f"({float(root_value[bad])}) at the root of tree {bad}")
-        packed, terminal_column, mask_column = _pack(root_out.reward, root_value, root_out)
+                             f"({packed[bad, kernels.COL_VALUE]}) at the root of tree {bad}")
         backend.init_roots(packed, terminal_column, mask_column, root_mask, config.prior_mix(),
                            tree.visit_count, tree.value_sum, tree.leaf_value, tree.prior, tree.legal,
                            tree.terminal)
@@ -91,7 +95,8 @@ def run_search(model, objective, root, config, *, rng, add_noise, action_mask, t
                            tree.prior, tree.legal, tree.terminal, tree.depth, tree.num_nodes,
                            tree.min_max_q, tree.discount, tree.max_depth, config.pb_c_init,
                            config.pb_c_base)
-        _simulate(model, objective, root_out, tree, config, select, select_args, backend)
+        _simulate(model, objective, root_out, tree, config, select, select_args, backend,
+                  packer)
 
     visits, edge_reward, child_value, q_values = tree.child_stats(ROOT)
     if config.algorithm == "gumbel":
@@ -106,71 +111,129 @@ def run_search(model, objective, root, config, *, rng, add_noise, action_mask, t
                         max_depth=tree.deepest(), tree=tree)
 
 
-def _simulate(model, objective, root_out, tree, config, select, select_args, backend):
+def _simulate(model, objective, root_out, tree, config, select, select_args, backend, packer):
+    """The simulation loop. Everything that can be is prepared before it: the latent pool, the
+    selection array and its device copy, and the packed host buffer with its column views, so that
+    a simulation is one select call, one model call, one objective call pair, a few in-place
+    copies and one expand-and-backup call."""
     B, N = tree.visit_count.shape
     root_latent = root_out.latent
     device = root_latent.device
-    # Flattened to [B * N, ...] so that one index_select / index_copy_ moves the latents of all
-    # trees; the select kernel writes flat indices b * N + node.
-    root_slots = torch.arange(B, device=device) * N
-    pool = root_latent.new_empty((B * N,) + tuple(root_latent.shape[1:]))
-    pool[root_slots] = root_latent
+    pool = _Pool(root_latent, B, N)
     # Value-prefix LSTM models carry a per-node state, pooled like the latents (see nets/model.py).
-    state_pool = None
-    if root_out.reward_state is not None:
-        state_pool = root_out.reward_state.new_zeros((B * N,) + tuple(root_out.reward_state.shape[1:]))
-        state_pool[root_slots] = root_out.reward_state
+    state_pool = None if root_out.reward_state is None else _Pool(root_out.reward_state, B, N)
     sel = np.zeros((kernels.SEL_ROWS, B), np.int64)
     sel_host = torch.from_numpy(sel[:kernels.SEL_FLAT_SLOT + 1])  # shares memory with `sel`
+    # On the CPU the model reads the selection in place; elsewhere one copy per simulation.
+    on_host = device.type == "cpu"
+    sel_dev = sel_host if on_host else torch.empty_like(sel_host, device=device)
+    parent_index = sel_dev[kernels.SEL_FLAT_NODE]
+    # The action tensor the model and objective get is a view that the next simulation rewrites.
+    action = sel_dev[kernels.SEL_MODEL_ACTION]
+    slot_index = sel_dev[kernels.SEL_FLAT_SLOT]
+    parent_rows, slot_rows = sel[kernels.SEL_FLAT_NODE], sel[kernels.SEL_FLAT_SLOT]
     select_args = select_args + (sel,)
     prior_mix = config.prior_mix()
+    packed = packer.host
+    tree_args = (prior_mix, tree.children, tree.visit_count, tree.value_sum, tree.leaf_value,
+                 tree.edge_reward, tree.prior, tree.legal, tree.terminal, tree.depth, tree.parent,
+                 tree.action_from_parent, tree.num_nodes, tree.min_max_q, tree.discount)
+    expand_and_backup = backend.expand_and_backup
+    recurrent_inference = model.recurrent_inference
+    edge_reward, leaf_value = objective.edge_reward, objective.leaf_value
     for _ in range(config.num_simulations):
         select(*select_args)
-        sel_dev = sel_host.to(device)
-        parent_latent = pool.index_select(0, sel_dev[kernels.SEL_FLAT_NODE])
-        action = sel_dev[kernels.SEL_MODEL_ACTION]
+        if not on_host:
+            sel_dev.copy_(sel_host)
+        parent_latent = pool.gather(parent_index, parent_rows)
         if state_pool is None:
-            out = model.recurrent_inference(parent_latent, action)
+            out = recurrent_inference(parent_latent, action)
         else:
-            out = model.recurrent_inference(parent_latent, action,
-                                            state_pool.index_select(0, sel_dev[kernels.SEL_FLAT_NODE]))
-            state_pool.index_copy_(0, sel_dev[kernels.SEL_FLAT_SLOT], out.reward_state)
-        reward = _checked(objective.edge_reward(model, parent_latent, action, out), "edge_reward",
-                          objective, B)
-        value = _checked(objective.leaf_value(model, out), "leaf_value", objective, B)
-        pool.index_copy_(0, sel_dev[kernels.SEL_FLAT_SLOT], out.latent)
-        packed, terminal_column, mask_column = _pack(reward, value, out)
-        bad = backend.expand_and_backup(
-            sel, packed, terminal_column, mask_column, prior_mix, tree.children, tree.visit_count,
-            tree.value_sum, tree.leaf_value, tree.edge_reward, tree.prior, tree.legal, tree.terminal,
-            tree.depth, tree.parent, tree.action_from_parent, tree.num_nodes, tree.min_max_q,
-            tree.discount)
+            out = recurrent_inference(parent_latent, action,
+                                      state_pool.gather(parent_index, parent_rows))
+            state_pool.scatter(slot_index, slot_rows, out.reward_state)
+        pool.scatter(slot_index, slot_rows, out.latent)
+        reward = edge_reward(model, parent_latent, action, out)
+        value = leaf_value(model, out)
+        terminal_column, mask_column = packer.pack(reward, value, out, objective)
+        bad = expand_and_backup(sel, packed, terminal_column, mask_column, *tree_args)
         if bad >= 0:
             raise ValueError(f"objective {objective.describe()!r} returned a non-finite edge reward "
                              f"({packed[bad, kernels.COL_REWARD]}) or leaf value "
                              f"({packed[bad, kernels.COL_VALUE]}) for tree {bad}")
 
 
-def _pack(reward, value, out: ModelOutput):
-    """One host copy of everything the kernels need from a model step (see kernels.COL_*)."""
-    columns = [reward.unsqueeze(1), value.unsqueeze(1), out.policy_logits]
-    width = 2 + out.policy_logits.shape[1]
-    terminal_column = mask_column = -1
-    if out.terminal is not None:
-        columns.append(out.terminal.unsqueeze(1).to(out.policy_logits.dtype))
-        terminal_column, width = width, width + 1
-    if out.action_mask is not None:
-        columns.append(out.action_mask.to(out.policy_logits.dtype))
-        mask_column = width
-    return torch.cat(columns, 1).cpu().numpy(), terminal_column, mask_column
+class _Pool:
+    """Per-node tensors of B trees (latents, reward states) on the model's device, flattened to
+    [B * N, ...] so that one gather / scatter moves the rows of all trees; row b * N + node holds
+    node `node` of tree b (the select kernel writes these flat indices). On the CPU the rows move
+    through a numpy view of the same memory, which is several times faster than index_select /
+    index_copy_ for small rows."""
+
+    def __init__(self, root: torch.Tensor, batch_size: int, num_nodes: int):
+        self.pool = root.new_zeros((batch_size * num_nodes,) + tuple(root.shape[1:]))
+        self.pool[torch.arange(batch_size, device=root.device) * num_nodes] = root
+        self.array = self.pool.numpy() if root.device.type == "cpu" else None
+
+    def gather(self, index: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+        if self.array is None:
+            return self.pool.index_select(0, index)
+        return torch.from_numpy(self.array.take(rows, axis=0))
+
+    def scatter(self, index: torch.Tensor, rows: np.ndarray, values: torch.Tensor) -> None:
+        if self.array is None:
+            self.pool.index_copy_(0, index, values)
+        else:
+            self.array[rows] = values.numpy()
 
 
-def _checked(x, what: str, objective, batch_size: int) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor) or tuple(x.shape) != (batch_size,):
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"objective {objective.describe()!r}: {what} must return a tensor of shape "
-                         f"({batch_size},), got {shape}")
-    return x
+class _Packer:
+    """One preallocated host buffer [B, 3 + 2A] (float64) of everything the kernels need from a
+    model step: edge reward, leaf value, policy logits, terminal flag, action mask (kernels.COL_*).
+    `pack` fills it in place from the model's device (one copy to the host per step off the CPU)
+    and returns the terminal and mask columns (-1 where the model gave none)."""
+
+    def __init__(self, batch_size: int, num_actions: int, device: torch.device):
+        A = num_actions
+        self.batch_size = batch_size
+        self.host = np.zeros((batch_size, 3 + 2 * A), np.float64)
+        host = torch.from_numpy(self.host)
+        self.on_host = device.type == "cpu"
+        self.dev = host if self.on_host else torch.zeros(host.shape, dtype=host.dtype, device=device)
+        self.host_tensor = host
+        self.reward = self.dev[:, kernels.COL_REWARD]
+        self.value = self.dev[:, kernels.COL_VALUE]
+        self.logits = self.dev[:, kernels.COL_LOGITS:kernels.COL_LOGITS + A]
+        self.terminal_column = kernels.COL_LOGITS + A
+        self.mask_column = self.terminal_column + 1
+        self.terminal = self.dev[:, self.terminal_column]
+        self.mask = self.dev[:, self.mask_column:]
+
+    def pack(self, reward, value, out: ModelOutput, objective):
+        B = self.batch_size
+        if type(reward) is not torch.Tensor or reward.shape != (B,):
+            _shape_error(reward, "edge_reward", objective, B)
+        if type(value) is not torch.Tensor or value.shape != (B,):
+            _shape_error(value, "leaf_value", objective, B)
+        self.reward.copy_(reward)
+        self.value.copy_(value)
+        self.logits.copy_(out.policy_logits)
+        terminal_column = mask_column = -1
+        if out.terminal is not None:
+            self.terminal.copy_(out.terminal)
+            terminal_column = self.terminal_column
+        if out.action_mask is not None:
+            self.mask.copy_(out.action_mask)
+            mask_column = self.mask_column
+        if not self.on_host:
+            self.host_tensor.copy_(self.dev)
+        return terminal_column, mask_column
+
+
+def _shape_error(x, what: str, objective, batch_size: int):
+    shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+    raise ValueError(f"objective {objective.describe()!r}: {what} must return a tensor of shape "
+                     f"({batch_size},), got {shape}")
 
 
 def _depth_limit(objective, config) -> int:
