@@ -99,6 +99,8 @@ def kernels_alone(B: int, repeats: int) -> float:
     root_mask = np.ones((B, A), np.bool_)
     discount = 0.997
 
+    exploration = kernels.exploration_table(SIMS + 1, 1.25, 19652.0)
+
     def run():
         tree = Tree.allocate(B, SIMS + 1, A, discount, SIMS + 1)
         kernels.init_roots(packed, -1, -1, root_mask, 1.0, tree.visit_count, tree.value_sum,
@@ -107,7 +109,7 @@ def kernels_alone(B: int, repeats: int) -> float:
         for _ in range(SIMS):
             kernels.select_puct(tree.children, tree.visit_count, tree.value_sum, tree.edge_reward,
                                 tree.prior, tree.legal, tree.terminal, tree.depth, tree.num_nodes,
-                                tree.min_max_q, tree.discount, tree.max_depth, 1.25, 19652.0, sel)
+                                tree.min_max_q, tree.discount, tree.max_depth, exploration, sel)
             kernels.expand_and_backup(sel, packed, -1, -1, 1.0, tree.children, tree.visit_count,
                                       tree.value_sum, tree.leaf_value, tree.edge_reward, tree.prior,
                                       tree.legal, tree.terminal, tree.depth, tree.parent,

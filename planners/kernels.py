@@ -44,23 +44,32 @@ COL_LOGITS = 2
 
 
 @njit(cache=True)
-def normalized_q(q, min_max_q, b):
-    """MuZero's min-max normalization clipped to [0, 1] like EfficientZero."""
-    lo = min_max_q[b, 0]
-    hi = min_max_q[b, 1]
-    if hi > lo:
-        q = (q - lo) / (hi - lo)
-    return min(max(q, 0.0), 1.0)
+def exploration_weight(visits, pb_c_init, pb_c_base):
+    """pUCT's exploration factor of a node with `visits` visits (before prior / (1 + N(s, a)))."""
+    return (math.log((visits + pb_c_base + 1.0) / pb_c_base) + pb_c_init) * math.sqrt(visits)
 
 
 @njit(cache=True)
-def puct_action(b, node, children, visit_count, value_sum, edge_reward, prior, legal, min_max_q,
-                discount, pb_c_init, pb_c_base):
-    """The legal action of highest pUCT score at `node` of tree `b`; -1 if none is legal."""
-    parent_visits = visit_count[b, node]
-    exploration = (math.log((parent_visits + pb_c_base + 1.0) / pb_c_base) + pb_c_init) \
-        * math.sqrt(parent_visits)
-    unvisited_q = normalized_q(value_sum[b, node] / parent_visits, min_max_q, b)
+def exploration_table(max_visits, pb_c_init, pb_c_base):
+    """exploration_weight(n) for n = 0 .. max_visits, so that selection needs no log per node."""
+    table = np.empty(max_visits + 1, np.float64)
+    for n in range(max_visits + 1):
+        table[n] = exploration_weight(n, pb_c_init, pb_c_base)
+    return table
+
+
+@njit(cache=True)
+def best_action(b, node, exploration, children, visit_count, value_sum, edge_reward, prior, legal,
+                min_max_q, discount):
+    """The legal action of highest pUCT score at `node` of tree `b` given the node's exploration
+    factor; -1 if none is legal. The tree's min-max range is read once: q -> clip01((q - lo) / (hi - lo)),
+    identity while hi <= lo (MuZero's normalization, clipped like EfficientZero)."""
+    lo = min_max_q[b, 0]
+    hi = min_max_q[b, 1]
+    unvisited_q = value_sum[b, node] / visit_count[b, node]
+    if hi > lo:
+        unvisited_q = (unvisited_q - lo) / (hi - lo)
+    unvisited_q = min(max(unvisited_q, 0.0), 1.0)
     best = -1
     best_score = -np.inf
     for a in range(prior.shape[2]):
@@ -70,7 +79,9 @@ def puct_action(b, node, children, visit_count, value_sum, edge_reward, prior, l
         if child >= 0:
             child_visits = visit_count[b, child]
             q = edge_reward[b, child] + discount * (value_sum[b, child] / child_visits)
-            value_score = normalized_q(q, min_max_q, b)
+            if hi > lo:
+                q = (q - lo) / (hi - lo)
+            value_score = min(max(q, 0.0), 1.0)
         else:
             child_visits = 0
             value_score = unvisited_q
@@ -79,6 +90,15 @@ def puct_action(b, node, children, visit_count, value_sum, edge_reward, prior, l
             best = a
             best_score = score
     return best
+
+
+@njit(cache=True)
+def puct_action(b, node, children, visit_count, value_sum, edge_reward, prior, legal, min_max_q,
+                discount, pb_c_init, pb_c_base):
+    """The legal action of highest pUCT score at `node` of tree `b`; -1 if none is legal."""
+    return best_action(b, node, exploration_weight(visit_count[b, node], pb_c_init, pb_c_base),
+                       children, visit_count, value_sum, edge_reward, prior, legal, min_max_q,
+                       discount)
 
 
 @njit(cache=True)
@@ -97,15 +117,16 @@ def is_leaf_for_good(b, node, terminal, depth, max_depth):
 
 @njit(cache=True)
 def select_puct(children, visit_count, value_sum, edge_reward, prior, legal, terminal, depth,
-                num_nodes, min_max_q, discount, max_depth, pb_c_init, pb_c_base, sel):
-    """Descend every tree from the root by pUCT; write the result into `sel` [SEL_ROWS, B]."""
+                num_nodes, min_max_q, discount, max_depth, exploration, sel):
+    """Descend every tree from the root by pUCT; write the result into `sel` [SEL_ROWS, B].
+    exploration: `exploration_table(num_nodes, c1, c2)` (a node has at most N visits)."""
     max_nodes = children.shape[1]
     for b in range(children.shape[0]):
         node = 0
         action = -1
         while not is_leaf_for_good(b, node, terminal, depth, max_depth):
-            action = puct_action(b, node, children, visit_count, value_sum, edge_reward, prior,
-                                 legal, min_max_q, discount, pb_c_init, pb_c_base)
+            action = best_action(b, node, exploration[visit_count[b, node]], children, visit_count,
+                                 value_sum, edge_reward, prior, legal, min_max_q, discount)
             if action < 0 or children[b, node, action] < 0:
                 break
             node = children[b, node, action]

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from planners.kernels import (COL_LOGITS, COL_REWARD, COL_VALUE, SEL_ACTION, SEL_FLAT_NODE,
                               SEL_FLAT_SLOT, SEL_MODEL_ACTION, SEL_NODE)
 
@@ -29,10 +31,16 @@ def _minmax_clip(q, min_max_q, b):
     return min(max(q, 0.0), 1.0)
 
 
+def exploration_table(max_visits, pb_c_init, pb_c_base):
+    """pUCT's exploration factor of a node by its visit count n = 0 .. max_visits."""
+    return np.array([(math.log((n + pb_c_base + 1.0) / pb_c_base) + pb_c_init) * math.sqrt(n)
+                     for n in range(max_visits + 1)])
+
+
 def _puct_action(b, node, children, visit_count, value_sum, edge_reward, prior, legal, min_max_q,
-                 discount, pb_c_init, pb_c_base):
+                 discount, exploration_by_visits):
     n = visit_count[b, node]
-    exploration = (math.log((n + pb_c_base + 1.0) / pb_c_base) + pb_c_init) * math.sqrt(n)
+    exploration = exploration_by_visits[n]
     parent_mean = value_sum[b, node] / n
     best_action, best_score = -1, -math.inf
     for a in range(prior.shape[2]):
@@ -52,14 +60,14 @@ def _puct_action(b, node, children, visit_count, value_sum, edge_reward, prior, 
 
 
 def select_puct(children, visit_count, value_sum, edge_reward, prior, legal, terminal, depth,
-                num_nodes, min_max_q, discount, max_depth, pb_c_init, pb_c_base, sel):
+                num_nodes, min_max_q, discount, max_depth, exploration, sel):
     max_nodes = children.shape[1]
     for b in range(children.shape[0]):
         node, action = 0, -1
         # Descend until a node that is terminal or at the depth limit, or an unexpanded action.
         while not (terminal[b, node] or depth[b, node] >= max_depth):
             action = _puct_action(b, node, children, visit_count, value_sum, edge_reward, prior,
-                                  legal, min_max_q, discount, pb_c_init, pb_c_base)
+                                  legal, min_max_q, discount, exploration)
             if action == -1:  # no legal action: back this node up again
                 break
             if children[b, node, action] == -1:  # expand this action

@@ -93,8 +93,9 @@ def run_search(model, objective, root, config, *, rng, add_noise, action_mask, t
             select = backend.select_puct
             select_args = (tree.children, tree.visit_count, tree.value_sum, tree.edge_reward,
                            tree.prior, tree.legal, tree.terminal, tree.depth, tree.num_nodes,
-                           tree.min_max_q, tree.discount, tree.max_depth, config.pb_c_init,
-                           config.pb_c_base)
+                           tree.min_max_q, tree.discount, tree.max_depth,
+                           backend.exploration_table(tree.visit_count.shape[1], config.pb_c_init,
+                                                     config.pb_c_base))
         _simulate(model, objective, root_out, tree, config, select, select_args, backend,
                   packer)
 

@@ -130,7 +130,7 @@ def test_unvisited_child_scores_the_parents_mean_value(backend):
     sel = np.zeros((kernels.SEL_ROWS, 1), np.int64)
     args = (tree.children, tree.visit_count, tree.value_sum, tree.edge_reward, tree.prior,
             tree.legal, tree.terminal, tree.depth, tree.num_nodes, tree.min_max_q, tree.discount,
-            tree.max_depth, 1.25, 19652.0, sel)
+            tree.max_depth, backend.exploration_table(3, 1.25, 19652.0), sel)
     backend.select_puct(*args)
     assert (sel[kernels.SEL_NODE, 0], sel[kernels.SEL_ACTION, 0]) == (0, 1)
     assert sel[kernels.SEL_FLAT_SLOT, 0] == 2  # the next free node
