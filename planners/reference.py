@@ -152,3 +152,54 @@ def expand_and_backup(sel, packed, terminal_column, mask_column, prior_mix, chil
         _backup(b, node, visit_count, value_sum, leaf_value, edge_reward, parent, min_max_q,
                 discount)
     return -1
+
+
+# ---------------------------------------------------------------- per search, not per simulation
+
+
+def mix_root_noise(prior, legal, draws, fraction):
+    for b in range(draws.shape[0]):
+        actions = [a for a in range(draws.shape[1]) if legal[b, 0, a]]
+        total = 0.0
+        for a in actions:
+            total += draws[b, a]
+        if total > 0.0:
+            for a in actions:
+                prior[b, 0, a] = (1.0 - fraction) * prior[b, 0, a] + fraction * (draws[b, a] / total)
+
+
+def root_child_stats(children, visit_count, value_sum, edge_reward, discount, node, visits, edge,
+                     child_value, q):
+    for b in range(children.shape[0]):
+        for a in range(children.shape[2]):
+            child = children[b, node, a]
+            n = visit_count[b, child] if child >= 0 else 0
+            visits[b, a] = n
+            if n > 0:
+                edge[b, a] = edge_reward[b, child]
+                child_value[b, a] = value_sum[b, child] / n
+                q[b, a] = edge[b, a] + discount * child_value[b, a]
+            else:
+                edge[b, a] = child_value[b, a] = q[b, a] = math.nan
+
+
+def choose_actions(visits, legal, temperature, greedy, u, out):
+    for b in range(visits.shape[0]):
+        if visits[b].sum() > 0:
+            weights = [float(v) for v in visits[b]]
+        else:  # no visits (a terminal root): the legal actions alike
+            weights = [1.0 if ok else 0.0 for ok in legal[b]]
+        top = max(weights)
+        if greedy or top == 0.0:
+            out[b] = weights.index(top)  # the first maximum
+            continue
+        weights = [(w / top) ** (1.0 / temperature) for w in weights]
+        mass = 0.0
+        for w in weights:
+            mass += w
+        cdf, chosen = 0.0, 0
+        for w in weights:  # inverse CDF: the number of actions whose cumulative mass is <= u
+            cdf += w / mass
+            if cdf <= u[b]:
+                chosen += 1
+        out[b] = min(chosen, len(weights) - 1)

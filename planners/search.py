@@ -89,7 +89,10 @@ def run_search(model, objective, root, config, *, rng, add_noise, action_mask, t
             select, select_args = root_gumbel.selector(tree, config)
         else:
             if add_noise:
-                _add_dirichlet_noise(tree, config, rng)
+                # Normalized Gamma(alpha) draws are Dirichlet(alpha): one draw for all B * A.
+                backend.mix_root_noise(tree.prior, tree.legal,
+                                       rng.gamma(config.dirichlet_alpha, size=(B, A)),
+                                       float(config.root_exploration_fraction))
             select = backend.select_puct
             select_args = (tree.children, tree.visit_count, tree.value_sum, tree.edge_reward,
                            tree.prior, tree.legal, tree.terminal, tree.depth, tree.num_nodes,
@@ -99,13 +102,16 @@ def run_search(model, objective, root, config, *, rng, add_noise, action_mask, t
         _simulate(model, objective, root_out, tree, config, select, select_args, backend,
                   packer)
 
-    visits, edge_reward, child_value, q_values = tree.child_stats(ROOT)
+    visits = np.empty((B, A), np.int64)
+    edge_reward, child_value, q_values = (np.empty((B, A)) for _ in range(3))
+    backend.root_child_stats(tree.children, tree.visit_count, tree.value_sum, tree.edge_reward,
+                             tree.discount, ROOT, visits, edge_reward, child_value, q_values)
     if config.algorithm == "gumbel":
         action, policy_target = root_gumbel.decide(tree, config)
     else:
         total = visits.sum(axis=1, keepdims=True)
         policy_target = np.where(total > 0, visits / np.maximum(total, 1), root_prior)
-        action = _act(visits, tree.legal[:, ROOT], temperature, deterministic, rng)
+        action = _act(visits, tree.legal[:, ROOT], temperature, deterministic, rng, backend)
     return SearchResult(visit_counts=visits, q_values=q_values, root_value=tree.node_value(ROOT),
                         action=action, policy_target=policy_target, prior=root_prior,
                         edge_reward=edge_reward, child_value=child_value,
@@ -172,8 +178,9 @@ class _Pool:
     index_copy_ for small rows."""
 
     def __init__(self, root: torch.Tensor, batch_size: int, num_nodes: int):
-        self.pool = root.new_zeros((batch_size * num_nodes,) + tuple(root.shape[1:]))
-        self.pool[torch.arange(batch_size, device=root.device) * num_nodes] = root
+        shape = tuple(root.shape[1:])
+        self.pool = root.new_zeros((batch_size * num_nodes,) + shape)
+        self.pool.view((batch_size, num_nodes) + shape)[:, 0] = root
         self.array = self.pool.numpy() if root.device.type == "cpu" else None
 
     def gather(self, index: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
@@ -255,26 +262,13 @@ def _root_mask(action_mask, batch_size: int, num_actions: int) -> np.ndarray:
     return mask.astype(np.bool_)
 
 
-def _add_dirichlet_noise(tree: Tree, config: SearchConfig, rng: np.random.Generator) -> None:
-    """Mix Dirichlet(alpha) noise over the legal root actions into the root prior (MuZero)."""
-    legal = tree.legal[:, ROOT]
-    # Normalized Gamma(alpha) draws are Dirichlet(alpha); drawn for all B * A at once.
-    draws = rng.gamma(config.dirichlet_alpha, size=legal.shape) * legal
-    total = draws.sum(axis=1, keepdims=True)
-    noise = np.where(total > 0, draws / np.where(total > 0, total, 1.0), 0.0)
-    frac = np.where(total > 0, config.root_exploration_fraction, 0.0)
-    tree.prior[:, ROOT] = np.where(legal, (1 - frac) * tree.prior[:, ROOT] + frac * noise, 0.0)
-
-
-def _act(visits, legal, temperature: float, deterministic: bool,
-         rng: np.random.Generator) -> np.ndarray:
-    """Sample from visits^(1/temperature), or argmax (lowest action on ties) when deterministic."""
-    weights = np.where(visits.sum(axis=1, keepdims=True) > 0, visits, legal).astype(np.float64)
-    if deterministic or temperature <= 0:
-        return weights.argmax(axis=1)
-    # Scaled by the row maximum before the power so that small temperatures cannot overflow.
-    weights = (weights / weights.max(axis=1, keepdims=True)) ** (1.0 / temperature)
-    cdf = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)
-    u = rng.random(len(weights))
-    return np.minimum((cdf <= u[:, None]).sum(axis=1), weights.shape[1] - 1)
-
+def _act(visits, legal, temperature: float, deterministic: bool, rng: np.random.Generator,
+         backend: ModuleType = kernels) -> np.ndarray:
+    """Sample from visits^(1/temperature), or argmax (lowest action on ties) when deterministic
+    (or temperature <= 0). Rows without visits weigh their legal actions alike."""
+    greedy = bool(deterministic or temperature <= 0)
+    u = np.zeros(len(visits)) if greedy else rng.random(len(visits))
+    out = np.empty(len(visits), np.int64)
+    backend.choose_actions(np.ascontiguousarray(visits, np.int64), np.ascontiguousarray(legal, np.bool_),
+                           float(temperature) if not greedy else 1.0, greedy, u, out)
+    return out

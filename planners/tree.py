@@ -12,6 +12,8 @@ from typing import List
 
 import numpy as np
 
+from planners import kernels
+
 ROOT = 0
 NO_CHILD = -1
 
@@ -51,7 +53,7 @@ class Tree:
             terminal=np.zeros((B, N), np.bool_),
             legal=np.zeros((B, N, A), np.bool_),
             num_nodes=np.ones(B, np.int32),  # the root
-            min_max_q=np.array([[np.inf, -np.inf]] * B, np.float64).reshape(B, 2),
+            min_max_q=np.stack([np.full(B, np.inf), np.full(B, -np.inf)], axis=1),
             discount=float(discount),
             max_depth=int(max_depth),
         )
@@ -70,14 +72,12 @@ class Tree:
         child_value is the child's mean backed-up value; q = edge_reward + discount * child_value.
         Unvisited actions have 0 visits and nan elsewhere.
         """
-        child = self.children[:, node, :]
-        safe = np.maximum(child, 0)
-        visits = np.where(child >= 0, np.take_along_axis(self.visit_count, safe, 1), 0)
-        visited = visits > 0
-        with np.errstate(invalid="ignore", divide="ignore"):
-            child_value = np.where(visited, np.take_along_axis(self.value_sum, safe, 1) / visits, np.nan)
-        edge_reward = np.where(visited, np.take_along_axis(self.edge_reward, safe, 1), np.nan)
-        return visits, edge_reward, child_value, edge_reward + self.discount * child_value
+        B, A = self.batch_size, self.num_actions
+        visits = np.empty((B, A), np.int64)
+        edge_reward, child_value, q = (np.empty((B, A)) for _ in range(3))
+        kernels.root_child_stats(self.children, self.visit_count, self.value_sum, self.edge_reward,
+                                 self.discount, node, visits, edge_reward, child_value, q)
+        return visits, edge_reward, child_value, q
 
     def node_value(self, node: int = ROOT) -> np.ndarray:
         """Mean backed-up value of `node` in every tree, [B]."""
@@ -85,8 +85,7 @@ class Tree:
 
     def deepest(self) -> np.ndarray:
         """Largest node depth reached in each tree, [B]."""
-        in_use = np.arange(self.depth.shape[1])[None, :] < self.num_nodes[:, None]
-        return np.where(in_use, self.depth, 0).max(axis=1)
+        return kernels.deepest(self.depth, self.num_nodes)
 
 
 def principal_variation(tree: Tree, b: int) -> List[int]:

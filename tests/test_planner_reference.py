@@ -106,6 +106,9 @@ def test_numba_kernels_build_the_same_trees_as_the_python_reference(case):
     np.testing.assert_array_equal(fast.visit_counts, slow.visit_counts)
     np.testing.assert_array_equal(fast.action, slow.action)
     np.testing.assert_allclose(fast.root_value, slow.root_value, rtol=1e-12)
+    for name in ("q_values", "edge_reward", "child_value", "policy_target"):
+        np.testing.assert_allclose(getattr(fast, name), getattr(slow, name), rtol=1e-12,
+                                   err_msg=name)
     # Every simulation adds one visit to the root (which starts with one of its own).
     np.testing.assert_array_equal(t.visit_count[:, 0], case["sims"] + 1)
 
