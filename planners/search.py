@@ -179,7 +179,9 @@ class _Pool:
 
     def __init__(self, root: torch.Tensor, batch_size: int, num_nodes: int):
         shape = tuple(root.shape[1:])
-        self.pool = root.new_zeros((batch_size * num_nodes,) + shape)
+        # Uninitialized: a slot is written (its node created) before it is ever read, and not
+        # zeroing B * N rows saves a pass over the whole pool per search.
+        self.pool = root.new_empty((batch_size * num_nodes,) + shape)
         self.pool.view((batch_size, num_nodes) + shape)[:, 0] = root
         self.array = self.pool.numpy() if root.device.type == "cpu" else None
 
