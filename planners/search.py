@@ -132,7 +132,7 @@ def _simulate(model, objective, root_out, tree, config, select, select_args, bac
     sel = np.zeros((kernels.SEL_ROWS, B), np.int64)
     sel_host = torch.from_numpy(sel[:kernels.SEL_FLAT_SLOT + 1])  # shares memory with `sel`
     # On the CPU the model reads the selection in place; elsewhere one copy per simulation.
-    on_host = device.type == "cpu"
+    on_host = _on_host(device)
     sel_dev = sel_host if on_host else torch.empty_like(sel_host, device=device)
     parent_index = sel_dev[kernels.SEL_FLAT_NODE]
     # The action tensor the model and objective get is a view that the next simulation rewrites.
@@ -170,6 +170,13 @@ def _simulate(model, objective, root_out, tree, config, select, select_args, bac
                              f"({packed[bad, kernels.COL_VALUE]}) for tree {bad}")
 
 
+def _on_host(device: torch.device) -> bool:
+    """Whether tensors on `device` share memory with numpy arrays (the CPU): then the selection,
+    the latent pool and the packed buffer are used in place, with no copies (tests turn this off
+    to run the device path on the CPU)."""
+    return device.type == "cpu"
+
+
 class _Pool:
     """Per-node tensors of B trees (latents, reward states) on the model's device, flattened to
     [B * N, ...] so that one gather / scatter moves the rows of all trees; row b * N + node holds
@@ -183,7 +190,7 @@ class _Pool:
         # zeroing B * N rows saves a pass over the whole pool per search.
         self.pool = root.new_empty((batch_size * num_nodes,) + shape)
         self.pool.view((batch_size, num_nodes) + shape)[:, 0] = root
-        self.array = self.pool.numpy() if root.device.type == "cpu" else None
+        self.array = self.pool.numpy() if _on_host(root.device) else None
 
     def gather(self, index: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
         if self.array is None:
@@ -208,7 +215,7 @@ class _Packer:
         self.batch_size = batch_size
         self.host = np.zeros((batch_size, 3 + 2 * A), np.float64)
         host = torch.from_numpy(self.host)
-        self.on_host = device.type == "cpu"
+        self.on_host = _on_host(device)
         self.dev = host if self.on_host else torch.zeros(host.shape, dtype=host.dtype, device=device)
         self.host_tensor = host
         self.reward = self.dev[:, kernels.COL_REWARD]

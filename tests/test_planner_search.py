@@ -171,3 +171,20 @@ def test_reward_state_travels_with_each_node():
         assert tree.depth[b, :n].max() >= 3
         # edge reward into a node = its parent's step count = depth - 1
         np.testing.assert_array_equal(tree.edge_reward[b, 1:n], tree.depth[b, 1:n] - 1)
+
+
+def test_device_path_builds_the_same_trees(monkeypatch):
+    """The path for a model off the CPU (index_select / index_copy_ on the pool, a device-side
+    packed buffer copied to the host, the selection copied to the device), run on the CPU."""
+    from planners import search as search_module
+    model, obs, _ = batch_of(ALL, 8, seed=4)
+    host = _run(model, obs, sims=40, seed=3, add_noise=True)
+    prefix_host = _run(_PrefixModel(), np.zeros(3), sims=20, add_noise=False)
+    monkeypatch.setattr(search_module, "_on_host", lambda device: False)
+    device = _run(model, obs, sims=40, seed=3, add_noise=True)
+    prefix_device = _run(_PrefixModel(), np.zeros(3), sims=20, add_noise=False)
+    for a, b in ((host, device), (prefix_host, prefix_device)):
+        np.testing.assert_array_equal(a.tree.children, b.tree.children)
+        np.testing.assert_array_equal(a.tree.visit_count, b.tree.visit_count)
+        np.testing.assert_array_equal(a.tree.value_sum, b.tree.value_sum)
+        np.testing.assert_array_equal(a.action, b.action)
