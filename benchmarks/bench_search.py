@@ -2,8 +2,9 @@
 32-dim latent, one torch thread.
 
 (a) constant model (returns the same precomputed outputs every call): the search's own time per
-    env-simulation, and the Numba kernels alone (select + expand/backup on a fixed host array,
-    no torch at all) per env-simulation: the bookkeeping.
+    env-simulation, and the pUCT Numba kernels alone (select + expand/backup on a fixed host
+    array, no torch at all) per env-simulation: the bookkeeping. (With --algorithm gumbel the
+    search uses gumbel.select_gumbel; the "kernels alone" figure stays pUCT's.)
 (b) small torch MLP model (hidden 64): time per search, simulations per second (B * 50 / time),
     the 50 `recurrent_inference` calls alone at that B, and the ratio search / model alone.
 
@@ -175,7 +176,7 @@ def main() -> None:
         }
         results[str(B)] = {k: round(v, 4) for k, v in row.items()}
         print(f"B={B:4d}  (a) constant model: {row['const_search_ms']:7.2f} ms/search = "
-              f"{row['const_us_per_env_sim']:6.3f} us/env-sim; kernels alone "
+              f"{row['const_us_per_env_sim']:6.3f} us/env-sim; pUCT kernels alone "
               f"{row['kernels_us_per_env_sim']:6.3f} us/env-sim")
         print(f"        (b) MLP: {row['mlp_search_ms']:7.2f} ms/search, {row['mlp_sims_per_s']:9.0f} "
               f"sims/s; model alone {row['model_alone_ms']:6.2f} ms; ratio "
