@@ -19,8 +19,10 @@ depending on the sign of the objective. Illegal actions are never scored; ties g
 action, so the search is deterministic without noise.
 
 A selected path stops at a node that is terminal, at the objective's depth limit, or without a
-legal action: such a node is never expanded and its stored leaf value is backed up again, with no
-model call (`sel[ACTION] == -1`).
+legal action: such a node is never expanded and its stored leaf value is backed up again
+(`sel[ACTION] == -1`; the batched model call still gets a placeholder row for that tree, and its
+output is ignored). The exploration factor comes from `exploration_table`, computed once per
+search, so selection takes no log per node.
 """
 from __future__ import annotations
 
@@ -39,9 +41,9 @@ SEL_NODE = 3  # node reached by selection
 SEL_ACTION = 4  # action to expand from SEL_NODE, or -1: back up SEL_NODE's leaf value again
 SEL_ROWS = 5
 
-# Columns of the float array `packed` [B, 2 + A (+1) (+A)] the driver copies to the host once
-# per simulation: edge reward, leaf value, policy logits, then the model's terminal flag and
-# action mask when the model produces them.
+# Columns of the float64 array `packed` [B, 3 + 2A] the driver fills on the host once per
+# simulation: edge reward, leaf value, policy logits (A), then the model's terminal flag (1) and
+# action mask (A); the kernels get the last two columns' positions, or -1 when the model has none.
 COL_REWARD = 0
 COL_VALUE = 1
 COL_LOGITS = 2
