@@ -161,13 +161,50 @@ def check_train_split_default(env_id: str, env_module: Optional[str] = None) -> 
 
 
 # ------------------------------------------------------------------ the whole report
-def run_misgen(env_id: str, algos: Sequence[str], seeds: Sequence[int], steps: int, out: str | Path, *,
-               episodes: int = 100, eval_interval: Optional[int] = None, eval_episodes: int = 20,
-               swap: bool = True, ez_overrides: Optional[dict] = None, device: str = "auto",
-               progress_bar: bool = True, write: Callable[[str], None] = print) -> List[SplitResult]:
-    """Train every (algo, seed) on the train split, measure both splits; results also in OUT/misgen.csv."""
+def parse_steps(text: str, algos: Sequence[str]) -> Dict[str, int]:
+    """'20000' (every algo) or '8000,ppo=30000' (a default, then per-algo budgets) -> {algo: steps}."""
+    default, per_algo = None, {}
+    for item in (t.strip() for t in str(text).split(",") if t.strip()):
+        name, sep, value = item.rpartition("=")
+        try:
+            n = int(value)
+        except ValueError:
+            raise ValueError(f"--steps {text!r}: {item!r} is not N or ALGO=N") from None
+        if n < 1:
+            raise ValueError(f"--steps {text!r}: budgets must be >= 1")
+        if sep:
+            per_algo[name.strip().lower()] = n
+        else:
+            default = n
+    missing = [a for a in algos if a not in per_algo and default is None]
+    if missing:
+        raise ValueError(f"--steps {text!r} gives no budget for {', '.join(missing)}; add a plain N as the default")
+    return {a: per_algo.get(a, default) for a in algos}
+
+
+def _finished(run_dir: Path, steps: int):
+    from agent.runner import RunSummary
+    try:
+        summary = RunSummary.load(run_dir)
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+    return summary if summary.config.get("steps") == steps else None
+
+
+def run_misgen(env_id: str, algos: Sequence[str], seeds: Sequence[int], steps: int | Dict[str, int],
+               out: str | Path, *, episodes: int = 100, eval_interval: Optional[int] = None,
+               eval_episodes: int = 20, swap: bool = True, ez_overrides: Optional[dict] = None,
+               device: str = "auto", progress_bar: bool = True, resume: bool = False,
+               write: Callable[[str], None] = print) -> List[SplitResult]:
+    """Train every (algo, seed) on the train split, measure both splits; results also in OUT/misgen.csv.
+
+    steps: one budget, or {algo: budget}. resume: reuse runs in OUT/runs that finished with the same
+    budget (their checkpoints are measured again; deterministic episodes give the same numbers).
+    """
+    from agent.logger import run_dir_name
     from agent.runner import load_any, train_run
     check_train_split_default(env_id)
+    budgets = steps if isinstance(steps, dict) else {a: int(steps) for a in algos}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     spec = SWAPS.get(env_id) if swap else None
@@ -177,9 +214,14 @@ def run_misgen(env_id: str, algos: Sequence[str], seeds: Sequence[int], steps: i
             overrides = None
             if algo == "ez":
                 overrides = {**_NO_TRAIN_AUDIT, **(spec.train_overrides if spec else {}), **(ez_overrides or {})}
-            summary = train_run(algo, env_id, seed, steps, out / "runs", eval_interval=eval_interval or
-                                max(1, steps // 5), eval_episodes=eval_episodes, config_overrides=overrides or None,
-                                progress_bar=progress_bar, device=device, verbose=False)
+            n = budgets[algo]
+            summary = _finished(out / "runs" / run_dir_name(algo, env_id, seed), n) if resume else None
+            if summary is not None:
+                write(f"resume: {algo} s{seed} finished earlier with {n:,} steps; measuring its checkpoint")
+            else:
+                summary = train_run(algo, env_id, seed, n, out / "runs", eval_interval=eval_interval or max(1, n // 5),
+                                    eval_episodes=eval_episodes, config_overrides=overrides or None,
+                                    progress_bar=progress_bar, device=device, verbose=False)
             agent = load_any(summary.run_dir, device=device)
             policies = [(algo, lambda obs, p=agent: np.asarray(p.predict(obs, deterministic=True)[0]))]
             if algo == "ez" and spec is not None:
@@ -238,14 +280,14 @@ COLUMNS = ["algo", "true-goal success (test)", "proxy pursuit (test)", "return (
            "success (train split)", "seeds"]
 
 
-def render_table(rows: Sequence[Row], env_id: str, steps: int, episodes: int,
+def render_table(rows: Sequence[Row], env_id: str, steps: int | Dict[str, int], episodes: int,
                  labels: Optional[Dict[str, str]] = None) -> str:
     labels = labels or {}
     if "ez+swap" not in labels and env_id in SWAPS:
         labels["ez+swap"] = SWAPS[env_id].label
     fmt = lambda ms: f"{ms[0]:.2f} ± {ms[1]:.2f}"  # noqa: E731
     lines = [f"# Goal misgeneralization on {env_id}", "",
-             f"Trained {steps:,} environment steps on split=\"train\"; measured on {episodes} deterministic "
+             f"Trained {_budget_text(steps)} environment steps on split=\"train\"; measured on {episodes} deterministic "
              f"episodes per split and seed; mean ± std over seeds.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in rows:
@@ -257,6 +299,14 @@ def render_table(rows: Sequence[Row], env_id: str, steps: int, episodes: int,
               "- *swapped objective* rows: the same trained ez networks, searched under a stated objective "
               "(agent/misgen.py SWAPS) with a uniform prior; no retraining."]
     return "\n".join(lines) + "\n"
+
+
+def _budget_text(steps) -> str:
+    if not isinstance(steps, dict):
+        return f"{int(steps):,}"
+    if len(set(steps.values())) == 1:
+        return f"{next(iter(steps.values())):,}"
+    return ", ".join(f"{a} {n:,}" for a, n in steps.items())
 
 
 def results_json(rows: Sequence[Row]) -> str:

@@ -102,3 +102,29 @@ def test_tiny_misgen_run_writes_the_table(tmp_path):
     assert (tmp_path / "runs" / "ez_glasszero-CornerGoal-v0_s0" / "model.pt").exists()
     config = json.loads((tmp_path / "runs" / "ez_glasszero-CornerGoal-v0_s0" / "result.json").read_text())["config"]
     assert config["hyperparameters"]["net"]["use_decoder"] is True  # trained so that the swap applies
+
+
+def test_parse_steps_default_and_per_algo_budgets():
+    from agent.misgen import parse_steps
+    assert parse_steps("500", ["ez", "ppo"]) == {"ez": 500, "ppo": 500}
+    assert parse_steps("800,ppo=3000", ["ez", "ppo"]) == {"ez": 800, "ppo": 3000}
+    with pytest.raises(ValueError, match="no budget for ez"):
+        parse_steps("ppo=3000", ["ez", "ppo"])
+    with pytest.raises(ValueError, match="not N or ALGO=N"):
+        parse_steps("lots", ["ppo"])
+
+
+def test_misgen_resume_measures_finished_runs_without_training(tmp_path, monkeypatch):
+    argv = ["misgen", "--algos", "ppo", "--seeds", "0", "--steps", "128", "--episodes", "3", "--out", str(tmp_path),
+            "--no-progress"]
+    assert main(argv) == 0
+    first = (tmp_path / "misgen.csv").read_text()
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr("agent.runner.train_run", must_not_train)
+    assert main(argv + ["--resume"]) == 0
+    assert (tmp_path / "misgen.csv").read_text() == first
+    with pytest.raises(AssertionError, match="trained again"):  # another budget is not the same run
+        main(argv[:6] + ["256"] + argv[7:] + ["--resume"])

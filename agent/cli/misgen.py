@@ -15,7 +15,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from agent.config import parse_set, resolve
-from agent.misgen import SWAPS, aggregate, render_table, results_json, run_misgen
+from agent.misgen import SWAPS, aggregate, parse_steps, render_table, results_json, run_misgen
 
 ALGOS = ("ez", "ppo", "dqn", "a2c")
 
@@ -24,7 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env", default="glasszero/CornerGoal-v0", help="a testbed with train/test splits")
     p.add_argument("--algos", default="ez,ppo", help="comma-separated: ez, ppo, dqn, a2c (default ez,ppo)")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
-    p.add_argument("--steps", type=int, default=20_000, help="environment steps of training per run")
+    p.add_argument("--steps", default="20000",
+                   help="environment steps of training per run: N, or per algo with a default, e.g. "
+                        "8000,ppo=30000 (default 20000)")
     p.add_argument("--out", default="results/misgen", help="output directory (default results/misgen)")
     p.add_argument("--episodes", type=int, default=100,
                    help="deterministic episodes per split and seed for the report (default 100)")
@@ -34,6 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="ez config override (dotted, as in `train.py --set`); repeatable")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--resume", action="store_true",
+                   help="reuse runs in OUT/runs that finished with the same budget (measured again)")
     p.add_argument("--no-progress", action="store_true", help="no per-run progress bars")
 
 
@@ -44,18 +48,20 @@ def run(args: argparse.Namespace) -> int:
     if unknown or not algos or not seeds:
         raise ValueError(f"--algos takes a comma-separated subset of {', '.join(ALGOS)} (got {args.algos!r}) "
                          f"and --seeds at least one seed (got {args.seeds!r})")
-    if args.steps < 1 or args.episodes < 1:
-        raise ValueError("--steps and --episodes must be >= 1")
+    steps = parse_steps(args.steps, algos)
+    if args.episodes < 1:
+        raise ValueError("--episodes must be >= 1")
     overrides = parse_set(args.sets)
     if "ez" in algos:
         swap = SWAPS.get(args.env) if not args.no_swap else None
         resolve(args.env, overrides={**(swap.train_overrides if swap else {}), **overrides})  # refuse bad keys now
     out = Path(args.out)
-    results = run_misgen(args.env, algos, seeds, args.steps, out, episodes=args.episodes,
+    results = run_misgen(args.env, algos, seeds, steps, out, episodes=args.episodes,
                          eval_interval=args.eval_interval, swap=not args.no_swap, ez_overrides=overrides,
-                         device=args.device, progress_bar=not args.no_progress, write=tqdm.write)
+                         device=args.device, progress_bar=not args.no_progress, resume=args.resume,
+                         write=tqdm.write)
     rows = aggregate(results)
-    table = render_table(rows, args.env, args.steps, args.episodes)
+    table = render_table(rows, args.env, steps, args.episodes)
     (out / "misgen.md").write_text(table)
     print(table)
     print(f"wrote {out / 'misgen.md'}, {out / 'misgen.csv'}")
