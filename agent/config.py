@@ -117,13 +117,10 @@ class AgentConfig:
 
 # Preset per supported environment: a few overrides of the defaults above, nothing more.
 PRESETS: Dict[str, Dict[str, Any]] = {
-    # Measured with benchmarks/bench_cartpole.py (seed 1, the slow one): the defaults plateaued near
-    # 150-300; a shorter effective horizon (discount 0.99: values ~100 instead of ~260, so n-step
-    # bootstrapping through the target network propagates them in fewer copies), 10-step returns,
-    # a faster target copy, 25 simulations (2 actions) at twice the replay ratio, and an earlier
-    # temperature decay learned faster.
-    "CartPole-v1": {"search.num_simulations": 25, "replay_ratio": 0.5, "discount": 0.99, "td_steps": 10,
-                    "target_update_interval": 50, "temperature": [[0.0, 1.0], [0.25, 0.5], [0.5, 0.25]]},
+    # Measured with benchmarks/bench_cartpole.py: 25 simulations (2 actions) at twice the replay
+    # ratio reached 475 on seed 0 at 6,000 steps (the defaults: 9,000, and slower per step).
+    # discount 0.99 + 10-step returns + a faster target copy did worse on seeds 0 and 2.
+    "CartPole-v1": {"search.num_simulations": 25, "replay_ratio": 0.5},
     "Acrobot-v1": {"search.num_simulations": 25},
     "MountainCar-v0": {"search.num_simulations": 25, "td_steps": 10, "temperature": [[0.0, 1.0]]},
     "LunarLander-v3": {"net.latent_dim": 96, "net.hidden": [96], "net.value_support_size": 30,
