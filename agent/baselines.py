@@ -16,7 +16,6 @@ import functools
 import json
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -32,6 +31,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from tqdm.auto import tqdm
 
 import envs
+from agent.checkpoint import atomic_path
 from agent.zoo_hyperparams import ResolvedHyperparams, resolve
 
 _CLASSES: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "dqn": DQN, "a2c": A2C}
@@ -141,22 +141,12 @@ class Baseline:
         path = Path(path)
         if path.suffix != ".zip":  # SB3 appends .zip too; do it here so the rename target matches
             path = path.with_name(path.name + ".zip")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".zip", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_path(path, suffix=".zip") as tmp:
             self.model.save(tmp)
             with zipfile.ZipFile(tmp, "a") as z:
                 z.writestr(_META, json.dumps(self._metadata(), default=str, indent=1))
                 if self.vec_normalize is not None:
                     z.writestr(_VECNORM, pickle.dumps(self.vec_normalize))
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
         return path
 
     def _metadata(self) -> dict:
