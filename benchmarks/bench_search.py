@@ -4,7 +4,7 @@
 (a) constant model (returns the same precomputed outputs every call): the search's own time per
     env-simulation, and the pUCT Numba kernels alone (select + expand/backup on a fixed host
     array, no torch at all) per env-simulation: the bookkeeping. (With --algorithm gumbel the
-    search uses gumbel.select_gumbel; the "kernels alone" figure stays pUCT's.)
+    search uses kernels.select_gumbel; the "kernels alone" figure stays pUCT's.)
 (b) small torch MLP model (hidden 64): time per search, simulations per second (B * 50 / time),
     the 50 `recurrent_inference` calls alone at that B, and the ratio search / model alone.
 
@@ -31,7 +31,7 @@ from nets.output import ModelOutput  # noqa: E402
 from planners import kernels  # noqa: E402
 from planners.config import SearchConfig  # noqa: E402
 from planners.objectives import Learned  # noqa: E402
-from planners.search import search  # noqa: E402
+from planners.policies import plan  # noqa: E402
 from planners.tree import Tree  # noqa: E402
 
 SIMS, A, LATENT, HIDDEN, OBS = 50, 4, 32, 64, 8
@@ -96,7 +96,7 @@ def median_time(fn, repeats: int) -> float:
 def kernels_alone(B: int, repeats: int) -> float:
     """Seconds per search of the two kernels only, with a fixed `packed` host array."""
     rng = np.random.default_rng(0)
-    packed = np.concatenate([rng.normal(size=(B, 2)), rng.normal(size=(B, A))], 1).astype(np.float32)
+    packed = np.concatenate([rng.normal(size=(B, 2)), rng.normal(size=(B, A))], 1)
     root_mask = np.ones((B, A), np.bool_)
     discount = 0.997
 
@@ -104,18 +104,14 @@ def kernels_alone(B: int, repeats: int) -> float:
 
     def run():
         tree = Tree.allocate(B, SIMS + 1, A, discount, SIMS + 1)
-        kernels.init_roots(packed, -1, -1, root_mask, 1.0, tree.visit_count, tree.value_sum,
-                           tree.leaf_value, tree.prior, tree.legal, tree.terminal)
+        kernels.init_roots(tree, packed, -1, -1, root_mask, 1.0)
         sel = np.zeros((kernels.SEL_ROWS, B), np.int64)
+        # Called as the search calls them: compiled entry points, no per-call type dispatch.
+        select = kernels.specialize(kernels.select_puct, tree, exploration, sel)
+        expand_and_backup = kernels.specialize(kernels.expand_and_backup, tree, sel, packed, -1, -1, 1.0)
         for _ in range(SIMS):
-            kernels.select_puct(tree.children, tree.visit_count, tree.value_sum, tree.edge_reward,
-                                tree.prior, tree.legal, tree.terminal, tree.depth, tree.num_nodes,
-                                tree.min_max_q, tree.discount, tree.max_depth, exploration, sel)
-            kernels.expand_and_backup(sel, packed, -1, -1, 1.0, tree.children, tree.visit_count,
-                                      tree.value_sum, tree.leaf_value, tree.edge_reward, tree.prior,
-                                      tree.legal, tree.terminal, tree.depth, tree.parent,
-                                      tree.action_from_parent, tree.num_nodes, tree.min_max_q,
-                                      tree.discount)
+            select(tree, exploration, sel)
+            expand_and_backup(tree, sel, packed, -1, -1, 1.0)
 
     run()
     return median_time(run, repeats)
@@ -146,7 +142,7 @@ def main() -> None:
         obs = torch.randn(B, OBS)
 
         def run(model):
-            return lambda: search(model, objective, obs, config, rng=rng, add_noise=True)
+            return lambda: plan(model, objective, obs, config, rng=rng, add_noise=True)
 
         const = ConstantModel(B)
         run(const)()  # Numba warm-up (compiles or loads the cache) and torch warm-up

@@ -1,4 +1,4 @@
 """Environment construction and the project's own testbeds (registered under `glasszero/`)."""
-from envs.make import check_spaces, import_env_module, load_attr, make, make_vec
+from envs.make import NotApplicable, check_spaces, import_env_module, make, make_vec
 
-__all__ = ["make", "make_vec", "check_spaces", "import_env_module", "load_attr"]
+__all__ = ["NotApplicable", "make", "make_vec", "check_spaces", "import_env_module"]

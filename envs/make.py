@@ -2,39 +2,20 @@
 from __future__ import annotations
 
 import difflib
-import importlib
 from typing import Callable, Iterable, Optional, Sequence
 
 import gymnasium as gym
-import numpy as np
+
+from common.imports import import_module, load_attr
+
+
+class NotApplicable(ValueError):
+    """An algorithm cannot act in this environment (e.g. the planner on a continuous action space)."""
 
 
 def import_env_module(module: str) -> None:
     """Import a user module whose import registers more gymnasium ids (`--env-module pkg`)."""
-    try:
-        importlib.import_module(module)
-    except ImportError as e:
-        raise ValueError(f"--env-module {module!r} could not be imported ({e}); "
-                         f"is it installed or on PYTHONPATH?") from e
-
-
-def load_attr(spec: str, what: str = "object"):
-    """Resolve 'package.module:attr' (or 'package.module.attr') to the object it names."""
-    mod_name, sep, attr = spec.partition(":")
-    if not sep:
-        mod_name, _, attr = spec.rpartition(".")
-    if not mod_name or not attr:
-        raise ValueError(f"{what} {spec!r} must look like 'module:attr'")
-    try:
-        mod = importlib.import_module(mod_name)
-    except ImportError as e:
-        raise ValueError(f"{what} {spec!r}: cannot import module {mod_name!r} ({e})") from e
-    obj = mod
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ValueError(f"{what} {spec!r}: module {mod_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
-    return obj
+    import_module(module, "--env-module")
 
 
 def _ensure_registered(env_id: str) -> None:
@@ -51,12 +32,12 @@ def check_spaces(env: gym.Env, env_id: str) -> None:
     """The planner needs a discrete action space and a flat Box (vector or image) observation."""
     act, obs = env.action_space, env.observation_space
     if not isinstance(act, gym.spaces.Discrete):
-        raise ValueError(
+        raise NotApplicable(
             f"{env_id} has action space {act}, but the glasszero planner only supports Discrete "
             f"actions. Discretize it with a wrapper (e.g. --wrapper mymod:DiscretizeActions) or "
             f"compare with a baseline that handles it (--algo ppo).")
     if not isinstance(obs, gym.spaces.Box):
-        raise ValueError(
+        raise NotApplicable(
             f"{env_id} has observation space {type(obs).__name__}; glasszero needs a Box. Flatten it "
             f"with --wrapper gymnasium.wrappers:FlattenObservation.")
 

@@ -1,9 +1,9 @@
-"""Numba kernels of the batched pUCT search: one call selects a leaf in every tree, one call
-expands and backs up every path. Python loops over B never run per simulation.
+"""Numba kernels of the batched search: one call selects a leaf in every tree, one call expands
+and backs up every path. Python loops over B never run per simulation. Every kernel takes the
+`Tree` record (planners/tree.py) whole; `planners/reference.py` is their pure-Python twin.
 
 Helpers called inside a kernel are `inline="always"`: Numba does not inline calls between
-separately compiled functions by itself, and inlining them measured 0.38 -> 0.22 us of selection
-per env-simulation (benchmarks/bench_search.py, B=256).
+separately compiled functions by itself, and selection is the hottest loop of the search.
 
 Selection (MuZero pUCT with EfficientZero's conventions), at node s with N(s) visits:
 
@@ -20,9 +20,10 @@ action, so the search is deterministic without noise.
 
 A selected path stops at a node that is terminal, at the objective's depth limit, or without a
 legal action: such a node is never expanded and its stored leaf value is backed up again
-(`sel[ACTION] == -1`; the batched model call still gets a placeholder row for that tree, and its
-output is ignored). The exploration factor comes from `exploration_table`, computed once per
-search, so selection takes no log per node.
+(`sel[SEL_ACTION] == -1`; the batched model call still gets a placeholder row for that tree, and
+its output is ignored). A terminal node is absorbing: its leaf value is 0 and nothing below it is
+ever created, so no reward or value from beyond it reaches the backup. The exploration factor
+comes from `exploration_table`, computed once per search, so selection takes no log per node.
 """
 from __future__ import annotations
 
@@ -49,6 +50,9 @@ COL_VALUE = 1
 COL_LOGITS = 2
 
 
+# ---------------------------------------------------------------- pUCT selection
+
+
 @njit(cache=True, inline="always")
 def exploration_weight(visits, pb_c_init, pb_c_base):
     """pUCT's exploration factor of a node with `visits` visits (before prior / (1 + N(s, a)))."""
@@ -65,13 +69,14 @@ def exploration_table(max_visits, pb_c_init, pb_c_base):
 
 
 @njit(cache=True, inline="always")
-def best_action(b, node, exploration, children, visit_count, value_sum, edge_reward, prior, legal,
+def puct_action(b, node, exploration, children, visit_count, value_sum, edge_reward, prior, legal,
                 min_max_q, discount):
-    """The legal action of highest pUCT score at `node` of tree `b` given the node's exploration
-    factor; -1 if none is legal. The tree's min-max range is read once: q -> clip01((q - lo) / (hi - lo)),
-    identity while hi <= lo (MuZero's normalization, clipped like EfficientZero)."""
+    """The legal action of highest pUCT score at `node` of tree `b`; -1 if none is legal.
+    The tree's min-max range is read once: q -> clip01((q - lo) / (hi - lo)), identity while
+    hi <= lo (MuZero's normalization, clipped like EfficientZero)."""
     lo = min_max_q[b, 0]
     hi = min_max_q[b, 1]
+    weight = exploration[visit_count[b, node]]
     unvisited_q = value_sum[b, node] / visit_count[b, node]
     if hi > lo:
         unvisited_q = (unvisited_q - lo) / (hi - lo)
@@ -91,20 +96,11 @@ def best_action(b, node, exploration, children, visit_count, value_sum, edge_rew
         else:
             child_visits = 0
             value_score = unvisited_q
-        score = exploration * prior[b, node, a] / (child_visits + 1) + value_score
+        score = weight * prior[b, node, a] / (child_visits + 1) + value_score
         if score > best_score:
             best = a
             best_score = score
     return best
-
-
-@njit(cache=True)
-def puct_action(b, node, children, visit_count, value_sum, edge_reward, prior, legal, min_max_q,
-                discount, pb_c_init, pb_c_base):
-    """The legal action of highest pUCT score at `node` of tree `b`; -1 if none is legal."""
-    return best_action(b, node, exploration_weight(visit_count[b, node], pb_c_init, pb_c_base),
-                       children, visit_count, value_sum, edge_reward, prior, legal, min_max_q,
-                       discount)
 
 
 @njit(cache=True, inline="always")
@@ -117,27 +113,130 @@ def write_selection(sel, b, node, action, num_nodes, max_nodes):
 
 
 @njit(cache=True, inline="always")
-def is_leaf_for_good(b, node, terminal, depth, max_depth):
-    return terminal[b, node] or depth[b, node] >= max_depth
-
-
-@njit(cache=True)
-def select_puct(children, visit_count, value_sum, edge_reward, prior, legal, terminal, depth,
-                num_nodes, min_max_q, discount, max_depth, exploration, sel):
-    """Descend every tree from the root by pUCT; write the result into `sel` [SEL_ROWS, B].
-    exploration: `exploration_table(num_nodes, c1, c2)` (a node has at most N visits)."""
-    max_nodes = children.shape[1]
+def descend(start, exploration, sel, children, visit_count, value_sum, edge_reward, prior, legal,
+            terminal, depth, num_nodes, min_max_q, discount, max_depth):
+    """From node start[b] of every tree b with start[b] >= 0, follow pUCT down to a leaf and write
+    the selection into `sel` (rows with start[b] < 0 were written by the root rule): the interior
+    rule of every root rule. Takes the tree's arrays, bound once per kernel call."""
     for b in range(children.shape[0]):
-        node = 0
+        node = start[b]
+        if node < 0:
+            continue
         action = -1
-        while not is_leaf_for_good(b, node, terminal, depth, max_depth):
-            action = best_action(b, node, exploration[visit_count[b, node]], children, visit_count,
-                                 value_sum, edge_reward, prior, legal, min_max_q, discount)
+        while not (terminal[b, node] or depth[b, node] >= max_depth):
+            action = puct_action(b, node, exploration, children, visit_count, value_sum, edge_reward, prior,
+                                 legal, min_max_q, discount)
             if action < 0 or children[b, node, action] < 0:
                 break
             node = children[b, node, action]
             action = -1
-        write_selection(sel, b, node, action, num_nodes, max_nodes)
+        write_selection(sel, b, node, action, num_nodes, children.shape[1])
+
+
+@njit(cache=True)
+def select_puct(tree, exploration, sel):
+    """Descend every tree from the root by pUCT; write the result into `sel` [SEL_ROWS, B].
+    exploration: `exploration_table(N, c1, c2)` (a node has at most N visits).
+
+    Kernels bind the record's fields to locals once and pass arrays to their helpers: each binding
+    costs reference-count updates, and binding per tree or per node measured 1.5-4x slower
+    selection (benchmarks/bench_search.py, B=256)."""
+    children, visit_count, value_sum, edge_reward = tree.children, tree.visit_count, tree.value_sum, tree.edge_reward
+    prior, legal, terminal, depth = tree.prior, tree.legal, tree.terminal, tree.depth
+    num_nodes, min_max_q, discount, max_depth = tree.num_nodes, tree.min_max_q, tree.discount, tree.max_depth
+    descend(np.zeros(children.shape[0], np.int64), exploration, sel, children, visit_count, value_sum,
+            edge_reward, prior, legal, terminal, depth, num_nodes, min_max_q, discount, max_depth)
+
+
+# ---------------------------------------------------------------- Gumbel root selection
+
+_EPS = 1e-8  # floor of the completed-Q range (mctx's)
+
+
+@njit(cache=True, inline="always")
+def completed_q(b, children, visit_count, value_sum, edge_reward, prior, legal, discount, raw_value, out):
+    """Root Q of tree `b` completed with mctx's mixed value for unvisited actions and min-max
+    rescaled to [0, 1] over the legal root actions, written into `out` [A].
+    Returns the largest visit count of a root child."""
+    num_actions = prior.shape[2]
+    sum_visits = 0
+    max_visits = 0
+    weighted_q = 0.0
+    visited_prior = 0.0
+    for a in range(num_actions):
+        child = children[b, 0, a]
+        if child >= 0 and visit_count[b, child] > 0:
+            n = visit_count[b, child]
+            out[a] = edge_reward[b, child] + discount * value_sum[b, child] / n
+            sum_visits += n
+            max_visits = max(max_visits, n)
+            weighted_q += prior[b, 0, a] * out[a]
+            visited_prior += prior[b, 0, a]
+    mixed = raw_value[b]
+    if sum_visits > 0:
+        mixed = (raw_value[b] + sum_visits * weighted_q / max(visited_prior, _EPS)) / (sum_visits + 1)
+    lo = np.inf
+    hi = -np.inf
+    for a in range(num_actions):
+        child = children[b, 0, a]
+        if not (child >= 0 and visit_count[b, child] > 0):
+            out[a] = mixed
+        if legal[b, 0, a]:
+            lo = min(lo, out[a])
+            hi = max(hi, out[a])
+    for a in range(num_actions):
+        out[a] = (out[a] - lo) / max(hi - lo, _EPS)
+    return max_visits
+
+
+@njit(cache=True)
+def root_completed_q(tree, b, raw_value, out):
+    """`completed_q` of tree `b`'s root (for the policy's final decision)."""
+    return completed_q(b, tree.children, tree.visit_count, tree.value_sum, tree.edge_reward, tree.prior,
+                       tree.legal, tree.discount, raw_value, out)
+
+
+@njit(cache=True)
+def select_gumbel(tree, exploration, gumbel, sel):
+    """Like select_puct, with the root action chosen by sequential halving."""
+    children, visit_count, value_sum, edge_reward = tree.children, tree.visit_count, tree.value_sum, tree.edge_reward
+    prior, legal, terminal, depth = tree.prior, tree.legal, tree.terminal, tree.depth
+    num_nodes, min_max_q, discount, max_depth = tree.num_nodes, tree.min_max_q, tree.discount, tree.max_depth
+    root_score, q = gumbel.root_score, gumbel.q_scratch
+    start = np.full(children.shape[0], -1, np.int64)  # where pUCT takes over below the root
+    for b in range(children.shape[0]):
+        if terminal[b, 0] or max_depth <= 0:
+            write_selection(sel, b, 0, -1, num_nodes, children.shape[1])
+            continue
+        # Every simulation backs up through the root, which starts with one visit of its own.
+        simulation = min(visit_count[b, 0] - 1, gumbel.visit_table.shape[1] - 1)
+        target = gumbel.visit_table[gumbel.num_considered[b], simulation]
+        max_visits = completed_q(b, children, visit_count, value_sum, edge_reward, prior, legal, discount,
+                                 gumbel.raw_value, q)
+        scale = (gumbel.c_visit + max_visits) * gumbel.c_scale
+        action = -1
+        best_score = -np.inf
+        for a in range(prior.shape[2]):
+            if not legal[b, 0, a] or root_score[b, a] == -np.inf:
+                continue
+            child = children[b, 0, a]
+            visits = visit_count[b, child] if child >= 0 else 0
+            score = root_score[b, a] + scale * q[a]
+            if visits == target and score > best_score:
+                action = a
+                best_score = score
+        if action < 0:  # every considered action is past the table (budget > schedule): pUCT
+            action = puct_action(b, 0, exploration, children, visit_count, value_sum, edge_reward, prior, legal,
+                                 min_max_q, discount)
+        if action >= 0 and children[b, 0, action] >= 0:
+            start[b] = children[b, 0, action]
+        else:
+            write_selection(sel, b, 0, action, num_nodes, children.shape[1])
+    descend(start, exploration, sel, children, visit_count, value_sum, edge_reward, prior, legal, terminal,
+            depth, num_nodes, min_max_q, discount, max_depth)
+
+
+# ---------------------------------------------------------------- expansion and backup
 
 
 @njit(cache=True, inline="always")
@@ -173,19 +272,18 @@ def write_prior(b, node, packed, prior, legal, prior_mix, mask_column):
 
 
 @njit(cache=True)
-def init_roots(packed, terminal_column, mask_column, root_mask, prior_mix, visit_count, value_sum,
-               leaf_value, prior, legal, terminal):
+def init_roots(tree, packed, terminal_column, mask_column, root_mask, prior_mix):
     """Write node 0 of every tree from the root model output; the root counts as visited once with
     its own leaf value (as in mctx), so the first selection already weighs the priors."""
     for b in range(packed.shape[0]):
         is_terminal = terminal_column >= 0 and packed[b, terminal_column] > 0.5
-        terminal[b, 0] = is_terminal
-        leaf_value[b, 0] = 0.0 if is_terminal else packed[b, COL_VALUE]
-        value_sum[b, 0] = leaf_value[b, 0]
-        visit_count[b, 0] = 1
-        for a in range(prior.shape[2]):
-            legal[b, 0, a] = root_mask[b, a]
-        write_prior(b, 0, packed, prior, legal, prior_mix, mask_column)
+        tree.terminal[b, 0] = is_terminal
+        tree.leaf_value[b, 0] = 0.0 if is_terminal else packed[b, COL_VALUE]
+        tree.value_sum[b, 0] = tree.leaf_value[b, 0]
+        tree.visit_count[b, 0] = 1
+        for a in range(tree.prior.shape[2]):
+            tree.legal[b, 0, a] = root_mask[b, a]
+        write_prior(b, 0, packed, tree.prior, tree.legal, prior_mix, mask_column)
 
 
 @njit(cache=True, inline="always")
@@ -217,9 +315,7 @@ def first_bad_row(sel, packed):
 
 
 @njit(cache=True)
-def expand_and_backup(sel, packed, terminal_column, mask_column, prior_mix, children, visit_count,
-                      value_sum, leaf_value, edge_reward, prior, legal, terminal, depth, parent,
-                      action_from_parent, num_nodes, min_max_q, discount):
+def expand_and_backup(tree, sel, packed, terminal_column, mask_column, prior_mix):
     """Add the selected child to every tree that needs one, then back up every path.
 
     Returns the first tree whose objective output is not finite (nothing is modified then), or -1.
@@ -227,6 +323,11 @@ def expand_and_backup(sel, packed, terminal_column, mask_column, prior_mix, chil
     bad = first_bad_row(sel, packed)
     if bad >= 0:
         return bad
+    # Bound once per call (see `select_puct`).
+    visit_count, value_sum, leaf_value, edge_reward = tree.visit_count, tree.value_sum, tree.leaf_value, tree.edge_reward
+    prior, legal, parent, num_nodes, min_max_q = tree.prior, tree.legal, tree.parent, tree.num_nodes, tree.min_max_q
+    children, depth, terminal, discount = tree.children, tree.depth, tree.terminal, tree.discount
+    action_from_parent = tree.action_from_parent
     for b in range(sel.shape[1]):
         node = sel[SEL_NODE, b]
         action = sel[SEL_ACTION, b]
@@ -252,10 +353,11 @@ def expand_and_backup(sel, packed, terminal_column, mask_column, prior_mix, chil
 
 
 @njit(cache=True)
-def mix_root_noise(prior, legal, draws, fraction):
+def mix_root_noise(tree, draws, fraction):
     """Mix Dirichlet noise into the root prior of every tree: `draws` [B, A] are Gamma(alpha)
     draws, normalized over the legal root actions (normalized Gamma draws are Dirichlet). A tree
     whose legal draws are all 0 keeps its prior."""
+    prior, legal = tree.prior, tree.legal
     for b in range(draws.shape[0]):
         total = 0.0
         for a in range(draws.shape[1]):
@@ -268,19 +370,18 @@ def mix_root_noise(prior, legal, draws, fraction):
 
 
 @njit(cache=True)
-def root_child_stats(children, visit_count, value_sum, edge_reward, discount, node, visits, edge,
-                     child_value, q):
+def child_stats(tree, node, visits, edge, child_value, q):
     """Per action of `node` in every tree: visits, edge reward, mean child value and
     q = edge + discount * child value, written into the [B, A] outputs (nan where unvisited)."""
-    for b in range(children.shape[0]):
-        for a in range(children.shape[2]):
-            child = children[b, node, a]
-            n = visit_count[b, child] if child >= 0 else 0
+    for b in range(tree.children.shape[0]):
+        for a in range(tree.children.shape[2]):
+            child = tree.children[b, node, a]
+            n = tree.visit_count[b, child] if child >= 0 else 0
             visits[b, a] = n
             if n > 0:
-                edge[b, a] = edge_reward[b, child]
-                child_value[b, a] = value_sum[b, child] / n
-                q[b, a] = edge[b, a] + discount * child_value[b, a]
+                edge[b, a] = tree.edge_reward[b, child]
+                child_value[b, a] = tree.value_sum[b, child] / n
+                q[b, a] = edge[b, a] + tree.discount * child_value[b, a]
             else:
                 edge[b, a] = np.nan
                 child_value[b, a] = np.nan
@@ -323,10 +424,33 @@ def choose_actions(visits, legal, temperature, greedy, u, out):
 
 
 @njit(cache=True)
-def deepest(depth, num_nodes):
+def deepest(tree):
     """Largest node depth in use in every tree, [B]."""
-    out = np.zeros(depth.shape[0], np.int64)
-    for b in range(depth.shape[0]):
-        for node in range(num_nodes[b]):
-            out[b] = max(out[b], depth[b, node])
+    out = np.zeros(tree.depth.shape[0], np.int64)
+    for b in range(tree.depth.shape[0]):
+        for node in range(tree.num_nodes[b]):
+            out[b] = max(out[b], tree.depth[b, node])
     return out
+
+
+# ---------------------------------------------------------------- calling kernels from the driver
+
+_ENTRY_POINTS: dict = {}
+
+
+def specialize(kernel, *args):
+    """`kernel` compiled for the types of `args`, as a function that skips Numba's per-call type
+    dispatch (which, for the Tree record, costs more than the kernel's own work at B=1).
+
+    Resolved once per kernel and argument fingerprint (the classes and dtypes of `args`): the
+    search always hands a kernel the same types (Tree.allocate's dtypes, float64 packed rows,
+    int64 selections). A pure-Python kernel (planners/reference.py) is returned as it is."""
+    compile_for = getattr(kernel, "compile", None)
+    if compile_for is None:
+        return kernel
+    key = (kernel, tuple(getattr(a, "dtype", type(a)) for a in args))
+    entry = _ENTRY_POINTS.get(key)
+    if entry is None:
+        from numba import typeof
+        entry = _ENTRY_POINTS[key] = compile_for(tuple(typeof(a) for a in args))
+    return entry

@@ -12,8 +12,12 @@ Contract (all batched over B, torch in, torch out, on the model's device):
     leaf_value(model, out) -> Tensor[B]
     discount: float
     max_depth: int | None    -- a tree-depth limit (None: unlimited)
+    observe(root_obs)        -- the real observations at the B roots, before each search (optional)
     describe() -> str        -- a one-line description, logged with runs and stored in checkpoints
     to_spec() -> dict        -- what `objective_from_spec` rebuilds it from (checkpoints, configs)
+
+One open registry names every kind: `@register("name")` on a class makes `{"name": ...}` specs,
+short names on the command line and checkpoints build it through `Class.from_spec`.
 
 Built-ins, each composable where it takes a base:
     Learned()                     predicted rewards + learned value (EfficientZero; the default)
@@ -23,6 +27,8 @@ Built-ins, each composable where it takes a base:
     ObservationReward(fn)         a user function over predicted observations as the reward
     Pessimistic(k)                predicted rewards + (mean - k * std) over the value-head ensemble
     Penalized(base, penalty, w)   base with w * penalty(predicted observation) taken off each edge
+    ObservedGoalDistance(...)     minus the distance from a predicted position to a goal read from
+                                  the real root observation (a root-conditioned objective)
 
 User functions are wrapped by `planners.plugins.PluggedFn` (torch or numpy, checked once).
 """
@@ -30,17 +36,35 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from typing import Callable, Optional, Union
+from typing import Callable, ClassVar, Dict, Mapping, Optional, Sequence, Type, Union
 
+import numpy as np
 import torch
 
+from common.imports import load_attr
 from nets.output import ModelOutput
-from envs.make import load_attr
 from planners.plugins import PluggedFn
+
+DEFAULT_DISCOUNT = 0.997  # EfficientZero's; AgentConfig.discount defaults to it too
+
+OBJECTIVES: Dict[str, Type["Objective"]] = {}
+
+
+def register(name: str):
+    """Class decorator: name an objective kind, so specs, the CLI and checkpoints can build it."""
+    def add(cls):
+        if name in OBJECTIVES and OBJECTIVES[name] is not cls:
+            raise ValueError(f"objective kind {name!r} is registered twice ({OBJECTIVES[name].__name__}, "
+                             f"{cls.__name__})")
+        cls.kind = name
+        OBJECTIVES[name] = cls
+        return cls
+    return add
 
 
 class Objective(ABC):
-    discount: float = 0.997
+    kind: ClassVar[str] = ""  # the registry name, set by @register
+    discount: float = DEFAULT_DISCOUNT
     max_depth: Optional[int] = None
 
     @abstractmethod
@@ -60,6 +84,24 @@ class Objective(ABC):
     def to_spec(self) -> dict:
         """A plain dict `objective_from_spec` turns back into an equivalent objective."""
 
+    def observe(self, root_obs) -> None:
+        """Called with the real observations at the B roots (row b: tree b) before each search;
+        an objective that reads a goal or target shown in the observation keeps them here."""
+
+    @classmethod
+    def from_spec(cls, spec: dict, discount: Optional[float] = None, context: Optional[Mapping] = None) -> "Objective":
+        """Rebuild from `to_spec()`'s dict. `discount` fills in a spec that names none; `context`
+        holds what a spec can only name (e.g. an agent's auxiliary value heads)."""
+        kwargs = {k: v for k, v in spec.items() if k != "name"}
+        if kwargs.get("discount") is None and discount is not None:
+            kwargs["discount"] = float(discount)
+        return cls(**kwargs)
+
+    @classmethod
+    def parse_short(cls, arg: str) -> dict:
+        """The spec of the short name 'kind:arg' (e.g. 'reward-only:5'); kinds without one refuse."""
+        raise ValueError(f"objective {cls.kind!r} has no short form; give a JSON spec")
+
     def edge_parts(self, model, parent_latent, action, out) -> dict:
         """The edge reward split into named parts that sum to it (for `explain`); each [B]."""
         return {type(self).__name__: self.edge_reward(model, parent_latent, action, out)}
@@ -72,10 +114,11 @@ class ObjectiveNotRestorable(ValueError):
     """A stored objective used a function with no 'module:attr' reference (e.g. a lambda)."""
 
 
+@register("learned")
 class Learned(Objective):
     """EfficientZero's objective: predicted rewards plus the learned value at the leaf."""
 
-    def __init__(self, discount: float = 0.997):
+    def __init__(self, discount: float = DEFAULT_DISCOUNT):
         self.discount = float(discount)
 
     def edge_reward(self, model, parent_latent, action, out):
@@ -88,13 +131,20 @@ class Learned(Objective):
         return f"Learned(discount={self.discount:g}): sum of predicted rewards + learned value at the leaf"
 
     def to_spec(self) -> dict:
-        return {"name": "learned", "discount": self.discount}
+        return {"name": self.kind, "discount": self.discount}
+
+    @classmethod
+    def parse_short(cls, arg: str) -> dict:
+        if arg:
+            raise ValueError("'learned' takes no argument")
+        return {"name": cls.kind}
 
 
+@register("reward-only")
 class RewardOnly(Objective):
     """Predicted rewards over a fixed horizon; no learned value anywhere in the tree."""
 
-    def __init__(self, horizon: int, discount: float = 0.997):
+    def __init__(self, horizon: int, discount: float = DEFAULT_DISCOUNT):
         if int(horizon) < 1:
             raise ValueError(f"RewardOnly needs horizon >= 1, got {horizon!r}")
         self.max_depth = int(horizon)
@@ -111,7 +161,11 @@ class RewardOnly(Objective):
                 f"sum of predicted rewards over at most {self.max_depth} steps, leaf value 0")
 
     def to_spec(self) -> dict:
-        return {"name": "reward-only", "horizon": self.max_depth, "discount": self.discount}
+        return {"name": self.kind, "horizon": self.max_depth, "discount": self.discount}
+
+    @classmethod
+    def parse_short(cls, arg: str) -> dict:
+        return {"name": cls.kind, "horizon": int(arg)}
 
 
 def predicted_observation(model, latent: torch.Tensor, who: str) -> torch.Tensor:
@@ -144,6 +198,7 @@ def _fn_from_spec(spec: dict, key: str, what: str) -> str:
         f"agent.set_objective(...) with it again, or define it at module level so it can be stored.")
 
 
+@register("latent-value")
 class LatentValue(Objective):
     """A user network over latents is the value: `module(latent) -> [B]` (or `[B, 1]`).
 
@@ -153,7 +208,7 @@ class LatentValue(Objective):
     """
 
     def __init__(self, module: Union[torch.nn.Module, str], with_reward: bool = False,
-                 discount: float = 0.997):
+                 discount: float = DEFAULT_DISCOUNT):
         self.ref = module if isinstance(module, str) else None
         if isinstance(module, str):
             # 'module:attr' naming an nn.Module instance, or a class / factory that builds one.
@@ -180,10 +235,16 @@ class LatentValue(Objective):
         return f"LatentValue({self.fn.name}, discount={self.discount:g}): {reward}user network over latents as the value"
 
     def to_spec(self) -> dict:
-        return {"name": "latent-value", "module": {"ref": self.ref, "description": self.fn.name},
+        return {"name": self.kind, "module": {"ref": self.ref, "description": self.fn.name},
                 "with_reward": self.with_reward, "discount": self.discount}
 
+    @classmethod
+    def from_spec(cls, spec, discount=None, context=None):
+        return cls(_fn_from_spec(spec, "module", "latent value module"), spec.get("with_reward", False),
+                   _discount(spec, discount))
 
+
+@register("observation-value")
 class ObservationValue(Objective):
     """A user function over predicted observations is the value: `fn(obs[B, ...]) -> [B]`.
 
@@ -191,7 +252,7 @@ class ObservationValue(Objective):
     (see LatentValue). `numpy`: see planners.plugins (None: detected on the first call).
     """
 
-    def __init__(self, fn: Union[Callable, str], with_reward: bool = False, discount: float = 0.997,
+    def __init__(self, fn: Union[Callable, str], with_reward: bool = False, discount: float = DEFAULT_DISCOUNT,
                  numpy: Optional[bool] = None):
         self.fn = PluggedFn(fn, "observation value function", numpy=numpy)
         self.with_reward = bool(with_reward)
@@ -209,10 +270,16 @@ class ObservationValue(Objective):
                 f"{reward}user function of the predicted observation as the value")
 
     def to_spec(self) -> dict:
-        return {"name": "observation-value", "fn": _fn_spec(self.fn), "with_reward": self.with_reward,
+        return {"name": self.kind, "fn": _fn_spec(self.fn), "with_reward": self.with_reward,
                 "discount": self.discount}
 
+    @classmethod
+    def from_spec(cls, spec, discount=None, context=None):
+        return cls(_fn_from_spec(spec, "fn", "observation value function"), spec.get("with_reward", False),
+                   _discount(spec, discount))
 
+
+@register("observation-reward")
 class ObservationReward(Objective):
     """A user function over predicted observations is the reward of reaching them; leaf value 0.
 
@@ -220,8 +287,8 @@ class ObservationReward(Objective):
     is used, so `horizon` (a tree-depth limit, optional) plays RewardOnly's role.
     """
 
-    def __init__(self, fn: Union[Callable, str], horizon: Optional[int] = None, discount: float = 0.997,
-                 numpy: Optional[bool] = None):
+    def __init__(self, fn: Union[Callable, str], horizon: Optional[int] = None,
+                 discount: float = DEFAULT_DISCOUNT, numpy: Optional[bool] = None):
         if horizon is not None and int(horizon) < 1:
             raise ValueError(f"ObservationReward needs horizon >= 1 or None, got {horizon!r}")
         self.fn = PluggedFn(fn, "observation reward function", numpy=numpy)
@@ -240,17 +307,23 @@ class ObservationReward(Objective):
                 f"sum of a user reward of each predicted observation, leaf value 0")
 
     def to_spec(self) -> dict:
-        return {"name": "observation-reward", "fn": _fn_spec(self.fn), "horizon": self.max_depth,
+        return {"name": self.kind, "fn": _fn_spec(self.fn), "horizon": self.max_depth,
                 "discount": self.discount}
 
+    @classmethod
+    def from_spec(cls, spec, discount=None, context=None):
+        return cls(_fn_from_spec(spec, "fn", "observation reward function"), spec.get("horizon"),
+                   _discount(spec, discount))
 
+
+@register("pessimistic")
 class Pessimistic(Objective):
     """Predicted rewards + (mean - k * std) of the value heads: distrust values the heads dispute.
 
     std is the population standard deviation over the E heads of `ModelOutput.value_ensemble`.
     """
 
-    def __init__(self, k: float = 1.0, discount: float = 0.997):
+    def __init__(self, k: float = 1.0, discount: float = DEFAULT_DISCOUNT):
         if float(k) < 0:
             raise ValueError(f"Pessimistic needs k >= 0, got {k!r}")
         self.k = float(k)
@@ -272,9 +345,14 @@ class Pessimistic(Objective):
                 f"(mean - {self.k:g} * std) of the value heads at the leaf")
 
     def to_spec(self) -> dict:
-        return {"name": "pessimistic", "k": self.k, "discount": self.discount}
+        return {"name": self.kind, "k": self.k, "discount": self.discount}
+
+    @classmethod
+    def parse_short(cls, arg: str) -> dict:
+        return {"name": cls.kind, "k": float(arg) if arg else 1.0}
 
 
+@register("penalized")
 class Penalized(Objective):
     """`base` with `weight * penalty(obs')` subtracted from the reward of each transition into obs'.
 
@@ -292,6 +370,9 @@ class Penalized(Objective):
         self.discount = base.discount
         self.max_depth = base.max_depth
 
+    def observe(self, root_obs) -> None:
+        self.base.observe(root_obs)
+
     def edge_reward(self, model, parent_latent, action, out):
         obs = predicted_observation(model, out.latent, f"Penalized({self.penalty.name})")
         return self.base.edge_reward(model, parent_latent, action, out) - self.weight * self.penalty(obs)
@@ -308,18 +389,79 @@ class Penalized(Objective):
         return f"Penalized({self.penalty.name}, weight={self.weight:g}) of [{self.base.describe()}]"
 
     def to_spec(self) -> dict:
-        return {"name": "penalized", "base": self.base.to_spec(), "penalty": _fn_spec(self.penalty),
+        return {"name": self.kind, "base": self.base.to_spec(), "penalty": _fn_spec(self.penalty),
                 "weight": self.weight}
 
+    @classmethod
+    def from_spec(cls, spec, discount=None, context=None):
+        return cls(objective_from_spec(spec["base"], discount, context),
+                   _fn_from_spec(spec, "penalty", "penalty function"), spec.get("weight", 1.0))
 
-SHORT_NAMES = "learned | reward-only:H | pessimistic:K, or a JSON spec"
+
+def _discount(spec: dict, default: Optional[float]) -> float:
+    g = spec.get("discount", default)
+    return DEFAULT_DISCOUNT if g is None else float(g)
 
 
-def objective_from_spec(spec: Union[str, dict, Objective], discount: Optional[float] = None) -> Objective:
+@register("observed-goal-distance")
+class ObservedGoalDistance(Objective):
+    """Leaf value = minus the L1 distance from a position in the *predicted* observation (decoded
+    from the latent, columns `agent_cols`) to a goal read from the *real* observation at the root
+    (columns `goal_cols`); edge rewards 0.
+
+    The goal is read from what the agent sees, not from the model: when training never moved the
+    goal, nothing learned can know what a moved goal means, while the agent's own position varies
+    in training and its prediction can generalize. `observe(obs)` sets the roots' goals before each
+    search (row b of every batch the search evaluates is tree b); a batch of another size (the
+    one-time validation's dummy batch) falls back to the decoded goal. `horizon` limits the tree's
+    depth (None: unlimited).
+    """
+
+    def __init__(self, agent_cols: Sequence[int] = (0, 1), goal_cols: Sequence[int] = (2, 3),
+                 horizon: Optional[int] = None, discount: float = DEFAULT_DISCOUNT):
+        self.agent_cols, self.goal_cols = [int(c) for c in agent_cols], [int(c) for c in goal_cols]
+        if len(self.agent_cols) != len(self.goal_cols):
+            raise ValueError(f"ObservedGoalDistance needs as many agent_cols as goal_cols, got "
+                             f"{self.agent_cols} and {self.goal_cols}")
+        self.max_depth = None if horizon is None else int(horizon)
+        self.discount = float(discount)
+        self.goal: Optional[torch.Tensor] = None
+
+    def observe(self, root_obs) -> None:
+        obs = root_obs.detach().cpu().numpy() if isinstance(root_obs, torch.Tensor) else np.asarray(root_obs)
+        self.goal = torch.as_tensor(obs[:, self.goal_cols], dtype=torch.float32)
+
+    def edge_reward(self, model, parent_latent, action, out):
+        return torch.zeros_like(out.reward)
+
+    def leaf_value(self, model, out):
+        pred = predicted_observation(model, out.latent, "ObservedGoalDistance")
+        goal = self.goal
+        if goal is None or goal.shape[0] != pred.shape[0]:
+            goal = pred[:, self.goal_cols]
+        return -(pred[:, self.agent_cols] - goal.to(pred.device)).abs().sum(dim=-1)
+
+    def describe(self) -> str:
+        horizon = f"horizon={self.max_depth}, " if self.max_depth else ""
+        return (f"ObservedGoalDistance({horizon}discount={self.discount:g}): -|predicted obs{self.agent_cols} "
+                f"- observed root obs{self.goal_cols}|_1 as the value, edge rewards 0")
+
+    def to_spec(self) -> dict:
+        return {"name": self.kind, "agent_cols": self.agent_cols, "goal_cols": self.goal_cols,
+                "horizon": self.max_depth, "discount": self.discount}
+
+
+def short_names() -> str:
+    return "a registered kind (" + ", ".join(OBJECTIVES) + "), 'reward-only:H', 'pessimistic:K', or a JSON spec"
+
+
+def objective_from_spec(spec: Union[str, dict, Objective], discount: Optional[float] = None,
+                        context: Optional[Mapping] = None) -> Objective:
     """Build an objective from a short name, a JSON string or a dict made by `to_spec()`.
 
-    Short names: 'learned', 'reward-only:H' (horizon H), 'pessimistic:K' (k = K). `discount` fills
-    in a spec that names none (the agent passes its own, so a CLI name plans with the right one).
+    Short names are 'kind' or 'kind:arg' for kinds with a short form ('learned', 'reward-only:H',
+    'pessimistic:K'). `discount` fills in a spec that names none (the agent passes its own, so a
+    CLI name plans with the right one); `context` is handed to `from_spec` (see Objective).
     """
     if isinstance(spec, Objective):
         return spec
@@ -327,42 +469,20 @@ def objective_from_spec(spec: Union[str, dict, Objective], discount: Optional[fl
         text = spec.strip()
         spec = json.loads(text) if text.startswith("{") else _parse_short(text)
     if not isinstance(spec, dict) or "name" not in spec:
-        raise ValueError(f"objective spec must be a name ({SHORT_NAMES}) or a dict with a 'name', got {spec!r}")
-    g = spec.get("discount", discount)
-    kw = {} if g is None else {"discount": float(g)}
-    name = spec["name"]
-    if name == "learned":
-        return Learned(**kw)
-    if name == "reward-only":
-        return RewardOnly(spec["horizon"], **kw)
-    if name == "pessimistic":
-        return Pessimistic(spec.get("k", 1.0), **kw)
-    if name == "latent-value":
-        return LatentValue(_fn_from_spec(spec, "module", "latent value module"),
-                           spec.get("with_reward", False), **kw)
-    if name == "observation-value":
-        return ObservationValue(_fn_from_spec(spec, "fn", "observation value function"),
-                                spec.get("with_reward", False), **kw)
-    if name == "observation-reward":
-        return ObservationReward(_fn_from_spec(spec, "fn", "observation reward function"),
-                                 spec.get("horizon"), **kw)
-    if name == "penalized":
-        return Penalized(objective_from_spec(spec["base"], discount),
-                         _fn_from_spec(spec, "penalty", "penalty function"), spec.get("weight", 1.0))
-    raise ValueError(f"unknown objective {name!r}; known: learned, reward-only, pessimistic, latent-value, "
-                     f"observation-value, observation-reward, penalized")
+        raise ValueError(f"objective spec must be {short_names()}, or a dict with a 'name'; got {spec!r}")
+    cls = OBJECTIVES.get(spec["name"])
+    if cls is None:
+        raise ValueError(f"unknown objective {spec['name']!r}; known: {', '.join(OBJECTIVES)}")
+    return cls.from_spec(spec, discount, context)
 
 
 def _parse_short(text: str) -> dict:
     name, _, arg = text.partition(":")
     name = name.strip().lower().replace("_", "-")
+    cls = OBJECTIVES.get(name)
+    if cls is None:
+        raise ValueError(f"cannot read objective {text!r}; expected {short_names()}")
     try:
-        if name == "learned" and not arg:
-            return {"name": "learned"}
-        if name == "reward-only" and arg:
-            return {"name": "reward-only", "horizon": int(arg)}
-        if name == "pessimistic":
-            return {"name": "pessimistic", "k": float(arg) if arg else 1.0}
-    except ValueError:
-        pass
-    raise ValueError(f"cannot read objective {text!r}; expected {SHORT_NAMES}")
+        return cls.parse_short(arg.strip())
+    except ValueError as e:
+        raise ValueError(f"cannot read objective {text!r} ({e}); expected {short_names()}") from None

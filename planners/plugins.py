@@ -21,30 +21,7 @@ from typing import Callable, Optional, Union
 import numpy as np
 import torch
 
-from envs.make import load_attr
-
-
-def load_callable(ref: str, what: str = "function") -> Callable:
-    """Resolve 'package.module:attr' to a callable, with an error that says what was wrong."""
-    obj = load_attr(ref, what)
-    if not callable(obj):
-        raise ValueError(f"{what} {ref!r} names a {type(obj).__name__}, not a callable")
-    return obj
-
-
-def reference_of(fn) -> Optional[str]:
-    """'module:qualname' if importing that gives back `fn` itself (so it can be stored), else None.
-
-    Lambdas and functions defined inside other functions have no such reference: a checkpoint can
-    store only their description.
-    """
-    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
-    if not module or not qualname or "<" in qualname or module == "__main__":
-        return None
-    try:
-        return f"{module}:{qualname}" if load_attr(f"{module}:{qualname}") is fn else None
-    except ValueError:
-        return None
+from common.imports import load_callable, reference_of
 
 
 def describe_callable(fn) -> str:

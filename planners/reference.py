@@ -1,8 +1,9 @@
-"""A pure-Python reference of the search kernels (planners/kernels.py): plain loops, no Numba.
+"""A pure-Python reference of the search kernels (planners/kernels.py and the Gumbel root rule in
+planners/gumbel.py): plain loops, no Numba.
 
-Same function names, signatures and array layouts as the kernels, so that
-`search.run_search(..., backend=reference)` runs the very same search; the tests check that both
-backends build identical trees. It is slow and meant only to be read and compared against.
+Same function names, signatures and array layouts as the kernels, so that a search run with
+`backend=reference` is the very same search; the tests check that both backends build identical
+trees. It is slow and meant only to be read and compared against.
 
 Selection at node s (N(s) visits), over the legal actions, ties to the lowest action:
 
@@ -12,7 +13,8 @@ Selection at node s (N(s) visits), over the legal actions, ties to the lowest ac
              = mean value(s)                                       if not
 
 Backup of a leaf value v along the path leaf -> root: every node on it gets one visit and the
-discounted return from it (v at the leaf, edge_reward + discount * return above).
+discounted return from it (v at the leaf, edge_reward + discount * return above). A terminal node
+is absorbing: it is never expanded, and its leaf value is 0.
 """
 from __future__ import annotations
 
@@ -23,9 +25,11 @@ import numpy as np
 from planners.kernels import (COL_LOGITS, COL_REWARD, COL_VALUE, SEL_ACTION, SEL_FLAT_NODE,
                               SEL_FLAT_SLOT, SEL_MODEL_ACTION, SEL_NODE)
 
+_EPS = 1e-8
 
-def _minmax_clip(q, min_max_q, b):
-    lo, hi = min_max_q[b, 0], min_max_q[b, 1]
+
+def _minmax_clip(q, tree, b):
+    lo, hi = tree.min_max_q[b, 0], tree.min_max_q[b, 1]
     if hi > lo:
         q = (q - lo) / (hi - lo)
     return min(max(q, 0.0), 1.0)
@@ -37,55 +41,113 @@ def exploration_table(max_visits, pb_c_init, pb_c_base):
                      for n in range(max_visits + 1)])
 
 
-def _puct_action(b, node, children, visit_count, value_sum, edge_reward, prior, legal, min_max_q,
-                 discount, exploration_by_visits):
-    n = visit_count[b, node]
-    exploration = exploration_by_visits[n]
-    parent_mean = value_sum[b, node] / n
+def puct_action(tree, b, node, exploration):
+    n = tree.visit_count[b, node]
+    parent_mean = tree.value_sum[b, node] / n
     best_action, best_score = -1, -math.inf
-    for a in range(prior.shape[2]):
-        if not legal[b, node, a]:
+    for a in range(tree.prior.shape[2]):
+        if not tree.legal[b, node, a]:
             continue
-        child = children[b, node, a]
+        child = tree.children[b, node, a]
         if child >= 0:
-            child_visits = visit_count[b, child]
-            q = edge_reward[b, child] + discount * (value_sum[b, child] / child_visits)
+            child_visits = tree.visit_count[b, child]
+            q = tree.edge_reward[b, child] + tree.discount * (tree.value_sum[b, child] / child_visits)
         else:
             child_visits = 0
             q = parent_mean
-        score = exploration * prior[b, node, a] / (child_visits + 1) + _minmax_clip(q, min_max_q, b)
+        score = exploration[n] * tree.prior[b, node, a] / (child_visits + 1) + _minmax_clip(q, tree, b)
         if score > best_score:
             best_action, best_score = a, score
     return best_action
 
 
-def select_puct(children, visit_count, value_sum, edge_reward, prior, legal, terminal, depth,
-                num_nodes, min_max_q, discount, max_depth, exploration, sel):
-    max_nodes = children.shape[1]
-    for b in range(children.shape[0]):
-        node, action = 0, -1
-        # Descend until a node that is terminal or at the depth limit, or an unexpanded action.
-        while not (terminal[b, node] or depth[b, node] >= max_depth):
-            action = _puct_action(b, node, children, visit_count, value_sum, edge_reward, prior,
-                                  legal, min_max_q, discount, exploration)
-            if action == -1:  # no legal action: back this node up again
-                break
-            if children[b, node, action] == -1:  # expand this action
-                break
-            node, action = int(children[b, node, action]), -1
-        sel[SEL_FLAT_NODE, b] = b * max_nodes + node
-        sel[SEL_MODEL_ACTION, b] = max(action, 0)
-        sel[SEL_FLAT_SLOT, b] = b * max_nodes + num_nodes[b]
-        sel[SEL_NODE, b] = node
-        sel[SEL_ACTION, b] = action
+def _write_selection(tree, sel, b, node, action):
+    max_nodes = tree.children.shape[1]
+    sel[SEL_FLAT_NODE, b] = b * max_nodes + node
+    sel[SEL_MODEL_ACTION, b] = max(action, 0)
+    sel[SEL_FLAT_SLOT, b] = b * max_nodes + tree.num_nodes[b]
+    sel[SEL_NODE, b] = node
+    sel[SEL_ACTION, b] = action
 
 
-def _write_prior(b, node, packed, prior, legal, prior_mix, mask_column):
-    num_actions = prior.shape[2]
+def _descend(tree, b, node, exploration, sel):
+    action = -1
+    # Descend until a node that is terminal or at the depth limit, or an unexpanded action.
+    while not (tree.terminal[b, node] or tree.depth[b, node] >= tree.max_depth):
+        action = puct_action(tree, b, node, exploration)
+        if action == -1:  # no legal action: back this node up again
+            break
+        if tree.children[b, node, action] == -1:  # expand this action
+            break
+        node, action = int(tree.children[b, node, action]), -1
+    _write_selection(tree, sel, b, node, action)
+
+
+def select_puct(tree, exploration, sel):
+    for b in range(tree.children.shape[0]):
+        _descend(tree, b, 0, exploration, sel)
+
+
+def root_completed_q(tree, b, raw_value, out):
+    """Root Q completed with mctx's mixed value for unvisited actions, min-max rescaled."""
+    A = tree.prior.shape[2]
+    visited = [a for a in range(A) if tree.children[b, 0, a] >= 0
+               and tree.visit_count[b, tree.children[b, 0, a]] > 0]
+    sum_visits = max_visits = 0
+    weighted_q = visited_prior = 0.0
+    for a in visited:
+        child = tree.children[b, 0, a]
+        n = tree.visit_count[b, child]
+        out[a] = tree.edge_reward[b, child] + tree.discount * tree.value_sum[b, child] / n
+        sum_visits += n
+        max_visits = max(max_visits, n)
+        weighted_q += tree.prior[b, 0, a] * out[a]
+        visited_prior += tree.prior[b, 0, a]
+    mixed = raw_value[b]
+    if sum_visits > 0:
+        mixed = (raw_value[b] + sum_visits * weighted_q / max(visited_prior, _EPS)) / (sum_visits + 1)
+    for a in range(A):
+        if a not in visited:
+            out[a] = mixed
+    legal_q = [out[a] for a in range(A) if tree.legal[b, 0, a]]
+    lo, hi = min(legal_q), max(legal_q)
+    for a in range(A):
+        out[a] = (out[a] - lo) / max(hi - lo, _EPS)
+    return max_visits
+
+
+def select_gumbel(tree, exploration, gumbel, sel):
+    for b in range(tree.children.shape[0]):
+        if tree.terminal[b, 0] or tree.depth[b, 0] >= tree.max_depth:
+            _write_selection(tree, sel, b, 0, -1)
+            continue
+        simulation = min(tree.visit_count[b, 0] - 1, gumbel.visit_table.shape[1] - 1)
+        target = gumbel.visit_table[gumbel.num_considered[b], simulation]
+        max_visits = root_completed_q(tree, b, gumbel.raw_value, gumbel.q_scratch)
+        scale = (gumbel.c_visit + max_visits) * gumbel.c_scale
+        action, best_score = -1, -math.inf
+        for a in range(tree.prior.shape[2]):  # the best-scoring considered action due for a visit
+            if not tree.legal[b, 0, a] or gumbel.root_score[b, a] == -math.inf:
+                continue
+            child = tree.children[b, 0, a]
+            visits = tree.visit_count[b, child] if child >= 0 else 0
+            score = gumbel.root_score[b, a] + scale * gumbel.q_scratch[a]
+            if visits == target and score > best_score:
+                action, best_score = a, score
+        if action < 0:
+            action = puct_action(tree, b, 0, exploration)
+        if action >= 0 and tree.children[b, 0, action] >= 0:
+            _descend(tree, b, int(tree.children[b, 0, action]), exploration, sel)
+        else:
+            _write_selection(tree, sel, b, 0, action)
+
+
+def _write_prior(tree, b, node, packed, prior_mix, mask_column):
+    num_actions = tree.prior.shape[2]
     for a in range(num_actions):
         if mask_column >= 0 and packed[b, mask_column + a] <= 0.5:
-            legal[b, node, a] = False
-    actions = [a for a in range(num_actions) if legal[b, node, a]]
+            tree.legal[b, node, a] = False
+    actions = [a for a in range(num_actions) if tree.legal[b, node, a]]
     if not actions:
         return
     logits = [float(packed[b, COL_LOGITS + a]) for a in actions]
@@ -96,39 +158,36 @@ def _write_prior(b, node, packed, prior, legal, prior_mix, mask_column):
     total = sum(math.exp(x - top) for x in logits)
     for a, x in zip(actions, logits):
         learned = math.exp(x - top) / total if learned_weight > 0.0 else 0.0
-        prior[b, node, a] = learned_weight * learned + (1.0 - learned_weight) / len(actions)
+        tree.prior[b, node, a] = learned_weight * learned + (1.0 - learned_weight) / len(actions)
 
 
-def init_roots(packed, terminal_column, mask_column, root_mask, prior_mix, visit_count, value_sum,
-               leaf_value, prior, legal, terminal):
+def init_roots(tree, packed, terminal_column, mask_column, root_mask, prior_mix):
     for b in range(packed.shape[0]):
         is_terminal = terminal_column >= 0 and packed[b, terminal_column] > 0.5
-        terminal[b, 0] = is_terminal
-        leaf_value[b, 0] = 0.0 if is_terminal else packed[b, COL_VALUE]
-        value_sum[b, 0] = leaf_value[b, 0]
-        visit_count[b, 0] = 1
-        for a in range(prior.shape[2]):
-            legal[b, 0, a] = root_mask[b, a]
-        _write_prior(b, 0, packed, prior, legal, prior_mix, mask_column)
+        tree.terminal[b, 0] = is_terminal
+        tree.leaf_value[b, 0] = 0.0 if is_terminal else packed[b, COL_VALUE]
+        tree.value_sum[b, 0] = tree.leaf_value[b, 0]
+        tree.visit_count[b, 0] = 1
+        for a in range(tree.prior.shape[2]):
+            tree.legal[b, 0, a] = root_mask[b, a]
+        _write_prior(tree, b, 0, packed, prior_mix, mask_column)
 
 
-def _backup(b, node, visit_count, value_sum, leaf_value, edge_reward, parent, min_max_q, discount):
-    ret = leaf_value[b, node]
+def _backup(tree, b, node):
+    ret = tree.leaf_value[b, node]
     while True:
-        value_sum[b, node] += ret
-        visit_count[b, node] += 1
+        tree.value_sum[b, node] += ret
+        tree.visit_count[b, node] += 1
         if node == 0:
             return
-        q = edge_reward[b, node] + discount * (value_sum[b, node] / visit_count[b, node])
-        min_max_q[b, 0] = min(min_max_q[b, 0], q)
-        min_max_q[b, 1] = max(min_max_q[b, 1], q)
-        ret = edge_reward[b, node] + discount * ret
-        node = int(parent[b, node])
+        q = tree.edge_reward[b, node] + tree.discount * (tree.value_sum[b, node] / tree.visit_count[b, node])
+        tree.min_max_q[b, 0] = min(tree.min_max_q[b, 0], q)
+        tree.min_max_q[b, 1] = max(tree.min_max_q[b, 1], q)
+        ret = tree.edge_reward[b, node] + tree.discount * ret
+        node = int(tree.parent[b, node])
 
 
-def expand_and_backup(sel, packed, terminal_column, mask_column, prior_mix, children, visit_count,
-                      value_sum, leaf_value, edge_reward, prior, legal, terminal, depth, parent,
-                      action_from_parent, num_nodes, min_max_q, discount):
+def expand_and_backup(tree, sel, packed, terminal_column, mask_column, prior_mix):
     for b in range(sel.shape[1]):
         if sel[SEL_ACTION, b] >= 0 and not (math.isfinite(packed[b, COL_REWARD])
                                              and math.isfinite(packed[b, COL_VALUE])):
@@ -136,49 +195,47 @@ def expand_and_backup(sel, packed, terminal_column, mask_column, prior_mix, chil
     for b in range(sel.shape[1]):
         node, action = int(sel[SEL_NODE, b]), int(sel[SEL_ACTION, b])
         if action >= 0:
-            child = int(num_nodes[b])
-            num_nodes[b] += 1
-            children[b, node, action] = child
-            parent[b, child] = node
-            action_from_parent[b, child] = action
-            depth[b, child] = depth[b, node] + 1
-            edge_reward[b, child] = packed[b, COL_REWARD]
+            child = int(tree.num_nodes[b])
+            tree.num_nodes[b] += 1
+            tree.children[b, node, action] = child
+            tree.parent[b, child] = node
+            tree.action_from_parent[b, child] = action
+            tree.depth[b, child] = tree.depth[b, node] + 1
+            tree.edge_reward[b, child] = packed[b, COL_REWARD]
             is_terminal = terminal_column >= 0 and packed[b, terminal_column] > 0.5
-            terminal[b, child] = is_terminal
-            leaf_value[b, child] = 0.0 if is_terminal else packed[b, COL_VALUE]
-            legal[b, child, :] = True
-            _write_prior(b, child, packed, prior, legal, prior_mix, mask_column)
+            tree.terminal[b, child] = is_terminal
+            tree.leaf_value[b, child] = 0.0 if is_terminal else packed[b, COL_VALUE]
+            tree.legal[b, child, :] = True
+            _write_prior(tree, b, child, packed, prior_mix, mask_column)
             node = child
-        _backup(b, node, visit_count, value_sum, leaf_value, edge_reward, parent, min_max_q,
-                discount)
+        _backup(tree, b, node)
     return -1
 
 
 # ---------------------------------------------------------------- per search, not per simulation
 
 
-def mix_root_noise(prior, legal, draws, fraction):
+def mix_root_noise(tree, draws, fraction):
     for b in range(draws.shape[0]):
-        actions = [a for a in range(draws.shape[1]) if legal[b, 0, a]]
+        actions = [a for a in range(draws.shape[1]) if tree.legal[b, 0, a]]
         total = 0.0
         for a in actions:
             total += draws[b, a]
         if total > 0.0:
             for a in actions:
-                prior[b, 0, a] = (1.0 - fraction) * prior[b, 0, a] + fraction * (draws[b, a] / total)
+                tree.prior[b, 0, a] = (1.0 - fraction) * tree.prior[b, 0, a] + fraction * (draws[b, a] / total)
 
 
-def root_child_stats(children, visit_count, value_sum, edge_reward, discount, node, visits, edge,
-                     child_value, q):
-    for b in range(children.shape[0]):
-        for a in range(children.shape[2]):
-            child = children[b, node, a]
-            n = visit_count[b, child] if child >= 0 else 0
+def child_stats(tree, node, visits, edge, child_value, q):
+    for b in range(tree.children.shape[0]):
+        for a in range(tree.children.shape[2]):
+            child = tree.children[b, node, a]
+            n = tree.visit_count[b, child] if child >= 0 else 0
             visits[b, a] = n
             if n > 0:
-                edge[b, a] = edge_reward[b, child]
-                child_value[b, a] = value_sum[b, child] / n
-                q[b, a] = edge[b, a] + discount * child_value[b, a]
+                edge[b, a] = tree.edge_reward[b, child]
+                child_value[b, a] = tree.value_sum[b, child] / n
+                q[b, a] = edge[b, a] + tree.discount * child_value[b, a]
             else:
                 edge[b, a] = child_value[b, a] = q[b, a] = math.nan
 
@@ -203,3 +260,8 @@ def choose_actions(visits, legal, temperature, greedy, u, out):
             if cdf <= u[b]:
                 chosen += 1
         out[b] = min(chosen, len(weights) - 1)
+
+
+def deepest(tree):
+    return np.array([max(int(tree.depth[b, n]) for n in range(int(tree.num_nodes[b])))
+                     for b in range(tree.depth.shape[0])], np.int64)

@@ -1,25 +1,24 @@
-"""The search tree of B environments as fixed-size numpy arrays (no per-node Python objects).
+"""The search trees of B environments: one record of fixed-size numpy arrays, passed whole.
 
 Node 0 is the root of every tree. Nodes are numbered in creation order, and a node's index is
 also its slot in the latent pool the driver keeps on the model's device, so the tree itself only
 holds indices and scalars. A tree for `num_simulations` simulations needs at most
 `num_simulations + 1` nodes: every simulation adds one node or none.
+
+`Tree` is a NamedTuple so that the Numba kernels take it as one argument (Numba compiles a
+NamedTuple of arrays and scalars like a struct).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import List
+from typing import List, NamedTuple
 
 import numpy as np
-
-from planners import kernels
 
 ROOT = 0
 NO_CHILD = -1
 
 
-@dataclass
-class Tree:
+class Tree(NamedTuple):
     visit_count: np.ndarray  # [B, N] int32
     value_sum: np.ndarray  # [B, N] float64: sum of discounted returns backed up through the node
     leaf_value: np.ndarray  # [B, N] float64: objective.leaf_value when the node was created (0 if terminal)
@@ -29,7 +28,7 @@ class Tree:
     parent: np.ndarray  # [B, N] int32 (NO_CHILD for the root)
     action_from_parent: np.ndarray  # [B, N] int32 (-1 for the root)
     depth: np.ndarray  # [B, N] int32 (0 for the root)
-    terminal: np.ndarray  # [B, N] bool: no transition leaves this node
+    terminal: np.ndarray  # [B, N] bool: no transition leaves this node (absorbing)
     legal: np.ndarray  # [B, N, A] bool: actions selection may take at this node
     num_nodes: np.ndarray  # [B] int32: nodes in use; the next free slot
     min_max_q: np.ndarray  # [B, 2] float64: smallest and largest Q seen in backups (pUCT normalization)
@@ -66,26 +65,9 @@ class Tree:
     def num_actions(self) -> int:
         return self.prior.shape[2]
 
-    def child_stats(self, node: int = ROOT):
-        """Per-action (visits, edge_reward, child_value, q) of `node` in every tree, each [B, A].
-
-        child_value is the child's mean backed-up value; q = edge_reward + discount * child_value.
-        Unvisited actions have 0 visits and nan elsewhere.
-        """
-        B, A = self.batch_size, self.num_actions
-        visits = np.empty((B, A), np.int64)
-        edge_reward, child_value, q = (np.empty((B, A)) for _ in range(3))
-        kernels.root_child_stats(self.children, self.visit_count, self.value_sum, self.edge_reward,
-                                 self.discount, node, visits, edge_reward, child_value, q)
-        return visits, edge_reward, child_value, q
-
     def node_value(self, node: int = ROOT) -> np.ndarray:
         """Mean backed-up value of `node` in every tree, [B]."""
         return self.value_sum[:, node] / np.maximum(self.visit_count[:, node], 1)
-
-    def deepest(self) -> np.ndarray:
-        """Largest node depth reached in each tree, [B]."""
-        return kernels.deepest(self.depth, self.num_nodes)
 
 
 def principal_variation(tree: Tree, b: int) -> List[int]:

@@ -5,7 +5,7 @@ import torch
 
 from planners.config import SearchConfig
 from planners.objectives import Learned, RewardOnly
-from planners.search import search
+from planners.policies import plan
 from planners.tree import ROOT, principal_variation
 from tests.exact_models import ALL, BAIT, ExactModel, batch_of, bandit_trap, chain, two_step
 
@@ -22,7 +22,7 @@ OBJECTIVES = [pytest.param(Learned(0.97), id="learned"),
 def _search(model, obs, objective, sims, algorithm="puct", **kw):
     kw.setdefault("add_noise", False)
     kw.setdefault("deterministic", True)
-    return search(model, objective, obs, SearchConfig(num_simulations=sims, algorithm=algorithm),
+    return plan(model, objective, obs, SearchConfig(num_simulations=sims, algorithm=algorithm),
                   rng=np.random.default_rng(0), **kw)
 
 
@@ -129,7 +129,7 @@ def test_terminal_states_are_not_expanded_past(algorithm):
     # The chain's goal is terminal: the path right, right, right ends there, and no deeper.
     for b, m in enumerate(mdps):
         if m.name == "chain":
-            assert tree.deepest()[b] == 3
+            assert result.max_depth[b] == 3
 
 
 def test_terminal_root_is_never_expanded():
@@ -139,7 +139,7 @@ def test_terminal_root_is_never_expanded():
     result = _search(model, goal, Learned(), 5)
     assert result.tree.num_nodes[0] == 1
     assert result.visit_counts.sum() == 0 and result.root_value[0] == 0
-    np.testing.assert_allclose(result.policy_target[0], result.prior[0])
+    np.testing.assert_allclose(result.action_weights[0], result.prior[0])
 
 
 def test_principal_variation_follows_the_most_visited_path():

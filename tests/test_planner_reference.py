@@ -11,7 +11,7 @@ from nets.output import ModelOutput
 from planners import kernels, reference
 from planners.config import SearchConfig
 from planners.objectives import Learned, RewardOnly
-from planners.search import run_search
+from planners.policies import plan
 from planners.tree import Tree
 
 BACKENDS = [pytest.param(kernels, id="numba"), pytest.param(reference, id="python")]
@@ -66,6 +66,7 @@ def search_cases(draw):
         root_mask=draw(st.booleans()),
         noise=draw(st.booleans()),
         prior=draw(st.sampled_from(["learned", "uniform", "mixed(0.3)"])),
+        algorithm=draw(st.sampled_from(["puct", "gumbel"])),
         float64=draw(st.booleans()),
     )
 
@@ -86,8 +87,9 @@ def _run(case, backend):
             model.mask[int(obs[b]), keep] = True
     objective = (Learned(case["discount"]) if case["horizon"] is None
                  else RewardOnly(case["horizon"], case["discount"]))
-    config = SearchConfig(num_simulations=case["sims"], prior=case["prior"])
-    return run_search(model, objective, obs, config, rng=np.random.default_rng(case["seed"] + 1),
+    config = SearchConfig(num_simulations=case["sims"], prior=case["prior"], algorithm=case["algorithm"],
+                          gumbel_max_considered=3)
+    return plan(model, objective, obs, config, rng=np.random.default_rng(case["seed"] + 1),
                       add_noise=case["noise"], action_mask=root_mask, temperature=1.0,
                       deterministic=False, backend=backend)
 
@@ -106,7 +108,7 @@ def test_numba_kernels_build_the_same_trees_as_the_python_reference(case):
     np.testing.assert_array_equal(fast.visit_counts, slow.visit_counts)
     np.testing.assert_array_equal(fast.action, slow.action)
     np.testing.assert_allclose(fast.root_value, slow.root_value, rtol=1e-12)
-    for name in ("q_values", "edge_reward", "child_value", "policy_target"):
+    for name in ("q_values", "edge_reward", "child_value", "action_weights"):
         np.testing.assert_allclose(getattr(fast, name), getattr(slow, name), rtol=1e-12,
                                    err_msg=name)
     # Every simulation adds one visit to the root (which starts with one of its own).
@@ -131,9 +133,7 @@ def test_unvisited_child_scores_the_parents_mean_value(backend):
     tree.prior[0, 0] = [0.9, 0.1]
     tree.min_max_q[0] = [0.2, 0.8]
     sel = np.zeros((kernels.SEL_ROWS, 1), np.int64)
-    args = (tree.children, tree.visit_count, tree.value_sum, tree.edge_reward, tree.prior,
-            tree.legal, tree.terminal, tree.depth, tree.num_nodes, tree.min_max_q, tree.discount,
-            tree.max_depth, backend.exploration_table(3, 1.25, 19652.0), sel)
+    args = (tree, backend.exploration_table(3, 1.25, 19652.0), sel)
     backend.select_puct(*args)
     assert (sel[kernels.SEL_NODE, 0], sel[kernels.SEL_ACTION, 0]) == (0, 1)
     assert sel[kernels.SEL_FLAT_SLOT, 0] == 2  # the next free node
@@ -161,11 +161,7 @@ def test_backup_adds_discounted_edge_rewards(backend):
     tree.num_nodes[0] = 2
     sel = np.array([[1], [1], [2], [1], [1]], np.int64)
     packed = np.array([[2.0, 4.0, 0.0, 0.0]])
-    bad = backend.expand_and_backup(sel, packed, -1, -1, 1.0, tree.children, tree.visit_count,
-                                    tree.value_sum, tree.leaf_value, tree.edge_reward, tree.prior,
-                                    tree.legal, tree.terminal, tree.depth, tree.parent,
-                                    tree.action_from_parent, tree.num_nodes, tree.min_max_q,
-                                    tree.discount)
+    bad = backend.expand_and_backup(tree, sel, packed, -1, -1, 1.0)
     assert bad == -1
     assert tree.children[0, 1, 1] == 2 and tree.parent[0, 2] == 1 and tree.depth[0, 2] == 2
     np.testing.assert_allclose(tree.value_sum[0, :3], [3.0, 4.0, 4.0])
@@ -177,10 +173,6 @@ def test_backup_adds_discounted_edge_rewards(backend):
     packed[0, 1] = np.nan
     before = tree.value_sum.copy()
     sel[kernels.SEL_FLAT_SLOT, 0], sel[kernels.SEL_NODE, 0], sel[kernels.SEL_ACTION, 0] = 3, 2, 0
-    assert backend.expand_and_backup(sel, packed, -1, -1, 1.0, tree.children, tree.visit_count,
-                                     tree.value_sum, tree.leaf_value, tree.edge_reward, tree.prior,
-                                     tree.legal, tree.terminal, tree.depth, tree.parent,
-                                     tree.action_from_parent, tree.num_nodes, tree.min_max_q,
-                                     tree.discount) == 0
+    assert backend.expand_and_backup(tree, sel, packed, -1, -1, 1.0) == 0
     np.testing.assert_array_equal(tree.value_sum, before)
     assert tree.num_nodes[0] == 3

@@ -6,14 +6,14 @@ import torch
 from nets.output import ModelOutput
 from planners.config import SearchConfig
 from planners.objectives import Learned, Objective, RewardOnly
-from planners.search import _act, search
+from planners.policies import choose_action, plan
 from planners.tree import ROOT
 from tests.exact_models import ALL, ExactModel, batch_of, two_step
 
 
 def _run(model, obs, objective=None, sims=20, seed=0, **kw):
     config = SearchConfig(num_simulations=sims, **kw.pop("config", {}))
-    return search(model, objective or Learned(0.97), obs, config, rng=np.random.default_rng(seed),
+    return plan(model, objective or Learned(0.97), obs, config, rng=np.random.default_rng(seed),
                   **kw)
 
 
@@ -44,19 +44,19 @@ def test_act_temperature_sampling_follows_visits():
     visits = np.tile(np.array([[10, 30, 0, 60]]), (20000, 1))
     legal = np.ones_like(visits, bool)
     rng = np.random.default_rng(0)
-    freq = np.bincount(_act(visits, legal, 1.0, False, rng), minlength=4) / len(visits)
+    freq = np.bincount(choose_action(visits, legal, 1.0, False, rng), minlength=4) / len(visits)
     np.testing.assert_allclose(freq, [0.1, 0.3, 0.0, 0.6], atol=0.015)
     # temperature 0.5: visits^2 -> [100, 900, 0, 3600] / 4600
-    freq = np.bincount(_act(visits, legal, 0.5, False, rng), minlength=4) / len(visits)
+    freq = np.bincount(choose_action(visits, legal, 0.5, False, rng), minlength=4) / len(visits)
     np.testing.assert_allclose(freq, np.array([100, 900, 0, 3600]) / 4600, atol=0.015)
     # Tiny temperatures do not overflow and act greedily; deterministic is the argmax.
-    assert (_act(visits, legal, 1e-4, False, rng) == 3).all()
-    assert (_act(visits, legal, 1.0, True, rng) == 3).all()
+    assert (choose_action(visits, legal, 1e-4, False, rng) == 3).all()
+    assert (choose_action(visits, legal, 1.0, True, rng) == 3).all()
     # Ties under deterministic go to the lowest action; no visits at all: a legal action.
-    assert _act(np.array([[0, 5, 5]]), np.ones((1, 3), bool), 1.0, True, rng)[0] == 1
+    assert choose_action(np.array([[0, 5, 5]]), np.ones((1, 3), bool), 1.0, True, rng)[0] == 1
     none = np.zeros((500, 3), int)
     only_two = np.tile([[False, False, True]], (500, 1))
-    assert (_act(none, only_two, 1.0, False, rng) == 2).all()
+    assert (choose_action(none, only_two, 1.0, False, rng) == 2).all()
 
 
 def test_search_samples_with_temperature_and_is_greedy_when_deterministic():
@@ -71,7 +71,7 @@ def test_search_samples_with_temperature_and_is_greedy_when_deterministic():
     assert len(set(result.action.tolist())) > 1
     greedy = _run(model, obs, sims=30, deterministic=True, add_noise=False)
     assert (greedy.action == visits.argmax()).all()
-    np.testing.assert_allclose(result.policy_target[0], visits / visits.sum())
+    np.testing.assert_allclose(result.action_weights[0], visits / visits.sum())
 
 
 class _Broken(Objective):
@@ -111,7 +111,7 @@ def test_objective_with_wrong_shape_or_nan_raises_a_clear_error(objective, match
 def test_rng_must_be_a_generator():
     model, obs, _ = batch_of(ALL, 2)
     with pytest.raises(TypeError, match="numpy.random.Generator"):
-        search(model, Learned(), obs, SearchConfig(num_simulations=2), rng=0)
+        plan(model, Learned(), obs, SearchConfig(num_simulations=2), rng=0)
 
 
 def test_root_may_be_a_model_output_and_prior_setting_flattens_it():
@@ -176,11 +176,11 @@ def test_reward_state_travels_with_each_node():
 def test_device_path_builds_the_same_trees(monkeypatch):
     """The path for a model off the CPU (index_select / index_copy_ on the pool, a device-side
     packed buffer copied to the host, the selection copied to the device), run on the CPU."""
-    from planners import search as search_module
+    from planners import buffers
     model, obs, _ = batch_of(ALL, 8, seed=4)
     host = _run(model, obs, sims=40, seed=3, add_noise=True)
     prefix_host = _run(_PrefixModel(), np.zeros(3), sims=20, add_noise=False)
-    monkeypatch.setattr(search_module, "_on_host", lambda device: False)
+    monkeypatch.setattr(buffers, "on_host", lambda device: False)
     device = _run(model, obs, sims=40, seed=3, add_noise=True)
     prefix_device = _run(_PrefixModel(), np.zeros(3), sims=20, add_noise=False)
     for a, b in ((host, device), (prefix_host, prefix_device)):
