@@ -18,6 +18,7 @@ import yaml
 
 from nets.config import NetConfig
 from planners.config import SearchConfig
+from planners.objectives import DEFAULT_DISCOUNT
 
 
 @dataclass
@@ -30,7 +31,7 @@ class AgentConfig:
     objective: str = "learned"
     # --- self-play
     num_envs: int = 8  # B envs stepped together; one batched search per step for all of them
-    discount: float = 0.997
+    discount: float = DEFAULT_DISCOUNT
     # Visit-count temperature over training: [[fraction of the run, temperature], ...] (EfficientZero:
     # 1.0, then 0.5 after half the run, 0.25 after three quarters). Evaluation is always greedy.
     temperature: List[List[float]] = field(default_factory=lambda: [[0.0, 1.0], [0.5, 0.5], [0.75, 0.25]])
@@ -58,17 +59,12 @@ class AgentConfig:
     policy_loss_weight: float = 1.0
     consistency_loss_weight: float = 2.0
     reconstruction_loss_weight: float = 1.0  # observation decoder (net.use_decoder), trained along the unroll
-    # --- auxiliary value heads: [[NAME, "module:fn"], ...] (train.py --aux-value NAME --reward module:fn).
+    # --- auxiliary value heads: [[NAME, "module:fn"], ...] (train.py --aux-value NAME --aux-reward module:fn).
     # Each fits a value network over latents to the n-step returns of fn(obs, action, reward, next_obs,
     # terminated) -> [B] on the same replay, without touching the agent's own networks; it is stored in
     # the checkpoint and plugged in with `--objective aux:NAME` (a LatentValue objective).
     aux_values: List[List[str]] = field(default_factory=list)
     aux_hidden: int = 64
-    # --- bookkeeping
-    checkpoint_interval: int = 10_000  # env steps between resume checkpoints (0: only at the end)
-    log_interval: int = 200  # env steps between TensorBoard scalar writes
-    # Episodes of the search-amplification audit (agent/audit.py) run at the end of learn(); 0: none.
-    audit_episodes: int = 5
 
     def __post_init__(self):
         if isinstance(self.net, dict):
@@ -104,7 +100,9 @@ class AgentConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "AgentConfig":
-        return apply_overrides(cls(), flatten(d))
+        """Read `to_dict()`'s output back; settings that moved out of the agent's config (now
+        options of the run) are dropped, so older checkpoints still load."""
+        return apply_overrides(cls(), {k: v for k, v in flatten(d).items() if k not in RETIRED_KEYS})
 
     def temperature_at(self, progress: float) -> float:
         """Visit temperature at `progress` (fraction of the run done)."""
@@ -115,13 +113,12 @@ class AgentConfig:
         return float(t)
 
 
-# Preset per supported environment: a few overrides of the defaults above, nothing more.
+# Settings older checkpoints carry that are now options of a run (agent/runner.py), not the agent's.
+RETIRED_KEYS = frozenset({"checkpoint_interval", "log_interval", "audit_episodes"})
+
+# Preset per supported environment: a few overrides of the defaults above, nothing more (how each
+# was chosen: README, "Presets").
 PRESETS: Dict[str, Dict[str, Any]] = {
-    # Measured with benchmarks/bench_cartpole.py --stop-when-solved: 25 simulations (2 actions) at
-    # twice the replay ratio reach 475 at 6,000 / 8,000 / 11,000 steps on seeds 0 / 1 / 2 (defaults:
-    # 9,000 on seed 0, slower per step). Tried and dropped: discount 0.99 + 10-step returns + faster
-    # target copies (plateaued at 150-300 on seeds 0-2 by 5,000 steps); an earlier temperature decay
-    # [[0, 1], [0.1, 0.5], [0.25, 0.25]] (7,000 / 6,000 on seeds 1 / 2 but 15,000 on seed 0).
     "CartPole-v1": {"search.num_simulations": 25, "replay_ratio": 0.5},
     "Acrobot-v1": {"search.num_simulations": 25},
     "MountainCar-v0": {"search.num_simulations": 25, "td_steps": 10, "temperature": [[0.0, 1.0]]},
@@ -232,8 +229,8 @@ def load_yaml(path: str | Path) -> Dict[str, Any]:
     return flatten(data)
 
 
-def resolve(env_id: str, config_file: Optional[str] = None, sets: Iterable[str] = (),
-            overrides: Optional[Dict[str, Any]] = None) -> AgentConfig:
+def resolve_config(env_id: str, config_file: Optional[str] = None, sets: Iterable[str] = (),
+                   overrides: Optional[Dict[str, Any]] = None) -> AgentConfig:
     """Preset for env_id <- YAML file <- --set items <- overrides (a dict of dotted keys)."""
     config = preset(env_id)
     if config_file:

@@ -1,82 +1,109 @@
 """EZAgent: the EfficientZero-style agent behind Stable-Baselines3's learn / predict / save / load.
 
     agent = EZAgent("CartPole-v1", seed=0)
-    agent.learn(20_000, callback=PeriodicEval(...))       # callback(env_steps, act)
+    agent.learn(20_000, callback=EvalCallback("CartPole-v1", seed=0, interval=2_000))
     action, _ = agent.predict(obs, deterministic=True)     # greedy search, no root noise
     agent.save("model.pt"); agent = EZAgent.load("model.pt")
 
 The training loop, top to bottom: every iteration steps B envs once with one batched search
-(agent/selfplay.py), then takes `replay_ratio * B` gradient steps (agent/learner.py) on prioritized
-replay (agent/replay.py) with n-step targets (agent/targets.py) and reanalyzed policies
-(agent/reanalyze.py). Every search maximizes `agent.objective`, which can be swapped at any time.
+(agent/selfplay.py), takes the training steps now due (`replay_ratio` per env step;
+agent/learner.py) on prioritized replay (agent/replay.py) with n-step targets (agent/targets.py) and
+reanalyzed policies (agent/reanalyze.py), then calls the callbacks. Evaluation, checkpoints,
+logging and the progress bar are callbacks (agent/callbacks.py). Every search maximizes
+`agent.objective`, which can be swapped at any time.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
-import time
 import warnings
 from collections import deque
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import gymnasium as gym
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from stable_baselines3.common.logger import Logger, configure
 
 import envs
+from agent.aux_values import AuxValues
+from agent.callbacks import ProgressBarCallback, as_callback
 from agent.checkpoint import atomic_save, load as load_checkpoint
-from agent.config import AgentConfig, preset
+from agent.config import AgentConfig, resolve_config
 from agent.learner import Learner
-from agent.logger import RunLogger
+from agent.protocol import Agent
 from agent.replay import Replay
-from agent.selfplay import SelfPlay
+from agent.selfplay import SelfPlay, StepReport
 from nets import build_model, format_capacity_report, resolve_device
-from planners.search import search
-from planners.config import SearchConfig
-from planners.objectives import LatentValue, Learned, Objective, ObjectiveNotRestorable, objective_from_spec
-from planners.plugins import load_callable, validate
-
-RESUME_FILE = "resume.pt"
+from planners.objectives import Objective, ObjectiveNotRestorable, objective_from_spec
+from planners.plugins import validate
+from planners.policies import plan
 
 
-class EZAgent:
+class EZAgent(Agent):
+    algo = "ez"
+    CHECKPOINT = "model.pt"
+    RESUME = "resume.pt"
+    can_swap_objective = True
+    can_audit = True
+
     def __init__(self, env, config: Optional[AgentConfig | dict] = None, seed: int = 0,
-                 device: str = "auto", tensorboard_log: Optional[str | os.PathLike] = None, *,
+                 device: str = "auto", run_dir: Optional[str | os.PathLike] = None, *,
                  env_module: Optional[str] = None, wrappers: Sequence[str | type] = ()):
         """`env`: a gymnasium id, or an env whose `spec.id` names one (the agent makes its own copies,
-        with `wrappers` applied in order). `config`: None for the preset of that env."""
+        with `wrappers` applied in order). `config`: an AgentConfig, a dict of settings over the
+        env's preset, or None for the preset. `run_dir`: where TensorBoard scalars go."""
         self.env_id = _env_id(env)
         self.env_module = env_module
         self.wrappers = [w if isinstance(w, str) else f"{w.__module__}:{w.__qualname__}" for w in wrappers]
-        probe = envs.make(self.env_id, None, wrappers=self.wrappers, env_module=env_module)
+        try:
+            probe = envs.make(self.env_id, None, wrappers=self.wrappers, env_module=env_module)
+        except envs.NotApplicable as e:
+            raise envs.NotApplicable(f"{self.algo} does not apply to {self.env_id}: {e}") from e
         self.obs_shape = tuple(probe.observation_space.shape)
         self.obs_dtype = probe.observation_space.dtype
         self.num_actions = int(probe.action_space.n)
         probe.close()
-        if config is None:
-            config = preset(self.env_id)
-        elif isinstance(config, dict):
-            config = AgentConfig.from_dict(config)
+        if not isinstance(config, AgentConfig):
+            config = resolve_config(self.env_id, overrides=config)
         self.config = config
         self.seed = int(seed)
         self.device = resolve_device(device)
-        self.tensorboard_log = Path(tensorboard_log) if tensorboard_log is not None else None
+        self.run_dir = Path(run_dir) if run_dir is not None else None
 
         torch.manual_seed(self.seed)
         self.model = build_model(self.obs_shape, self.num_actions, config.net, self.device).eval()
-        self.learner = Learner(self.model, config)
-        self.objective: Objective = Learned(config.discount)
+        self.aux = self._build_aux() if config.aux_values else None
+        self.learner = Learner(self.model, config, self.aux)
+        self.objective: Objective = objective_from_spec("learned", config.discount)
         if config.objective != "learned":
             self.set_objective(config.objective)
         self.rng = np.random.default_rng(self.seed)  # search noise, action sampling, replay sampling
         self._act_rng = np.random.default_rng(self.seed + 1)  # stochastic predict() outside training
-        self.num_timesteps = 0
+        self._num_timesteps = 0
         self.replay: Optional[Replay] = None  # made on the first learn(): acting needs none
         self._selfplay: Optional[SelfPlay] = None
         self._train_credit = 0.0  # fractional training steps owed (replay_ratio * env steps)
-        self.last_audit: Optional[dict] = None  # the audit run at the end of the last learn()
+        self._logger: Optional[Logger] = None
+        self._custom_logger = False
+        self._last_stats: dict = {}  # the latest training step's statistics
+        self._last_play: Optional[StepReport] = None
+        self._recent_returns: deque = deque(maxlen=20)
+
+    def _build_aux(self) -> AuxValues:
+        with torch.no_grad():
+            latent = self.model.initial_inference(np.zeros((1, *self.obs_shape), dtype=self.obs_dtype)).latent
+        return AuxValues(self.config.aux_values, int(np.prod(latent.shape[1:])), self.config.aux_hidden,
+                         self.config.lr, self.device)
+
+    @property
+    def num_timesteps(self) -> int:
+        return self._num_timesteps
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
 
     # ------------------------------------------------------------------ acting
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
@@ -92,56 +119,32 @@ class EZAgent:
         elif obs.shape[1:] != self.obs_shape:
             raise ValueError(f"predict expects an observation of shape {self.obs_shape} or a batch "
                              f"[N, {', '.join(map(str, self.obs_shape))}], got {obs.shape}")
-        result = self._search(obs, deterministic)
+        # A deterministic search gets a fresh generator so that it is a pure function of obs.
+        rng = np.random.default_rng(0) if deterministic else self._act_rng
+        result = plan(self.model, self.objective, obs, self.config.search, rng=rng,
+                      add_noise=not deterministic, deterministic=deterministic)
         actions = result.action.astype(np.int64)
         return (actions[0] if single else actions), None
 
-    def _search(self, obs: np.ndarray, deterministic: bool):
-        # A deterministic search gets a fresh generator so that it is a pure function of obs.
-        rng = np.random.default_rng(0) if deterministic else self._act_rng
-        with torch.no_grad():
-            root = self.model.initial_inference(obs)
-            return search(self.model, self.objective, root, self.config.search, rng=rng,
-                          add_noise=not deterministic, deterministic=deterministic)
-
     def explain(self, observation) -> dict:
-        """What one greedy search considered at `observation` (agent/explain.py): the root table
-        (visits, prior, predicted reward, Q and its parts), the principal variation with predicted
-        observations when the model has a decoder, and the objective; 'text' renders it."""
-        from agent.explain import explain, format_explanation
+        """What one greedy search considered at `observation` (agent/studies/explain.py): the root
+        table (visits, prior, predicted reward, Q and its parts), the principal variation with
+        predicted observations when the model has a decoder, and the objective; 'text' renders it."""
+        from agent.studies.explain import explain, format_explanation
         d = explain(self, observation)
         return {**d, "text": format_explanation(d)}
 
     def set_objective(self, objective: Objective | str | dict) -> None:
         """What every later search maximizes (acting, self-play and reanalyze); no retraining.
-        'aux:NAME' plugs in the auxiliary value head NAME trained with the agent (config.aux_values)."""
-        named = self.named_objectives()
-        if isinstance(objective, str) and objective.startswith("aux:") and objective not in named:
-            raise ValueError(f"objective {objective!r}: this agent has no auxiliary value head of that name "
-                             f"(it has: {', '.join(named) or 'none'}; train one with train.py --aux-value NAME "
-                             f"--reward module:fn)")
-        objective = named[objective] if isinstance(objective, str) and objective in named else \
-            objective_from_spec(objective, discount=self.config.discount)
+        A name or spec is built through the objective registry; 'aux:NAME' plugs in the auxiliary
+        value head NAME trained with the agent (config.aux_values). Checked once on a dummy batch."""
+        objective = objective_from_spec(objective, self.config.discount, self.objective_context())
         validate(objective, self.model, self.obs_shape)
         self.objective = objective
 
-    def named_objectives(self) -> dict:
-        """Objectives this agent carries by name: 'aux:NAME' -> LatentValue(its aux value head)."""
-        out = {}
-        for name, head in self.learner.aux_heads.items():
-            obj = LatentValue(head, discount=self.config.discount)
-            obj.ref = obj.fn.name = f"aux:{name}"  # stored in checkpoints as this name, restored by it
-            out[f"aux:{name}"] = obj
-        return out
-
-    def _aux_objective_from_spec(self, spec) -> Optional[Objective]:
-        if isinstance(spec, dict) and spec.get("name") == "latent-value":
-            ref = (spec.get("module") or {}).get("ref") or ""
-            if ref.startswith("aux:") and ref in self.named_objectives():
-                obj = self.named_objectives()[ref]
-                obj.with_reward = bool(spec.get("with_reward", False))
-                return obj
-        return None
+    def objective_context(self) -> dict:
+        """What objective specs can name but not hold: this agent's auxiliary value heads."""
+        return {"aux_heads": dict(self.aux.heads.items()) if self.aux is not None else {}}
 
     def set_prior(self, prior: str) -> None:
         """The learned prior's weight in selection: 'learned', 'uniform' or 'mixed(alpha)'."""
@@ -150,91 +153,42 @@ class EZAgent:
     def capacity_report(self) -> str:
         return format_capacity_report(self.model.capacity_report())
 
-    @property
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
+    def summary(self) -> str:
+        return (f"EZAgent on {self.env_id} (seed {self.seed}, {self.device}), {self.num_parameters:,} parameters\n"
+                f"objective: {self.objective.describe()} (prior {self.config.search.prior})\n"
+                f"{self.capacity_report()}")
 
     # ------------------------------------------------------------------ training
-    def learn(self, total_timesteps: int, progress_bar: bool = True,
-              callback: Optional[Callable[[int, Callable], object]] = None) -> "EZAgent":
-        """Train for `total_timesteps` more environment steps. `callback(env_steps, act)` runs after
-        every vector step, with `act(obs_batch) -> actions` the greedy policy (e.g. PeriodicEval);
-        returning False stops training early (as a Stable-Baselines3 callback)."""
+    def learn(self, total_timesteps: int, callback=None, progress_bar: bool = False) -> "EZAgent":
+        """Train for `total_timesteps` more environment steps: self-play, the training steps due,
+        then `callback.on_step()` (an SB3 BaseCallback or a list of them; False stops training)."""
         c = self.config
-        B = c.num_envs
         if self._selfplay is None:
             self._start_selfplay()
         end = self.num_timesteps + int(total_timesteps)
         # Schedules (temperature, beta, LR) run over the whole run, so a resumed run continues them.
         self.learner.planned_steps = max(1, int((end - c.learning_starts) * c.replay_ratio))
-        logger = RunLogger(self.tensorboard_log, verbose=False) if self.tensorboard_log else None
-        tqdm.write(f"EZAgent on {self.env_id} (seed {self.seed}, {self.device}), "
-                   f"{self.num_parameters:,} parameters\nobjective: {self.objective.describe()} "
-                   f"(prior {c.search.prior})\n{self.capacity_report()}")
-        act = lambda obs: self.predict(obs, deterministic=True)[0]  # noqa: E731
-        bar = tqdm(total=end - self.num_timesteps, disable=not progress_bar, unit="step",
-                   desc=f"ez {self.env_id} s{self.seed}", dynamic_ncols=True, leave=False)
-        returns = deque(maxlen=20)
-        stats: dict = {}
-        start_time, start_steps = time.time(), self.num_timesteps
-        next_log = self.num_timesteps + c.log_interval
-        next_ckpt = self.num_timesteps + c.checkpoint_interval if c.checkpoint_interval else end + 1
-        try:
-            while self.num_timesteps < end:
-                progress = self.num_timesteps / end
-                play = self._selfplay.step(self.model, self.objective, c.search, c.temperature_at(progress),
-                                           self.rng, self.num_timesteps)
-                self.num_timesteps += B
-                returns.extend(play.pop("episodes"))
-                if self.num_timesteps >= c.learning_starts:
-                    self._train_credit += B * c.replay_ratio
-                    while self._train_credit >= 1.0:
-                        stats = self._train_step(beta=c.priority_beta + (1 - c.priority_beta) * progress)
-                        self._train_credit -= 1.0
-
-                bar.update(B)
-                if stats and returns:
-                    bar.set_postfix(loss=f"{stats['loss/total']:.3f}", ret=f"{np.mean(returns):.1f}",
-                                    refresh=False)
-                if logger is not None and self.num_timesteps >= next_log:
-                    next_log += c.log_interval
-                    fps = (self.num_timesteps - start_steps) / max(1e-9, time.time() - start_time)
-                    logger.scalars({**stats, **play, "time/fps": fps, "replay/size": self.replay.size},
-                                   self.num_timesteps)
-                    if returns:
-                        logger.scalar("rollout/ep_rew_mean", float(np.mean(returns)), self.num_timesteps)
-                if callback is not None and callback(self.num_timesteps, act) is False:
-                    break
-                if self.num_timesteps >= next_ckpt:
-                    next_ckpt += c.checkpoint_interval
-                    self._save_resume()
-            self._save_resume()
-            if c.audit_episodes > 0:
-                self._audit(c.audit_episodes, logger)
-        finally:
-            bar.close()
-            if logger is not None:
-                logger.close()
+        if not self._custom_logger:
+            self._logger = _default_logger(self.run_dir)
+        callback = as_callback(callback, ProgressBarCallback(f"ez {self.env_id} s{self.seed}")
+                               if progress_bar else None)
+        callback.init_callback(self)
+        callback.on_training_start({"total_timesteps": end}, globals())
+        while self.num_timesteps < end:
+            progress = self.num_timesteps / end
+            self._last_play = self._selfplay.step(self.model, self.objective, c.search, c.temperature_at(progress),
+                                                  self.rng, self.num_timesteps)
+            self._num_timesteps += c.num_envs
+            self._recent_returns.extend(self._last_play.finished_returns)
+            if self.num_timesteps >= c.learning_starts:
+                self._train_credit += c.num_envs * c.replay_ratio
+                while self._train_credit >= 1.0:
+                    self._last_stats = self._train_step(beta=c.priority_beta + (1 - c.priority_beta) * progress)
+                    self._train_credit -= 1.0
+            if callback.on_step() is False:
+                break
+        callback.on_training_end()
         return self
-
-    def _audit(self, episodes: int, logger: Optional[RunLogger]) -> dict:
-        """The search-amplification audit (agent/audit.py) on `episodes` evaluation episodes: printed,
-        logged under audit/*, and written to audit_train.json beside the run."""
-        from agent.audit import run_audit
-        out = self.tensorboard_log / "audit_train.json" if self.tensorboard_log is not None else None
-        report = run_audit(self, episodes=episodes, out=out)
-        r = report["returns"]
-        tqdm.write(f"audit ({episodes} episodes) | return prior {r['prior']['mean']:.1f}, one-step greedy "
-                   f"{r['greedy']['mean']:.1f}, search {r['search']['mean']:.1f} | search amplification "
-                   f"{report['search_amplification']:+.3f}, over greedy {report['greedy_amplification']:+.3f}"
-                   + (f"\nWARNING: {report['warning']}" if report["warning"] else ""))
-        if logger is not None:
-            logger.scalars({"audit/return_prior": r["prior"]["mean"], "audit/return_greedy": r["greedy"]["mean"],
-                            "audit/return_search": r["search"]["mean"],
-                            "audit/search_amplification": report["search_amplification"],
-                            "audit/greedy_amplification": report["greedy_amplification"]}, self.num_timesteps)
-        self.last_audit = report
-        return report
 
     def _start_selfplay(self) -> None:
         c = self.config
@@ -245,8 +199,7 @@ class EZAgent:
                              env_module=self.env_module)
         # A resumed run cannot restore the envs' internal state; it starts new episodes from
         # seeds that depend on the step count, so resuming stays deterministic.
-        aux = [(name, _load_aux_reward(name, ref)) for name, ref in c.aux_values]
-        self._selfplay = SelfPlay(venv, self.replay, seed=self.seed + self.num_timesteps, aux_rewards=aux)
+        self._selfplay = SelfPlay(venv, self.replay, seed=self.seed + self.num_timesteps, aux=self.aux)
 
     def _train_step(self, beta: float) -> dict:
         batch = self.learner.make_batch(self.replay, self.objective, self.rng, self.num_timesteps, beta)
@@ -254,46 +207,80 @@ class EZAgent:
         self.replay.update_priorities(batch.index, value_error)
         return stats
 
+    # ------------------------------------------------------------------ logging (agent/protocol.py)
+    @property
+    def logger(self) -> Logger:
+        if self._logger is None:
+            self._logger = _default_logger(None)
+        return self._logger
+
+    def set_logger(self, logger: Logger) -> None:
+        self._logger, self._custom_logger = logger, True
+
+    def get_env(self):
+        return None if self._selfplay is None else self._selfplay.venv
+
+    def log_values(self) -> dict:
+        out = dict(self._last_stats)
+        if self._last_play is not None:
+            out.update(self._last_play.stats)
+        if self.replay is not None:
+            out["replay/size"] = self.replay.size
+        if self._recent_returns:
+            out["rollout/ep_rew_mean"] = float(np.mean(self._recent_returns))
+        return out
+
+    def progress_postfix(self) -> dict:
+        if not (self._last_stats and self._recent_returns):
+            return {}
+        return {"loss": f"{self._last_stats['loss/total']:.3f}", "ret": f"{np.mean(self._recent_returns):.1f}"}
+
+    @classmethod
+    def check_config(cls, env_id: str, config: Optional[dict]) -> None:
+        resolve_config(env_id, overrides=config)
+
+    def hyperparameters(self) -> dict:
+        return {"hyperparameters": self.config.to_dict(),
+                "hyperparameters_source": f"agent/config.py preset for {self.env_id} + config overrides"}
+
     # ------------------------------------------------------------------ checkpoints
     def _payload(self) -> dict:
-        return {"algo": "ez", "env_id": self.env_id, "env_module": self.env_module, "wrappers": self.wrappers,
+        return {"algo": self.algo, "env_id": self.env_id, "env_module": self.env_module, "wrappers": self.wrappers,
                 "seed": self.seed, "config": self.config.to_dict(), "num_timesteps": self.num_timesteps,
                 "model": self.model.state_dict(),
-                "aux_values": {name: head.state_dict() for name, head in self.learner.aux_heads.items()},
-                "objective": self.objective.to_spec(), "objective_description": self.objective.describe(),
-                "observation_normalization": None}  # none used: observations go to the model as they are
+                "aux_values": self.aux.heads.state_dict() if self.aux is not None else {},
+                "objective": self.objective.to_spec(), "objective_description": self.objective.describe()}
 
     def save(self, path: str | os.PathLike) -> Path:
         """Everything needed to act exactly as now (weights, config, objective), written atomically."""
         return atomic_save(self._payload(), path)
 
-    def _save_resume(self) -> None:
-        """model.pt's contents plus replay, optimizer, target network and RNG states (--resume)."""
-        if self.tensorboard_log is None:
-            return
+    def save_resume(self, path: str | os.PathLike) -> Path:
+        """model.pt's contents plus replay, optimizers, target network and RNG states (--resume)."""
         training = {"replay": self.replay.state_dict(), "learner": self.learner.state_dict(),
+                    "aux": self.aux.state_dict() if self.aux is not None else None,
                     "rng": self.rng.bit_generator.state, "act_rng": self._act_rng.bit_generator.state,
                     "train_credit": self._train_credit}
-        atomic_save({**self._payload(), "training": training}, self.tensorboard_log / RESUME_FILE)
+        return atomic_save({**self._payload(), "training": training}, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto",
-             tensorboard_log: Optional[str | os.PathLike] = None) -> "EZAgent":
+             run_dir: Optional[str | os.PathLike] = None) -> "EZAgent":
         """Restore a model.pt (to act) or a resume.pt (to act or continue training where it stopped)."""
         payload = load_checkpoint(path)
-        if payload.get("algo") != "ez":
+        if payload.get("algo") != cls.algo:
             raise ValueError(f"{path} is a checkpoint of {payload.get('algo')!r}, not of the ez agent")
         agent = cls(payload["env_id"], AgentConfig.from_dict(payload["config"]), seed=payload["seed"],
-                    device=device, tensorboard_log=tensorboard_log, env_module=payload["env_module"],
+                    device=device, run_dir=run_dir, env_module=payload["env_module"],
                     wrappers=payload["wrappers"])
         agent.model.load_state_dict(payload["model"])
         agent.learner.target_model.load_state_dict(payload["model"])
-        for name, state in payload.get("aux_values", {}).items():
-            agent.learner.aux_heads[name].load_state_dict(state)
-        agent.num_timesteps = int(payload["num_timesteps"])
+        if agent.aux is not None:
+            agent.aux.heads.load_state_dict(payload["aux_values"])
+        agent._num_timesteps = int(payload["num_timesteps"])
         try:
-            agent.objective = agent._aux_objective_from_spec(payload["objective"]) or objective_from_spec(
-                payload["objective"], discount=agent.config.discount)
+            agent.objective = objective_from_spec(payload["objective"], agent.config.discount,
+                                                  agent.objective_context())
         except ObjectiveNotRestorable as e:
             warnings.warn(f"{e}; acting with the learned objective instead (set_objective to restore it)")
         training = payload.get("training")
@@ -303,17 +290,17 @@ class EZAgent:
                                   num_aux=len(agent.config.aux_values))
             agent.replay.load_state_dict(training["replay"])
             agent.learner.load_state_dict(training["learner"])
+            if agent.aux is not None and training.get("aux"):
+                agent.aux.load_state_dict(training["aux"])
             agent.rng.bit_generator.state = training["rng"]
             agent._act_rng.bit_generator.state = training["act_rng"]
             agent._train_credit = float(training["train_credit"])
         return agent
 
 
-def _load_aux_reward(name: str, ref: str):
-    import sys
-    if os.getcwd() not in sys.path:  # `--reward mymod:fn` usually names a module beside the user
-        sys.path.insert(0, os.getcwd())
-    return load_callable(ref, f"aux reward function of --aux-value {name}")
+def _default_logger(run_dir: Optional[Path]) -> Logger:
+    """TensorBoard scalars in the run directory, or a logger that writes nothing."""
+    return configure(str(run_dir), ["tensorboard"]) if run_dir is not None else Logger(folder=None, output_formats=[])
 
 
 def _env_id(env) -> str:

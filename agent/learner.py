@@ -18,39 +18,19 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from agent.aux_values import AuxValues
 from agent.config import AgentConfig
 from agent.reanalyze import reanalyze_policies
 from agent.replay import Replay
 from agent.targets import value_targets
-from nets.support import inverse_scalar_transform, scalar_to_support, scalar_transform, support_cross_entropy
-
-
-class AuxValueHead(torch.nn.Module):
-    """A value network over latents for another reward function (train.py --aux-value NAME).
-
-    `forward(latent) -> [B]` is the value in the reward's own units, so the head plugs straight into
-    `planners.objectives.LatentValue`. It is fitted in h(x)-space (EfficientZero's value transform)
-    with a squared error, on detached latents: it reads the agent's representation and dynamics but
-    never changes them.
-    """
-
-    def __init__(self, latent_dim: int, hidden: int = 64):
-        super().__init__()
-        self.latent_dim, self.hidden = int(latent_dim), int(hidden)
-        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(self.latent_dim, self.hidden),
-                                       torch.nn.ReLU(), torch.nn.Linear(self.hidden, 1))
-
-    def transformed(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.net(latent).squeeze(-1)
-
-    def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        return inverse_scalar_transform(self.transformed(latent))
+from nets.support import scalar_to_support, support_cross_entropy
 
 
 @dataclass
@@ -68,7 +48,7 @@ class Batch:
     policy_mask: torch.Tensor  # [B, K+1]
     weights: torch.Tensor  # [B] importance-sampling weights
     index: np.ndarray  # [B] replay indices (for priority updates)
-    aux_value: dict = None  # NAME -> [B, K+1] n-step returns of that aux reward (mask: value_mask)
+    aux_value: Dict[str, torch.Tensor] = field(default_factory=dict)  # NAME -> [B, K+1] aux returns
 
 
 def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
@@ -77,26 +57,16 @@ def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 class Learner:
-    def __init__(self, model, config: AgentConfig):
+    def __init__(self, model, config: AgentConfig, aux: Optional[AuxValues] = None):
         self.model = model
         self.config = config
+        self.aux = aux  # auxiliary value heads (agent/aux_values.py), trained on the same batches
         # The target network supplies bootstrap values and reanalyzed policies: a slowly moving
         # copy, so that the targets do not chase the weights being trained on them.
         self.target_model = copy.deepcopy(model).eval().requires_grad_(False)
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.train_steps = 0
         self.planned_steps = 1  # training steps the whole run will take (for the LR schedule)
-        # Auxiliary value heads (config.aux_values), with an optimizer of their own.
-        self.aux_heads = torch.nn.ModuleDict()
-        if config.aux_values:
-            with torch.no_grad():
-                latent_dim = int(np.prod(model.initial_inference(
-                    np.zeros((1, *model.obs_shape), dtype=np.float32)).latent.shape[1:]))
-            for name, _ in config.aux_values:
-                self.aux_heads[name] = AuxValueHead(latent_dim, config.aux_hidden)
-            self.aux_heads.to(model.device)
-        self.aux_optimizer = (torch.optim.Adam(self.aux_heads.parameters(), lr=config.lr)
-                              if config.aux_values else None)
 
     # ------------------------------------------------------------------ schedule
     def lr_at(self, step: int) -> float:
@@ -120,20 +90,16 @@ class Learner:
         slots = np.where(u.index >= 0, u.index, 0) % replay.capacity
         stored = u.index >= 0
 
-        with torch.no_grad():
-            z, value_mask = value_targets(
-                replay, u, td_steps=c.td_steps, discount=c.discount, env_steps=env_steps,
-                correction_interval=c.td_correction_interval,
-                bootstrap=lambda obs: self.target_model.initial_inference(obs).value.cpu().numpy())
+        def targets(rewards, bootstrap):
+            return value_targets(replay, u, td_steps=c.td_steps, discount=c.discount, env_steps=env_steps,
+                                 correction_interval=c.td_correction_interval, bootstrap=bootstrap,
+                                 rewards=rewards)[0]
 
-        aux_value = {}
-        for j, name in enumerate(self.aux_heads):
-            head = self.aux_heads[name]
-            with torch.no_grad():
-                aux_value[name], _ = value_targets(
-                    replay, u, td_steps=c.td_steps, discount=c.discount, env_steps=env_steps,
-                    correction_interval=c.td_correction_interval, rewards=replay.aux_reward[:, j],
-                    bootstrap=lambda obs: head(self.model.initial_inference(obs).latent).cpu().numpy())
+        with torch.no_grad():
+            z = targets(None, lambda obs: self.target_model.initial_inference(obs).value.cpu().numpy())
+        value_mask = u.known
+        aux_value = {} if self.aux is None else self.aux.targets(
+            targets, replay, lambda obs: self.model.initial_inference(obs).latent)
 
         policy = replay.policy[slots]  # [B, K+1, A] what the acting search chose back then
         n_fresh = int(round(c.reanalyze_fraction * c.batch_size))
@@ -204,16 +170,13 @@ class Learner:
             for k in range(1, K + 1):
                 loss["reconstruction"] = loss["reconstruction"] + model.reconstruction_loss(
                     latents[k], batch.obs[:, k]) * batch.obs_mask[:, k] / K
-        for name, head in self.aux_heads.items():  # detached latents: the heads never move the model
-            aux = torch.zeros_like(value_error)
-            for k, z in enumerate(latents):
-                err = (head.transformed(z.detach()) - scalar_transform(batch.aux_value[name][:, k])) ** 2
-                aux = aux + err * batch.value_mask[:, k] / (1 if k == 0 else K)
-            loss[f"aux_{name}"] = aux
+        if self.aux is not None:  # detached latents: the heads never move the model
+            loss.update(self.aux.losses(latents, batch.aux_value, batch.value_mask))
         return loss, value_error
 
     # ------------------------------------------------------------------ one update
-    def train_step(self, batch: Batch) -> dict:
+    def train_step(self, batch: Batch) -> Tuple[dict, np.ndarray]:
+        """One gradient step on `batch`: (statistics for logging, new priorities [B])."""
         c = self.config
         lr = self.lr_at(self.train_steps)
         for group in self.optimizer.param_groups:
@@ -228,16 +191,13 @@ class Learner:
             total = total + c.reconstruction_loss_weight * weighted["reconstruction"]
         aux_total = sum((v for k, v in weighted.items() if k.startswith("aux_")), torch.zeros(()))
         self.optimizer.zero_grad(set_to_none=True)
-        if self.aux_optimizer is not None:
-            self.aux_optimizer.zero_grad(set_to_none=True)
+        if self.aux is not None:
+            self.aux.zero_grad()
         (total + aux_total).backward()  # aux losses reach only the aux heads (detached latents)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.max_grad_norm)
         self.optimizer.step()
-        if self.aux_optimizer is not None:
-            for group in self.aux_optimizer.param_groups:
-                group["lr"] = lr
-            torch.nn.utils.clip_grad_norm_(self.aux_heads.parameters(), c.max_grad_norm)
-            self.aux_optimizer.step()
+        if self.aux is not None:
+            self.aux.step(lr, c.max_grad_norm)
         self.model.eval()
         self.train_steps += 1
         if self.train_steps % c.target_update_interval == 0:
@@ -249,13 +209,10 @@ class Learner:
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
         return {"target_model": self.target_model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "train_steps": self.train_steps, "planned_steps": self.planned_steps,
-                "aux_optimizer": self.aux_optimizer.state_dict() if self.aux_optimizer else None}
+                "train_steps": self.train_steps, "planned_steps": self.planned_steps}
 
     def load_state_dict(self, state: dict) -> None:
         self.target_model.load_state_dict(state["target_model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.train_steps = int(state["train_steps"])
         self.planned_steps = int(state["planned_steps"])
-        if self.aux_optimizer is not None and state.get("aux_optimizer"):
-            self.aux_optimizer.load_state_dict(state["aux_optimizer"])

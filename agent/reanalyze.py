@@ -8,16 +8,12 @@ kept, as in EfficientZero, so the targets stay as exploratory as the ones self-p
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from planners.search import search
 from planners.config import SearchConfig
+from planners.policies import plan
 
 
 def reanalyze_policies(model, objective, config: SearchConfig, obs: np.ndarray,
                        rng: np.random.Generator) -> np.ndarray:
-    """Visit-count policies [M, A] of one batched search from each of the M observations."""
-    with torch.no_grad():
-        root = model.initial_inference(obs)
-        result = search(model, objective, root, config, rng=rng, add_noise=True)
-    return result.policy_target
+    """Policy targets [M, A] of one batched search from each of the M observations."""
+    return plan(model, objective, obs, config, rng=rng, add_noise=True).action_weights

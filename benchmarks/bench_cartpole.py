@@ -27,30 +27,21 @@ TARGET = 475.0
 def one_seed(args) -> dict:
     import torch
 
-    from agent.config import resolve
-    from agent.eval_hook import PeriodicEval
+    from agent.callbacks import EvalCallback
+    from agent.config import resolve_config
     from agent.ez import EZAgent
 
     torch.set_num_threads(args.threads)
-    agent = EZAgent("CartPole-v1", resolve("CartPole-v1", sets=args.set), seed=args.seed, device="cpu")
-    hook = PeriodicEval("CartPole-v1", args.seed, args.eval_interval, args.eval_episodes, write=lambda s: None)
+    agent = EZAgent("CartPole-v1", resolve_config("CartPole-v1", sets=args.set), seed=args.seed, device="cpu")
     start = time.time()
-    solved = {}
-
-    def callback(env_steps, act):
-        res = hook(env_steps, act)
-        if res is not None:
-            print(f"  seed {args.seed} | steps {env_steps:6d} | return {res.mean_return:7.2f} | "
-                  f"{time.time() - start:6.1f}s", file=sys.stderr, flush=True)
-            if res.mean_return >= TARGET and not solved:
-                solved.update(steps=env_steps, seconds=round(time.time() - start, 1))
-                if args.stop_when_solved:
-                    return False
-        return None
-
-    agent.learn(args.steps, progress_bar=False, callback=callback)
-    final = hook.final(agent.num_timesteps, lambda obs: agent.predict(obs, deterministic=True)[0])
-    return {"seed": args.seed, "steps_to_475": solved.get("steps"), "seconds_to_475": solved.get("seconds"),
+    evaluation = EvalCallback("CartPole-v1", args.seed, args.eval_interval, args.eval_episodes,
+                              write=lambda line: print(f"  seed {args.seed} | {line}", file=sys.stderr, flush=True),
+                              stop_at_return=TARGET if args.stop_when_solved else None)
+    agent.learn(args.steps, progress_bar=False, callback=evaluation)
+    solved = next((r for r in evaluation.history if r.mean_return >= TARGET), None)
+    final = evaluation.history[-1]
+    return {"seed": args.seed, "steps_to_475": solved and solved.env_steps,
+            "seconds_to_475": solved and round(solved.wall_clock_s, 1),
             "env_steps": agent.num_timesteps, "final_return": round(final.mean_return, 2),
             "total_seconds": round(time.time() - start, 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}

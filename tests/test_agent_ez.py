@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from agent.cli import main as cli_main
-from agent.config import resolve
+from agent.callbacks import CheckpointCallback
+from agent.config import resolve_config as resolve
 from agent.ez import EZAgent
 
 TINY = ["net.latent_dim=16", "net.hidden=[16]", "net.projection_hidden=16", "net.projection_dim=16",
@@ -18,9 +19,9 @@ TINY = ["net.latent_dim=16", "net.hidden=[16]", "net.projection_hidden=16", "net
 FIXED_OBS = np.array([[0.0, 0.0, 0.02, 0.0], [0.1, -0.3, -0.05, 0.4], [-0.2, 0.5, 0.1, -0.6]], np.float32)
 
 
-def tiny_agent(seed=0, tensorboard_log=None, extra=()):
+def tiny_agent(seed=0, run_dir=None, extra=()):
     return EZAgent("CartPole-v1", resolve("CartPole-v1", sets=TINY + list(extra)), seed=seed,
-                   device="cpu", tensorboard_log=tensorboard_log)
+                   device="cpu", run_dir=run_dir)
 
 
 @pytest.fixture(scope="module")
@@ -101,13 +102,13 @@ def test_explain_reports_every_root_action(trained):
 
 
 def test_resume_continues_steps_optimizer_and_replay(tmp_path):
-    agent = tiny_agent(tensorboard_log=tmp_path)
-    agent.learn(160, progress_bar=False)
-    resumed = EZAgent.load(tmp_path / "resume.pt", device="cpu", tensorboard_log=tmp_path)
+    agent = tiny_agent(run_dir=tmp_path)
+    agent.learn(160, progress_bar=False, callback=CheckpointCallback(tmp_path))
+    resumed = EZAgent.load(tmp_path / "resume.pt", device="cpu", run_dir=tmp_path)
     assert resumed.num_timesteps == 160 and resumed.replay.total == agent.replay.total
     assert resumed.learner.train_steps == agent.learner.train_steps
     assert resumed.learner.optimizer.state_dict()["state"].keys() == agent.learner.optimizer.state_dict()["state"].keys()
-    resumed.learn(80, progress_bar=False)
+    resumed.learn(80, progress_bar=False, callback=CheckpointCallback(tmp_path))
     assert resumed.num_timesteps == 240 and resumed.learner.train_steps == agent.learner.train_steps + 40
     assert EZAgent.load(tmp_path / "resume.pt").num_timesteps == 240
 
@@ -137,7 +138,7 @@ def test_cli_unknown_set_key_exits_with_message(capsys, tmp_path):
 def test_cli_train_then_eval(tmp_path, capsys):
     sets = [x for s in TINY for x in ("--set", s)]
     rc = cli_main(["--steps", "96", "--eval-interval", "48", "--eval-episodes", "2", "--logdir", str(tmp_path),
-                   "--no-progress", *sets, "--set", "learning_starts=32", "--set", "log_interval=16"])
+                   "--no-progress", *sets, "--set", "learning_starts=32", "--log-interval", "16"])
     assert rc == 0
     run = tmp_path / "ez_CartPole-v1_s0"
     for name in ("config.yaml", "model.pt", "resume.pt", "evaluations.csv", "result.json", "audit_train.json"):
@@ -165,8 +166,8 @@ def cart_near_one(obs, action, reward, next_obs, terminated):
 
 def test_aux_value_head_learns_and_plugs_in_as_an_objective(tmp_path):
     agent = tiny_agent(extra=["aux_values=[[near_one, tests.test_agent_ez:cart_near_one]]"],
-                       tensorboard_log=tmp_path)
-    agent.learn(240, progress_bar=False)
+                       run_dir=tmp_path)
+    agent.learn(240, progress_bar=False, callback=CheckpointCallback(tmp_path))
     # the stored aux rewards are the function's values on the real transitions
     r = agent.replay
     acted = np.flatnonzero(r.priority[: r.size] > 0)
@@ -176,8 +177,8 @@ def test_aux_value_head_learns_and_plugs_in_as_an_objective(tmp_path):
     with torch.no_grad():
         before = float(agent.learner.losses(batch)[0]["aux_near_one"].mean())
     model_before = {k: v.clone() for k, v in agent.model.state_dict().items()}
-    head = agent.learner.aux_heads["near_one"]
-    opt = agent.learner.aux_optimizer
+    head = agent.aux.heads["near_one"]
+    opt = agent.aux.optimizer
     for group in opt.param_groups:
         group["lr"] = 1e-2
     for _ in range(80):  # the aux loss alone: it moves the head and never the agent's networks
@@ -206,14 +207,14 @@ def test_aux_value_head_learns_and_plugs_in_as_an_objective(tmp_path):
     with pytest.raises(ValueError, match="no auxiliary value head"):
         loaded.set_objective("aux:other")
     resumed = EZAgent.load(tmp_path / "resume.pt", device="cpu")
-    assert resumed.replay.aux_reward.shape[1] == 1 and resumed.learner.aux_optimizer.state_dict()["state"]
+    assert resumed.replay.aux_reward.shape[1] == 1 and resumed.aux.optimizer.state_dict()["state"]
 
 
 def test_cli_aux_value_then_eval_with_it(tmp_path, capsys):
     sets = [x for s in TINY for x in ("--set", s)]
     assert cli_main(["--steps", "64", "--eval-interval", "64", "--eval-episodes", "1", "--logdir", str(tmp_path),
                      "--no-progress", *sets, "--set", "learning_starts=32", "--aux-value", "near_one",
-                     "--reward", "tests.test_agent_ez:cart_near_one"]) == 0
+                     "--aux-reward", "tests.test_agent_ez:cart_near_one"]) == 0
     capsys.readouterr()
     model = tmp_path / "ez_CartPole-v1_s0" / "model.pt"
     assert cli_main(["eval", "--checkpoint", str(model), "--episodes", "1", "--json", "--objective", "aux:near_one"]) == 0

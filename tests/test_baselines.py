@@ -4,10 +4,15 @@ import pytest
 import yaml
 from stable_baselines3.common.vec_env import VecNormalize
 
-from agent.baselines import ALGOS, Baseline, NotApplicable
-from agent.eval_hook import PeriodicEval
-from agent.runner import RunSummary, load_any, train_run
-from agent.zoo_hyperparams import parse_policy_kwargs, resolve
+from stable_baselines3.common.callbacks import BaseCallback
+
+from agent.algorithms import load_agent, make_agent
+from agent.baselines import BASELINES, Baseline
+from agent.baselines.zoo import parse_policy_kwargs, zoo_hyperparams as resolve
+from agent.runner import RunSummary, train_run
+from envs import NotApplicable
+
+ALGOS = [cls.algo for cls in BASELINES]
 
 
 @pytest.mark.parametrize("algo", sorted(ALGOS))
@@ -29,7 +34,7 @@ def test_zoo_linear_schedule_and_policy_kwargs_are_converted():
     assert ppo["learning_rate"](1.0) == pytest.approx(1e-3) and ppo["learning_rate"](0.25) == pytest.approx(2.5e-4)
     assert ppo["clip_range"](0.5) == pytest.approx(0.1)
     assert resolve("dqn", "CartPole-v1").algo_kwargs["policy_kwargs"] == {"net_arch": [256, 256]}
-    model = Baseline("ppo", "CartPole-v1", seed=0).model
+    model = make_agent("ppo", "CartPole-v1", seed=0).model
     assert (model.n_steps, model.batch_size, model.n_envs) == (32, 256, 8)
 
 
@@ -48,7 +53,7 @@ def test_zoo_normalize_becomes_vecnormalize_with_algorithm_gamma():
     hp = resolve("a2c", "Acrobot-v1")
     assert hp.normalize_kwargs == {} and hp.n_envs == 16  # a2c's Acrobot entry sets no gamma
     assert resolve("ppo", "Acrobot-v1").normalize_kwargs == {"gamma": 0.99}
-    assert isinstance(Baseline("a2c", "Acrobot-v1").model.get_env(), VecNormalize)
+    assert isinstance(make_agent("a2c", "Acrobot-v1").model.get_env(), VecNormalize)
 
 
 def test_overrides_and_missing_zoo_entry():
@@ -59,16 +64,28 @@ def test_overrides_and_missing_zoo_entry():
 
 def test_not_applicable_is_a_clear_value_error():
     with pytest.raises(NotApplicable, match="dqn does not apply to Pendulum-v1.*Discrete"):
-        Baseline("dqn", "Pendulum-v1")
+        make_agent("dqn", "Pendulum-v1")
     assert issubclass(NotApplicable, ValueError)
-    with pytest.raises(ValueError, match="Unknown baseline 'sac'"):
-        Baseline("sac", "CartPole-v1")
+    with pytest.raises(ValueError, match="Unknown algorithm 'sac'"):
+        make_agent("sac", "CartPole-v1")
+
+
+class _Record(BaseCallback):
+    """Records (env steps, greedy actions at three observations) after every vector step."""
+
+    def __init__(self, calls):
+        super().__init__()
+        self.calls = calls
+
+    def _on_step(self) -> bool:
+        self.calls.append((self.num_timesteps, self.model.predict(np.zeros((3, 4)), deterministic=True)[0]))
+        return True
 
 
 def test_learn_stops_at_the_budget_and_calls_the_hook():
     calls = []
-    model = Baseline("ppo", "CartPole-v1", seed=0, hyperparams={"n_steps": 16, "batch_size": 128})
-    model.learn(200, progress_bar=False, callback=lambda steps, act: calls.append((steps, act(np.zeros((3, 4))))))
+    model = make_agent("ppo", "CartPole-v1", seed=0, config={"n_steps": 16, "batch_size": 128})
+    model.learn(200, progress_bar=False, callback=_Record(calls))
     assert model.num_timesteps == 200  # 8 envs x 16 steps per rollout would otherwise end at 256
     assert [s for s, _ in calls] == list(range(8, 201, 8))
     assert calls[-1][1].shape == (3,)
@@ -76,7 +93,7 @@ def test_learn_stops_at_the_budget_and_calls_the_hook():
 
 @pytest.mark.parametrize("algo,env_id", [("ppo", "CartPole-v1"), ("dqn", "CartPole-v1"), ("a2c", "Acrobot-v1")])
 def test_save_load_gives_identical_deterministic_actions(tmp_path, algo, env_id):
-    model = Baseline(algo, env_id, seed=3, hyperparams={"learning_starts": 50} if algo == "dqn" else None)
+    model = make_agent(algo, env_id, seed=3, config={"learning_starts": 50} if algo == "dqn" else None)
     model.learn(400, progress_bar=False)
     path = model.save(tmp_path / "model")
     assert path.name == "model.zip" and [p.name for p in tmp_path.iterdir()] == ["model.zip"]
@@ -89,13 +106,13 @@ def test_save_load_gives_identical_deterministic_actions(tmp_path, algo, env_id)
         assert np.any(model.vec_normalize.obs_rms.mean != 0)
 
 
-def test_train_run_writes_the_run_dir_and_load_any_reopens_it(tmp_path):
+def test_train_run_writes_the_run_dir_and_load_agent_reopens_it(tmp_path):
     summary = train_run("a2c", "CartPole-v1", 1, 320, tmp_path, eval_interval=160, eval_episodes=2,
                         progress_bar=False, verbose=False)
     run_dir = tmp_path / "a2c_CartPole-v1_s1"
     assert summary.run_dir == run_dir and summary.env_steps == 320  # a multiple of the 8 envs
     assert [r.env_steps for r in summary.history] == [160, 320]
-    assert summary.parameters == Baseline("a2c", "CartPole-v1").num_parameters
+    assert summary.parameters == make_agent("a2c", "CartPole-v1").num_parameters
     names = {p.name for p in run_dir.iterdir()}
     assert {"config.yaml", "model.zip", "evaluations.csv", "result.json"} <= names
     assert any(n.startswith("events.out.tfevents") for n in names)
@@ -103,7 +120,7 @@ def test_train_run_writes_the_run_dir_and_load_any_reopens_it(tmp_path):
     assert (config["algo"], config["env"], config["seed"], config["steps"]) == ("a2c", "CartPole-v1", 1, 320)
     assert config["hyperparameters"]["n_envs"] == 8 and "rl-baselines3-zoo" in config["hyperparameters_source"]
     assert RunSummary.load(run_dir).final_mean_return == summary.final_mean_return
-    assert isinstance(load_any(run_dir), Baseline) and isinstance(load_any(run_dir / "model.zip"), Baseline)
+    assert isinstance(load_agent(run_dir), Baseline) and isinstance(load_agent(run_dir / "model.zip"), Baseline)
 
 
 @pytest.mark.parametrize("algo", ["ppo", "a2c", "dqn"])

@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from agent.audit import WARN_BELOW, amplification, format_audit, run_audit
+from agent.studies.audit import WARN_BELOW, amplification, format_audit, run_audit
 from agent.cli import main as cli_main
-from agent.explain import explain, format_explanation
+from agent.studies.explain import explain, format_explanation
 from planners.objectives import Learned, ObservationValue, Penalized
 from tests.test_objective_swap import FIXTURES, distance_from_left, load_fixture, prefer_right
 

@@ -1,4 +1,4 @@
-"""`train.py misgen` and agent/misgen.py: the goal-misgeneralization report on CornerGoal."""
+"""`train.py misgen` and agent/studies/misgen.py: the goal-misgeneralization report on CornerGoal."""
 import json
 
 import numpy as np
@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from agent.cli import main
-from agent.misgen import (COLUMNS, ObservedGoalDistance, SplitResult, aggregate, check_train_split_default,
-                          measure, render_table)
+from agent.studies.misgen import (COLUMNS, SplitResult, aggregate, check_train_split_default, measure,
+                                  render_table)
 from nets.output import ModelOutput
+from planners.objectives import ObservedGoalDistance
 
 ENV = "glasszero/CornerGoal-v0"
 SIZE = 7
@@ -105,7 +106,7 @@ def test_tiny_misgen_run_writes_the_table(tmp_path):
 
 
 def test_parse_steps_default_and_per_algo_budgets():
-    from agent.misgen import parse_steps
+    from agent.studies.misgen import parse_steps
     assert parse_steps("500", ["ez", "ppo"]) == {"ez": 500, "ppo": 500}
     assert parse_steps("800,ppo=3000", ["ez", "ppo"]) == {"ez": 800, "ppo": 3000}
     with pytest.raises(ValueError, match="no budget for ez"):

@@ -160,7 +160,7 @@ def test_every_objective_runs_on_the_checkpoint_and_round_trips_through_save_and
 
 
 def test_the_objective_is_a_config_key_and_agent_explain_renders_it(corridor):
-    from agent.config import resolve
+    from agent.config import resolve_config as resolve
     spec = json.dumps({"name": "observation-value", "fn": f"{__name__}:prefer_right", "discount": 0.9})
     config = resolve(CORRIDOR, sets=["net.latent_dim=8", "net.hidden=[8]", "net.use_decoder=true",
                                      f"objective='{spec}'", "search.num_simulations=4"])

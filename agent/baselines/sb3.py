@@ -1,7 +1,7 @@
-"""Stable-Baselines3 PPO / DQN / A2C behind the same API as EZAgent, with rl-baselines3-zoo settings.
+"""Stable-Baselines3 PPO / DQN / A2C behind the agent protocol, with rl-baselines3-zoo settings.
 
-    model = Baseline("ppo", "CartPole-v1", seed=0, tensorboard_log="runs/ppo_CartPole-v1_s0")
-    model.learn(20_000, callback=PeriodicEval(...))      # callback(env_steps, act), like EZAgent
+    model = PPOBaseline("CartPole-v1", seed=0, run_dir="runs/ppo_CartPole-v1_s0")
+    model.learn(20_000, callback=EvalCallback(...))       # the same callbacks as EZAgent
     action, _ = model.predict(obs, deterministic=True)
     model.save("runs/ppo_CartPole-v1_s0/model.zip");  Baseline.load(".../model.zip")
 
@@ -18,36 +18,28 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import ClassVar, Dict, Optional, Sequence, Type
 
 import gymnasium as gym
 import numpy as np
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import Logger, configure
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
-from tqdm.auto import tqdm
 
 import envs
-from agent.checkpoint import atomic_path
-from agent.zoo_hyperparams import ResolvedHyperparams, resolve
+from agent.baselines.zoo import ResolvedHyperparams, zoo_hyperparams
+from agent.callbacks import ProgressBarCallback, as_callback
+from agent.protocol import Agent
+from common.files import atomic_path
 
-_CLASSES: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "dqn": DQN, "a2c": A2C}
-ALGOS = frozenset(_CLASSES)
+_META = "glasszero_baseline.json"
+_VECNORM = "glasszero_vecnormalize.pkl"
 
 # The action spaces each SB3 algorithm accepts (from their constructors' supported_action_spaces).
 _ON_POLICY_SPACES = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
-_ACTION_SPACES = {"ppo": _ON_POLICY_SPACES, "a2c": _ON_POLICY_SPACES, "dqn": (gym.spaces.Discrete,)}
-
-_META = "glasszero_baseline.json"
-FPS_LOG_INTERVAL = 200  # env steps between time/fps scalars (ez's default log_interval)
-_VECNORM = "glasszero_vecnormalize.pkl"
-
-
-class NotApplicable(ValueError):
-    """The algorithm cannot act in this environment (e.g. DQN on a continuous action space)."""
 
 
 def wrapper_path(w) -> str:
@@ -55,39 +47,38 @@ def wrapper_path(w) -> str:
     return w if isinstance(w, str) else f"{w.__module__}:{w.__qualname__}"
 
 
-def _check_applicable(algo: str, env_id: str, action_space: gym.Space) -> None:
-    if not isinstance(action_space, _ACTION_SPACES[algo]):
-        names = ", ".join(c.__name__ for c in _ACTION_SPACES[algo])
-        raise NotApplicable(f"{algo} does not apply to {env_id}: its action space is {action_space}, "
-                            f"but {algo} only supports {names} action spaces.")
-
-
-class Baseline:
+class Baseline(Agent):
     """A Stable-Baselines3 algorithm trained and evaluated under glasszero's protocol."""
 
-    def __init__(self, algo: str, env_id: str, seed: int = 0, device: str = "auto",
-                 tensorboard_log: Optional[str | os.PathLike] = None, hyperparams: Optional[dict] = None,
-                 env_module: Optional[str] = None, wrappers: Sequence[str | type] = ()):
-        """`hyperparams` override the zoo entry for (algo, env_id) key by key, in the zoo's spelling."""
-        algo = algo.lower()
-        if algo not in _CLASSES:
-            raise ValueError(f"Unknown baseline {algo!r}; choose one of {', '.join(sorted(ALGOS))}.")
-        self.algo, self.env_id, self.seed = algo, env_id, int(seed)
+    sb3_class: ClassVar[Type[BaseAlgorithm]]
+    action_spaces: ClassVar[tuple] = _ON_POLICY_SPACES
+    CHECKPOINT = "model.zip"
+    RESUME = "model.zip"
+
+    def __init__(self, env, config: Optional[dict] = None, seed: int = 0, device: str = "auto",
+                 run_dir: Optional[str | os.PathLike] = None, *, env_module: Optional[str] = None,
+                 wrappers: Sequence[str | type] = ()):
+        """`config`: zoo keys over the zoo entry for (algo, env), in the zoo's spelling."""
+        self.env_id, self.seed = env, int(seed)
         self.env_module, self.wrappers = env_module, [wrapper_path(w) for w in wrappers]
-        self.tensorboard_log = tensorboard_log
-        probe = envs.make(env_id, None, wrappers=self.wrappers, env_module=env_module, check=False)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        probe = envs.make(env, None, wrappers=self.wrappers, env_module=env_module, check=False)
         try:
-            _check_applicable(algo, env_id, probe.action_space)
+            if not isinstance(probe.action_space, self.action_spaces):
+                names = ", ".join(c.__name__ for c in self.action_spaces)
+                raise envs.NotApplicable(f"{self.algo} does not apply to {env}: its action space is "
+                                         f"{probe.action_space}, but {self.algo} only supports {names} "
+                                         f"action spaces.")
         finally:
             probe.close()
-        self.hyperparams: ResolvedHyperparams = resolve(algo, env_id, hyperparams)
+        self.hyperparams: ResolvedHyperparams = zoo_hyperparams(self.algo, env, config)
         venv = self._make_venv(self.hyperparams.n_envs)
         if self.hyperparams.normalize_kwargs is not None:
             venv = VecNormalize(venv, **self.hyperparams.normalize_kwargs)
         self.vec_normalize: Optional[VecNormalize] = venv if isinstance(venv, VecNormalize) else None
-        self.model: BaseAlgorithm = _CLASSES[algo](
-            self.hyperparams.policy, venv, seed=self.seed, device=device, verbose=0,
-            **self.hyperparams.algo_kwargs)
+        self.model: BaseAlgorithm = self.sb3_class(self.hyperparams.policy, venv, seed=self.seed,
+                                                   device=device, verbose=0, **self.hyperparams.algo_kwargs)
+        self._custom_logger = False
 
     def _make_venv(self, n_envs: int) -> VecEnv:
         # make_vec_env seeds copy i with seed + i and adds the Monitor wrapper SB3 reads episodes from.
@@ -95,14 +86,13 @@ class Baseline:
                                     env_module=self.env_module, check=False)
         return make_vec_env(factory, n_envs=n_envs, seed=self.seed)
 
-    # -- SB3-style API ---------------------------------------------------------------------------
+    # -- the agent protocol ------------------------------------------------------------------------
     @property
     def num_timesteps(self) -> int:
         return int(self.model.num_timesteps)
 
     @property
     def num_parameters(self) -> int:
-        """Trainable parameters of the acting/learning networks (DQN's target copy not counted)."""
         return sum(p.numel() for name, p in self.model.policy.named_parameters()
                    if not name.startswith("q_net_target"))
 
@@ -112,29 +102,43 @@ class Baseline:
             observation = self.vec_normalize.normalize_obs(observation)
         return self.model.predict(observation, state, episode_start, deterministic)
 
-    def learn(self, total_timesteps: int, progress_bar: bool = True,
-              callback: Optional[Callable[[int, Callable], object]] = None,
-              reset_num_timesteps: bool = True) -> "Baseline":
-        """Train for `total_timesteps` more env steps; `callback(env_steps, act)` runs after each step."""
-        self.model.set_logger(self._sb3_logger())
-        callbacks: list[BaseCallback] = [_StopAtBudget(), _FpsLogger(FPS_LOG_INTERVAL)]
-        if callback is not None:
-            callbacks.append(_HookCallback(callback, self._act))
-        if progress_bar:
-            callbacks.append(_TqdmProgress(f"{self.algo} {self.env_id} s{self.seed}"))
-        self.model.learn(int(total_timesteps), callback=CallbackList(callbacks),
-                         reset_num_timesteps=reset_num_timesteps)
+    def learn(self, total_timesteps: int, callback=None, progress_bar: bool = False) -> "Baseline":
+        """Train `total_timesteps` more env steps, stopping at exactly that budget; `callback`s see
+        this object as their model (its predict normalizes observations as in training)."""
+        if not self._custom_logger:
+            self.model.set_logger(_default_logger(self.run_dir))
+        ours = as_callback(callback, ProgressBarCallback(f"{self.algo} {self.env_id} s{self.seed}")
+                           if progress_bar else None)
+        # reset_num_timesteps=False: SB3 counts the budget on top of the steps already taken.
+        self.model.learn(int(total_timesteps), callback=[_StopAtBudget(), _Forward(ours, self)],
+                         reset_num_timesteps=False)
         return self
 
-    def _act(self, obs: np.ndarray) -> np.ndarray:
-        return self.predict(obs, deterministic=True)[0]
+    @property
+    def logger(self) -> Logger:
+        return self.model.logger
 
-    def _sb3_logger(self) -> Logger:
-        # SB3's own scalars (time/fps, rollout/*, train/*) go into the run dir itself, next to
-        # eval/* from the RunLogger, so TensorBoard shows one run; no stdout tables.
-        if self.tensorboard_log is None:
-            return Logger(folder=None, output_formats=[])
-        return configure(str(self.tensorboard_log), ["tensorboard"])
+    def set_logger(self, logger: Logger) -> None:
+        self.model.set_logger(logger)
+        self._custom_logger = True
+
+    def get_env(self):
+        return self.model.get_env()
+
+    def progress_postfix(self) -> dict:
+        episodes = self.model.ep_info_buffer
+        return {"ret": f"{np.mean([e['r'] for e in episodes]):.1f}"} if episodes else {}
+
+    @classmethod
+    def check_config(cls, env_id: str, config: Optional[dict]) -> None:
+        zoo_hyperparams(cls.algo, env_id, config)
+
+    def hyperparameters(self) -> dict:
+        return {"hyperparameters": self.hyperparams.raw, "hyperparameters_source": self.hyperparams.source}
+
+    def summary(self) -> str:
+        return (f"{self.algo} on {self.env_id} (seed {self.seed}), {self.num_parameters:,} parameters; "
+                f"{self.hyperparams.source}")
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the checkpoint atomically (temp zip in the same dir, then rename); returns its path."""
@@ -149,6 +153,9 @@ class Baseline:
                     z.writestr(_VECNORM, pickle.dumps(self.vec_normalize))
         return path
 
+    def save_resume(self, path: str | os.PathLike) -> Path:
+        return self.save(path)
+
     def _metadata(self) -> dict:
         return {"algo": self.algo, "env_id": self.env_id, "seed": self.seed, "env_module": self.env_module,
                 "wrappers": self.wrappers, "n_envs": self.hyperparams.n_envs,
@@ -156,8 +163,9 @@ class Baseline:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto",
-             tensorboard_log: Optional[str | os.PathLike] = None) -> "Baseline":
-        """Restore a checkpoint written by `save`, with its environment, ready to predict or learn on."""
+             run_dir: Optional[str | os.PathLike] = None) -> "Baseline":
+        """Restore a checkpoint written by `save`, with its environment, ready to predict or learn on.
+        Called on `Baseline` itself, the class is the one the checkpoint names."""
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"No baseline checkpoint at {path} (expected the model.zip of a run).")
@@ -167,32 +175,70 @@ class Baseline:
                 vec_normalize = pickle.loads(z.read(_VECNORM)) if _VECNORM in z.namelist() else None
         except (zipfile.BadZipFile, KeyError) as e:
             raise ValueError(f"{path} is not a glasszero baseline checkpoint ({e}).") from e
-        self = cls.__new__(cls)
-        self.algo, self.env_id, self.seed = meta["algo"], meta["env_id"], meta["seed"]
+        klass = _BY_NAME.get(meta["algo"])
+        if klass is None or not issubclass(klass, cls):
+            raise ValueError(f"{path} is a checkpoint of {meta['algo']!r}, not of {cls.__name__}")
+        self = klass.__new__(klass)
+        self.env_id, self.seed = meta["env_id"], meta["seed"]
         self.env_module, self.wrappers = meta["env_module"], meta["wrappers"]
-        self.tensorboard_log = tensorboard_log
-        self.hyperparams = ResolvedHyperparams(algo_kwargs={}, n_envs=meta["n_envs"],
-                                               raw=meta["hyperparameters"],
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self._custom_logger = False
+        self.hyperparams = ResolvedHyperparams(algo_kwargs={}, n_envs=meta["n_envs"], raw=meta["hyperparameters"],
                                                source=meta["hyperparameters_source"])
         venv = self._make_venv(meta["n_envs"])
         if vec_normalize is not None:
             vec_normalize.set_venv(venv)
             venv = vec_normalize
         self.vec_normalize = vec_normalize
-        self.model = _CLASSES[self.algo].load(path, env=venv, device=device)
+        self.model = klass.sb3_class.load(path, env=venv, device=device)
         return self
 
 
-class _HookCallback(BaseCallback):
-    """Calls a PeriodicEval-like `hook(env_steps, act)` after every vectorized env step."""
+class PPOBaseline(Baseline):
+    algo = "ppo"
+    sb3_class = PPO
 
-    def __init__(self, hook: Callable[[int, Callable], object], act: Callable[[np.ndarray], np.ndarray]):
+
+class DQNBaseline(Baseline):
+    algo = "dqn"
+    sb3_class = DQN
+    action_spaces = (gym.spaces.Discrete,)
+
+
+class A2CBaseline(Baseline):
+    algo = "a2c"
+    sb3_class = A2C
+
+
+_BY_NAME: Dict[str, Type[Baseline]] = {c.algo: c for c in (PPOBaseline, DQNBaseline, A2CBaseline)}
+
+
+def _default_logger(run_dir: Optional[Path]) -> Logger:
+    # SB3's own scalars (rollout/*, train/*) go into the run dir itself, next to ours, so
+    # TensorBoard shows one run; no stdout tables.
+    return configure(str(run_dir), ["tensorboard"]) if run_dir is not None else Logger(folder=None, output_formats=[])
+
+
+class _Forward(BaseCallback):
+    """Runs glasszero-level callbacks inside SB3's loop with the Baseline (not the bare SB3 model)
+    as their model, so that they act through its observation normalization."""
+
+    def __init__(self, inner: BaseCallback, agent: Baseline):
         super().__init__()
-        self.hook, self.act = hook, act
+        self.inner, self.agent = inner, agent
+
+    def _init_callback(self) -> None:
+        self.inner.init_callback(self.agent)
+
+    def _on_training_start(self) -> None:
+        self.inner.on_training_start(self.locals, self.globals)
 
     def _on_step(self) -> bool:
-        self.hook(self.num_timesteps, self.act)
-        return True
+        self.inner.update_locals(self.locals)
+        return self.inner.on_step()
+
+    def _on_training_end(self) -> None:
+        self.inner.on_training_end()
 
 
 class _StopAtBudget(BaseCallback):
@@ -204,53 +250,7 @@ class _StopAtBudget(BaseCallback):
     """
 
     def _on_training_start(self) -> None:
-        self.budget = self.locals["total_timesteps"]  # includes steps done before a resumed run
+        self.budget = self.locals["total_timesteps"]
 
     def _on_step(self) -> bool:
         return self.num_timesteps < self.budget
-
-
-class _FpsLogger(BaseCallback):
-    """Writes `time/fps` (env steps per second of this session) every `interval` env steps.
-
-    SB3 records time/fps only when it dumps its logs (A2C: every 100 updates, i.e. 4,000 CartPole
-    steps), so short runs would lack the tag the planner agent writes; this makes it periodic.
-    """
-
-    def __init__(self, interval: int):
-        super().__init__()
-        self.interval = int(interval)
-
-    def _on_training_start(self) -> None:
-        import time
-        self._clock, self._start_time = time.time, time.time()
-        self._start_steps = self.model.num_timesteps
-        self._next = (self._start_steps // self.interval + 1) * self.interval
-
-    def _on_step(self) -> bool:
-        if self.num_timesteps >= self._next:
-            fps = (self.num_timesteps - self._start_steps) / max(1e-9, self._clock() - self._start_time)
-            self.logger.record("time/fps", fps)
-            self.logger.dump(step=self.num_timesteps)
-            self._next = (self.num_timesteps // self.interval + 1) * self.interval
-        return True
-
-
-class _TqdmProgress(BaseCallback):
-    """SB3's ProgressBarCallback needs `rich`; this is the same bar on plain tqdm."""
-
-    def __init__(self, desc: str):
-        super().__init__()
-        self.desc = desc
-
-    def _on_training_start(self) -> None:
-        # total_timesteps already includes steps done before a resumed run; show only this session's
-        self.pbar = tqdm(total=self.locals["total_timesteps"] - self.model.num_timesteps,
-                         desc=self.desc, unit="step", leave=False, dynamic_ncols=True)
-
-    def _on_step(self) -> bool:
-        self.pbar.update(self.training_env.num_envs)
-        return True
-
-    def _on_training_end(self) -> None:
-        self.pbar.close()

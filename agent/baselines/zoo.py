@@ -15,7 +15,7 @@ import yaml
 from stable_baselines3.common.utils import LinearSchedule
 from torch import nn
 
-ZOO_DIR = Path(__file__).with_name("zoo")
+ZOO_DIR = Path(__file__).with_name("zoo")  # the zoo's YAML files, one per algorithm
 
 # Names a policy_kwargs string may use. The zoo writes Python expressions; evaluating them with
 # eval() would run arbitrary code from a config file, so only these names are resolved.
@@ -94,7 +94,7 @@ _EXPERIMENT_KEYS = {"policy", "n_envs", "normalize", "n_timesteps"}
 _UNSUPPORTED_KEYS = {"env_wrapper", "frame_stack", "vec_env_wrapper", "callback", "normalize_kwargs"}
 
 
-def resolve(algo: str, env_id: str, overrides: Optional[dict] = None) -> ResolvedHyperparams:
+def zoo_hyperparams(algo: str, env_id: str, overrides: Optional[dict] = None) -> ResolvedHyperparams:
     """The zoo entry for (algo, env_id) with `overrides` on top, split the way the zoo splits it."""
     raw, source = zoo_entry(algo, env_id)
     if overrides:

@@ -11,8 +11,8 @@ import argparse
 import dataclasses
 import json
 
-from agent.audit import format_audit, run_audit, write_audit
-from agent.objective_args import add_objective_arguments, apply_objective_args
+from agent.studies.audit import format_audit, run_audit, write_audit
+from agent.cli.objective_flags import add_objective_arguments, apply_objective_args, load_planner
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,8 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agent.ez import EZAgent
-    agent = EZAgent.load(args.checkpoint, device=args.device)
+    agent = load_planner(args.checkpoint, args.device, "audit")
     apply_objective_args(agent, args)
     if args.simulations is not None:
         agent.config.search = dataclasses.replace(agent.config.search, num_simulations=args.simulations)
@@ -47,3 +46,4 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_audit(report) + (f"\n\nwrote {path}" if path else ""))
     return 0
+

@@ -20,15 +20,15 @@ from typing import Dict, List, Optional, Tuple
 import gymnasium as gym
 from tqdm.auto import tqdm
 
-from agent import compare
-from agent.baselines import NotApplicable
-from agent.logger import run_dir_name
-from agent.runner import RunSummary, train_run
+import envs
+from agent.algorithms import algorithm, parse_algorithms
+from agent.runner import RunSummary, run_dir_name, train_run
+from agent.studies import compare
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env", default="CartPole-v1", help="gymnasium environment id (default CartPole-v1)")
-    p.add_argument("--algos", default="ez,ppo,dqn", help="comma-separated: ez, ppo, dqn, a2c (default ez,ppo,dqn)")
+    p.add_argument("--algos", default="ez,ppo,dqn", help="comma-separated algorithms (ez, ppo, dqn, a2c; default ez,ppo,dqn)")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     p.add_argument("--steps", type=int, default=20_000, help="environment steps per run (default 20000)")
     p.add_argument("--out", default="results", help="output directory (default results/)")
@@ -44,9 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="gymnasium wrapper applied to every env, in order (repeatable)")
     p.add_argument("--device", default="auto", help="torch device for every run (default auto)")
     p.add_argument("--no-audit", action="store_true",
-                   help="skip compare's search-amplification audit of each finished ez run on the evaluation "
-                        "protocol's episodes (agent/audit.py); the summary then shows the shorter audit "
-                        "ez's learn() writes to audit_train.json, if any")
+                   help="skip compare's search-amplification audit of each finished run of an agent that "
+                        "plans, on the evaluation protocol's episodes (agent/studies/audit.py)")
 
 
 @dataclass
@@ -72,10 +71,10 @@ class Job:
 
 
 def run(args: argparse.Namespace) -> int:
-    algos = [a.strip().lower() for a in args.algos.split(",") if a.strip()]
+    algos = parse_algorithms(args.algos)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    if not algos or not seeds:
-        raise ValueError("--algos and --seeds must each name at least one entry")
+    if not seeds:
+        raise ValueError("--seeds must name at least one seed")
     if args.steps < 1 or args.workers < 1:
         raise ValueError("--steps and --workers must be >= 1")
     out = Path(args.out)
@@ -133,27 +132,23 @@ def run_job(job: Job) -> List[dict]:
                             eval_interval=job.eval_interval, eval_episodes=job.eval_episodes,
                             env_module=job.env_module, wrappers=job.wrappers, device=job.device,
                             progress_bar=job.progress_bar, verbose=False)
-    except NotApplicable as e:
+    except envs.NotApplicable as e:
         return [compare.status_row(job.algo, job.seed, compare.NOT_APPLICABLE, e)]
     except Exception as e:  # any crash: record it, keep the comparison going
         job.run_dir.mkdir(parents=True, exist_ok=True)
         (job.run_dir / "error.log").write_text(traceback.format_exc())
         return [compare.status_row(job.algo, job.seed, compare.ERROR, f"{type(e).__name__}: {e}")]
-    if job.algo == "ez" and job.audit:
+    if algorithm(job.algo).can_audit and job.audit:
         _audit(job)
     return _summary_rows(summary)
 
 
 def _audit(job: Job) -> None:
     """Write the run's audit.json (search amplification for summary.md); a failure only warns."""
+    from agent.algorithms import load_agent
+    from agent.studies.audit import run_audit
     try:
-        from agent.audit import run_audit
-        from agent.ez import EZAgent
-    except ImportError as e:
-        tqdm.write(f"note: no search-amplification audit ({e}); the summary leaves that column blank")
-        return
-    try:
-        agent = EZAgent.load(job.run_dir / "model.pt", device=job.device)
+        agent = load_agent(job.run_dir, device=job.device)
         run_audit(agent, job.env_id, job.seed, job.eval_episodes, out=job.run_dir)
     except Exception as e:  # the run itself finished; its audit is an extra
         tqdm.write(f"warning: audit of {job.run_dir} failed ({type(e).__name__}: {e}); column left blank")
@@ -185,7 +180,7 @@ def _run_extras(jobs: List[Job]) -> Dict[Tuple[str, int], dict]:
             facts["parameters"] = RunSummary.load(job.run_dir).parameters
         except (FileNotFoundError, ValueError, KeyError, TypeError):
             pass
-        # compare's own audit (the evaluation protocol's episodes), else the one ez's learn() ran
+        # compare's own audit (the evaluation protocol's episodes), else the one a training run wrote
         audit = next((p for p in (job.run_dir / "audit.json", job.run_dir / "audit_train.json") if p.exists()),
                      None)
         if audit is not None:

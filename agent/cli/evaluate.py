@@ -1,7 +1,7 @@
 """`python train.py eval --checkpoint PATH`: evaluate any run's checkpoint on the shared protocol.
 
 The episodes, seeds and environment are those every training run is evaluated with
-(agent/evaluation.py). For an ez checkpoint the objective flags (--objective, --value, ...)
+(agent/evaluation.py). For an agent that plans, the objective flags (--objective, --value, ...)
 swap what the search maximizes before evaluating, with no retraining.
 """
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from agent.algorithms import load_agent
+from agent.cli.objective_flags import add_objective_arguments, apply_objective_args
 from agent.evaluation import evaluate
-from agent.objective_args import add_objective_arguments, apply_objective_args, objective_from_args
-from agent.runner import load_any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,23 +24,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    agent = load_any(args.checkpoint, device=args.device)
-    is_ez = hasattr(agent, "set_objective")
-    if is_ez:
-        apply_objective_args(agent, args)
-    elif objective_from_args(args, 0.99) is not None or args.prior:
-        raise ValueError("objective flags apply to ez checkpoints only; a baseline has no search to steer")
+    agent = load_agent(args.checkpoint, device=args.device)
+    plans = type(agent).can_swap_objective
+    apply_objective_args(agent, args)
     seed = agent.seed if args.seed is None else args.seed
     result = evaluate(lambda obs: agent.predict(obs, deterministic=True)[0], agent.env_id, seed,
-                      args.episodes, wrappers=agent.wrappers, check=is_ez)
+                      args.episodes, wrappers=agent.wrappers, check=plans)
     report = {"checkpoint": str(args.checkpoint), "env_id": agent.env_id, "seed": seed,
               "episodes": args.episodes, "mean_return": result.mean_return, "std_return": result.std_return,
               "returns": result.returns.tolist(), "lengths": result.lengths.tolist()}
-    if is_ez:
+    if plans:
         report["objective"] = agent.objective.describe()
     if args.json:
         print(json.dumps(report))
     else:
         print(f"{agent.env_id} | {args.episodes} episodes | return {result.mean_return:.2f} "
-              f"± {result.std_return:.2f}" + (f" | objective: {report['objective']}" if is_ez else ""))
+              f"± {result.std_return:.2f}" + (f" | objective: {report['objective']}" if plans else ""))
     return 0

@@ -14,8 +14,8 @@ import numpy as np
 
 import envs
 from agent.evaluation import eval_seed
-from agent.explain import explain, format_explanation
-from agent.objective_args import add_objective_arguments, apply_objective_args
+from agent.studies.explain import explain, format_explanation
+from agent.cli.objective_flags import add_objective_arguments, apply_objective_args, load_planner
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,8 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agent.ez import EZAgent
-    agent = EZAgent.load(args.checkpoint, device=args.device)
+    agent = load_planner(args.checkpoint, args.device, "explain")
     apply_objective_args(agent, args)
     obs = _observation(agent, args)
     report = explain(agent, obs)
@@ -54,3 +53,4 @@ def _observation(agent, args) -> np.ndarray:
     obs, _ = env.reset(seed=eval_seed(seed))
     env.close()
     return obs
+

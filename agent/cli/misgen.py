@@ -14,10 +14,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from agent.config import parse_set, resolve
-from agent.misgen import SWAPS, aggregate, parse_steps, render_table, results_json, run_misgen
-
-ALGOS = ("ez", "ppo", "dqn", "a2c")
+from agent.algorithms import algorithm, parse_algorithms
+from agent.config import parse_set
+from agent.studies.misgen import SWAPS, aggregate, parse_steps, render_table, results_json, run_misgen
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,19 +41,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    algos = [a.strip().lower() for a in args.algos.split(",") if a.strip()]
+    algos = parse_algorithms(args.algos)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    unknown = [a for a in algos if a not in ALGOS]
-    if unknown or not algos or not seeds:
-        raise ValueError(f"--algos takes a comma-separated subset of {', '.join(ALGOS)} (got {args.algos!r}) "
-                         f"and --seeds at least one seed (got {args.seeds!r})")
+    if not seeds:
+        raise ValueError(f"--seeds must name at least one seed (got {args.seeds!r})")
     steps = parse_steps(args.steps, algos)
     if args.episodes < 1:
         raise ValueError("--episodes must be >= 1")
     overrides = parse_set(args.sets)
-    if "ez" in algos:
-        swap = SWAPS.get(args.env) if not args.no_swap else None
-        resolve(args.env, overrides={**(swap.train_overrides if swap else {}), **overrides})  # refuse bad keys now
+    swap = SWAPS.get(args.env) if not args.no_swap else None
+    for cls in {algorithm(a) for a in algos if algorithm(a).can_swap_objective}:  # refuse bad keys now
+        cls.check_config(args.env, {**(swap.train_overrides if swap else {}), **overrides})
     out = Path(args.out)
     results = run_misgen(args.env, algos, seeds, steps, out, episodes=args.episodes,
                          eval_interval=args.eval_interval, swap=not args.no_swap, ez_overrides=overrides,

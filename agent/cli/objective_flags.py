@@ -1,6 +1,6 @@
 """Command-line flags that swap what the search maximizes, shared by `eval`, `explain` and `audit`.
 
-    --objective learned | reward-only:H | pessimistic:K | '{"name": ...}'   (a built-in or a spec)
+    --objective learned | reward-only:H | pessimistic:K | aux:NAME | '{"name": ...}'   (any registered kind)
     --value MODULE:ATTR          ObservationValue: fn(predicted observations [B, ...]) -> [B]
     --latent-value MODULE:ATTR   LatentValue: an nn.Module (or a factory of one) over latents
     --reward MODULE:ATTR         ObservationReward: fn(predicted observation) credited per step
@@ -13,17 +13,16 @@ a dummy batch: no retraining, and a broken function fails before the first episo
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from typing import Optional
 
-from planners.objectives import (SHORT_NAMES, LatentValue, Objective, ObservationReward,
-                                 ObservationValue, Penalized, objective_from_spec)
+from common.imports import import_from_cwd
+from planners.objectives import (LatentValue, Objective, ObservationReward, ObservationValue, Penalized,
+                                 objective_from_spec, short_names)
 
 
 def add_objective_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("objective", "what the search maximizes (swapped with no retraining)")
-    g.add_argument("--objective", metavar="NAME", help=f"a built-in objective: {SHORT_NAMES}")
+    g.add_argument("--objective", metavar="NAME", help=f"an objective by name: {short_names()}")
     g.add_argument("--value", metavar="MODULE:ATTR",
                    help="a value function over predicted observations, fn(obs[B, ...]) -> [B] "
                         "(the model needs a decoder)")
@@ -44,9 +43,9 @@ def add_objective_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def objective_from_args(args: argparse.Namespace, discount: float,
-                        named: Optional[dict] = None) -> Optional[Objective]:
-    """The objective the flags ask for, or None when they ask for no change. `named`: objectives the
-    agent carries by name (e.g. 'aux:NAME', its auxiliary value heads), looked up before built-ins."""
+                        context: Optional[dict] = None) -> Optional[Objective | str]:
+    """The objective the flags ask for (an Objective, or a name / spec for the agent to build with
+    its own context, e.g. 'aux:NAME'), or None when they ask for no change."""
     picked = [f for f in ("objective", "value", "latent_value", "reward") if getattr(args, f, None)]
     if len(picked) > 1:
         flags = ", ".join("--" + f.replace("_", "-") for f in picked)
@@ -55,12 +54,10 @@ def objective_from_args(args: argparse.Namespace, discount: float,
     if (args.with_reward and not (args.value or args.latent_value)) or (args.horizon and not args.reward):
         raise ValueError("--with-reward goes with --value / --latent-value, and --horizon with --reward")
     if any(getattr(args, f, None) for f in ("value", "latent_value", "reward", "penalty")):
-        _import_from_cwd()
+        import_from_cwd()
     base: Optional[Objective] = None
-    if args.objective and args.objective in (named or {}):
-        base = named[args.objective]
-    elif args.objective:
-        base = objective_from_spec(args.objective, discount=discount)
+    if args.objective:
+        base = objective_from_spec(args.objective, discount, context)
     elif args.value:
         base = ObservationValue(args.value, with_reward=args.with_reward, discount=discount)
     elif args.latent_value:
@@ -73,18 +70,31 @@ def objective_from_args(args: argparse.Namespace, discount: float,
     return base
 
 
+def asks_for_change(args: argparse.Namespace) -> bool:
+    """Whether any objective or prior flag was given."""
+    return any(getattr(args, f, None) for f in ("objective", "value", "latent_value", "reward", "penalty", "prior"))
+
+
 def apply_objective_args(agent, args: argparse.Namespace) -> None:
-    """Set the objective and the prior setting the flags ask for on a loaded agent (validated)."""
-    named = agent.named_objectives() if hasattr(agent, "named_objectives") else None
-    objective = objective_from_args(args, agent.objective.discount, named)
+    """Set the objective and the prior setting the flags ask for on a loaded agent (validated);
+    an agent that cannot swap its objective refuses them."""
+    if not asks_for_change(args):
+        return
+    if not type(agent).can_swap_objective:
+        raise ValueError(f"objective flags apply to agents that plan; a {agent.algo} checkpoint has no search "
+                         f"to steer")
+    objective = objective_from_args(args, agent.objective.discount, agent.objective_context())
     if objective is not None:
         agent.set_objective(objective)
     if getattr(args, "prior", None):
         agent.set_prior(args.prior)
 
 
-def _import_from_cwd() -> None:
-    # `python path/to/train.py --value mymod:fn` puts train.py's folder on sys.path, not the
-    # folder the user runs it from, where `mymod.py` usually is.
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+def load_planner(path, device: str, command: str):
+    """Load a checkpoint of an agent that plans (has a search and a policy prior), or refuse it."""
+    from agent.algorithms import load_agent
+    agent = load_agent(path, device=device)
+    if not type(agent).can_audit:
+        raise ValueError(f"{path} holds a {agent.algo} agent; `train.py {command}` needs an agent with a search "
+                         f"and a policy prior (--algo ez)")
+    return agent

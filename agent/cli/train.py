@@ -1,7 +1,7 @@
 """`python train.py [--algo ez|ppo|dqn|a2c] [--env ID] [--steps N] ...`: train one run, evaluate it.
 
 Every algorithm goes through agent.runner.train_run: the same run directory, periodic evaluation,
-TensorBoard tags, config.yaml and atomic checkpoint. For ez, --config (YAML) and --set (dotted
+TensorBoard tags, config.yaml and atomic checkpoints. For ez, --config (YAML) and --set (dotted
 keys) override the preset of the environment in agent/config.py; for a baseline they override its
 rl-baselines3-zoo hyperparameters (zoo key names).
 """
@@ -10,14 +10,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from agent.config import load_yaml, parse_set, resolve
+from agent.algorithms import ALGORITHMS, algorithm
+from agent.config import load_yaml, parse_set
 from agent.runner import train_run
-
-ALGOS = ("ez", "ppo", "dqn", "a2c")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--algo", default="ez", choices=ALGOS, help="ez (the planner agent) or a baseline")
+    parser.add_argument("--algo", default="ez", choices=list(ALGORITHMS), help="ez (the planner agent) or a baseline")
     parser.add_argument("--env", default="CartPole-v1", help="gymnasium environment id")
     parser.add_argument("--steps", type=int, default=20_000, help="environment steps in total")
     parser.add_argument("--seed", type=int, default=0)
@@ -35,44 +34,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", metavar="PATH",
                         help="continue a run up to --steps: its resume.pt (ez) / model.zip, or its run directory")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--checkpoint-interval", type=int, default=10_000, metavar="N",
+                        help="write the resume checkpoint every N environment steps (and at the end)")
+    parser.add_argument("--checkpoint-seconds", type=float, default=600.0, metavar="S",
+                        help="... and every S seconds of wall-clock")
+    parser.add_argument("--log-interval", type=int, default=200, metavar="N",
+                        help="TensorBoard scalars every N environment steps")
+    parser.add_argument("--audit-episodes", type=int, default=5, metavar="N",
+                        help="ez: episodes of the search-amplification audit after training (0: none)")
     parser.add_argument("--aux-value", dest="aux_values", action="append", default=[], metavar="NAME",
-                        help="ez: also fit a value head NAME over latents to the returns of --reward; plug it "
-                             "in later with `train.py eval --objective aux:NAME`; repeatable, one --reward each")
-    parser.add_argument("--reward", dest="aux_rewards", action="append", default=[], metavar="MODULE:FN",
+                        help="ez: also fit a value head NAME over latents to the returns of --aux-reward; plug "
+                             "it in later with `train.py eval --objective aux:NAME`; repeatable, one "
+                             "--aux-reward each")
+    parser.add_argument("--aux-reward", dest="aux_rewards", action="append", default=[], metavar="MODULE:FN",
                         help="with --aux-value: fn(obs, action, reward, next_obs, terminated) -> [B] floats, "
                              "called on batches of real transitions")
 
 
 def run(args: argparse.Namespace) -> int:
     overrides = {**(load_yaml(args.config) if args.config else {}), **parse_set(args.sets)}
+    cls = algorithm(args.algo)
     if args.aux_values or args.aux_rewards:
         if len(args.aux_values) != len(args.aux_rewards):
-            raise ValueError(f"--aux-value and --reward go in pairs (--aux-value NAME --reward module:fn); got "
-                             f"{len(args.aux_values)} --aux-value and {len(args.aux_rewards)} --reward")
-        if args.algo != "ez":
-            raise ValueError("--aux-value trains a value head over the ez agent's latents; it needs --algo ez")
+            raise ValueError(f"--aux-value and --aux-reward go in pairs (--aux-value NAME --aux-reward module:fn); "
+                             f"got {len(args.aux_values)} --aux-value and {len(args.aux_rewards)} --aux-reward")
+        if not cls.can_swap_objective:
+            raise ValueError(f"--aux-value trains a value head over a planner's latents, to plug in as its "
+                             f"objective; {cls.algo} does not plan (use --algo ez)")
         overrides["aux_values"] = [[n, r] for n, r in zip(args.aux_values, args.aux_rewards)]
-    if args.algo == "ez":
-        if args.env_module:
-            import envs
-            envs.import_env_module(args.env_module)
-        resolve(args.env, overrides=overrides)  # refuse unknown keys before anything is built
+    if args.env_module:
+        import envs
+        envs.import_env_module(args.env_module)
+    cls.check_config(args.env, overrides)  # refuse unknown keys before anything is built
     summary = train_run(args.algo, args.env, args.seed, args.steps, args.logdir,
                         eval_interval=args.eval_interval, eval_episodes=args.eval_episodes,
                         config_overrides=overrides or None, env_module=args.env_module,
                         wrappers=tuple(args.wrappers), progress_bar=not args.no_progress,
-                        device=args.device, resume=_resume_path(args))
+                        device=args.device, resume=_resume_path(args, cls),
+                        checkpoint_interval=args.checkpoint_interval, checkpoint_seconds=args.checkpoint_seconds,
+                        log_interval=args.log_interval, audit_episodes=args.audit_episodes)
     print(f"final | steps {summary.env_steps} | return {summary.final_mean_return:.2f} "
           f"± {summary.final_std_return:.2f} | {summary.wall_clock_s:.1f}s | {summary.run_dir}")
     return 0
 
 
-def _resume_path(args) -> str | None:
+def _resume_path(args, cls) -> str | None:
     if args.resume is None:
         return None
     path = Path(args.resume)
     if path.is_dir():
-        path = path / ("resume.pt" if args.algo == "ez" else "model.zip")
+        path = path / cls.RESUME
     if not path.exists():
         raise FileNotFoundError(f"--resume {args.resume}: no checkpoint at {path}")
     return str(path)

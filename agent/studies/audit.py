@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from agent.evaluation import EvalResult, evaluate
+from common.files import atomic_write_text
 from nets.budget import format_capacity_report
 
 WARN_BELOW = 0.1  # amplification under this triggers the warning
@@ -165,6 +166,25 @@ def write_audit(report: dict, where: str | Path) -> Path:
         path = where
     else:
         path = (where if where.is_dir() else where.parent) / "audit.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2))
-    return path
+    return atomic_write_text(path, json.dumps(report, indent=2))
+
+
+TRAINING_AUDIT_FILE = "audit_train.json"
+
+
+def training_audit(agent, episodes: int, run_dir: Path, logger, write: Callable[[str], None] = print) -> dict:
+    """The audit a training run asks for at its end: printed in one line, logged under audit/*
+    against the run's last step, and written to RUN_DIR/audit_train.json."""
+    report = run_audit(agent, episodes=episodes, out=Path(run_dir) / TRAINING_AUDIT_FILE)
+    r = report["returns"]
+    write(f"audit ({episodes} episodes) | return prior {r['prior']['mean']:.1f}, one-step greedy "
+          f"{r['greedy']['mean']:.1f}, search {r['search']['mean']:.1f} | search amplification "
+          f"{report['search_amplification']:+.3f}, over greedy {report['greedy_amplification']:+.3f}"
+          + (f"\nWARNING: {report['warning']}" if report["warning"] else ""))
+    for key, value in {"audit/return_prior": r["prior"]["mean"], "audit/return_greedy": r["greedy"]["mean"],
+                       "audit/return_search": r["search"]["mean"],
+                       "audit/search_amplification": report["search_amplification"],
+                       "audit/greedy_amplification": report["greedy_amplification"]}.items():
+        logger.record(key, value)
+    logger.dump(agent.num_timesteps)
+    return report

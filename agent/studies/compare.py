@@ -13,6 +13,8 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from common.files import atomic_path
+
 COLUMNS = ["algo", "seed", "env_steps", "wall_clock_s", "mean_return", "std_return", "status"]
 OK = "ok"
 NOT_APPLICABLE = "not applicable"
@@ -37,14 +39,11 @@ def status_row(algo: str, seed: int, kind: str, message: str) -> dict:
 
 
 def write_results(rows: Iterable[dict], path: str | Path) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
         for r in rows:
             w.writerow({k: ("" if r[k] is None else r[k]) for k in COLUMNS})
-    tmp.replace(path)
 
 
 def read_results(path: str | Path) -> List[dict]:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from nets.budget import format_capacity_report
-from planners.search import search
+from planners.policies import plan
 from planners.tree import ROOT, principal_variation
 
 
@@ -29,9 +29,9 @@ def explain(agent, observation) -> dict:
     obs = np.asarray(observation, dtype=agent.obs_dtype).reshape(1, *agent.obs_shape)
     model, objective = agent.model, agent.objective
     with torch.no_grad():
+        r = plan(model, objective, obs, agent.config.search, rng=np.random.default_rng(0),
+                 add_noise=False, deterministic=True)
         root = model.initial_inference(obs)
-        r = search(model, objective, root, agent.config.search, rng=np.random.default_rng(0),
-                   add_noise=False, deterministic=True)
         predicted_reward, parts = _one_step(model, objective, root)
         pv = _principal_variation(model, root, r.tree)
     discount = objective.discount

@@ -28,77 +28,17 @@ import torch
 
 import envs
 from agent.evaluation import evaluate
-from planners.objectives import Objective, predicted_observation
+from common.files import atomic_path
+from planners.objectives import ObservedGoalDistance
 
 INFO_KEYS = ("reached_goal", "proxy_pursuit")  # what a testbed's info dict must report
-
-
-def _no_train_audit() -> dict:
-    """ez's learn() may end with a search-amplification audit; misgen's report does not use it."""
-    from agent.config import AgentConfig
-    return {"audit_episodes": 0} if "audit_episodes" in AgentConfig.__dataclass_fields__ else {}
-
-
-_NO_TRAIN_AUDIT = _no_train_audit()
-
-
-# ------------------------------------------------------------------ swapped objectives
-class ObservedGoalDistance(Objective):
-    """Leaf value = minus the L1 distance from the agent's position in the *predicted* observation
-    (decoded from the latent) to the goal's position in the *real* observation at the root.
-
-    The intended objective ("go to the goal, wherever it is"), written down. The goal is read from
-    what the agent sees, not from the model: in CornerGoal's training split the goal never moves,
-    so nothing learned can know what a moved goal means, while the agent's own position varies in
-    training and its prediction can generalize. `observe(obs)` sets the roots' goals before each
-    search (row b of every batch the search evaluates is tree b); a batch of another size (the
-    one-time validation's dummy batch) falls back to the decoded goal. Edge rewards are 0.
-
-    `horizon` limits the tree's depth (None: unlimited). CornerGoal uses 1, a one-step lookahead on
-    the predicted observation: reaching the goal ends a training episode, so the model never learned
-    what follows it and, asked anyway, keeps moving the agent on; deeper trees average that drift
-    into the goal action's Q. Measured on one 4,000-step ez model (50 episodes per split): horizon
-    1: test success 0.58, train 1.00; 2: 0.50, 1.00; 3 or unlimited: 0.52, 0.00.
-    """
-
-    def __init__(self, agent_cols=(0, 1), goal_cols=(2, 3), horizon: Optional[int] = None,
-                 discount: float = 0.997):
-        self.agent_cols, self.goal_cols = list(agent_cols), list(goal_cols)
-        self.max_depth = None if horizon is None else int(horizon)
-        self.discount = float(discount)
-        self.goal: Optional[torch.Tensor] = None
-
-    def observe(self, obs) -> None:
-        self.goal = torch.as_tensor(np.asarray(obs)[:, self.goal_cols], dtype=torch.float32)
-
-    def _value(self, model, latent):
-        pred = predicted_observation(model, latent, "ObservedGoalDistance")
-        goal = self.goal
-        if goal is None or goal.shape[0] != pred.shape[0]:
-            goal = pred[:, self.goal_cols]
-        return -(pred[:, self.agent_cols] - goal.to(pred.device)).abs().sum(dim=-1)
-
-    def edge_reward(self, model, parent_latent, action, out):
-        return torch.zeros_like(out.reward)
-
-    def leaf_value(self, model, out):
-        return self._value(model, out.latent)
-
-    def describe(self) -> str:
-        horizon = f", horizon={self.max_depth}" if self.max_depth else ""
-        return (f"ObservedGoalDistance({horizon.lstrip(', ')}{', ' if horizon else ''}discount={self.discount:g}): "
-                f"-|predicted agent position - observed goal position|_1 as the value, edge rewards 0")
-
-    def to_spec(self) -> dict:
-        return {"name": "observed-goal-distance", "agent_cols": self.agent_cols,
-                "goal_cols": self.goal_cols, "horizon": self.max_depth, "discount": self.discount}
 
 
 @dataclass(frozen=True)
 class Swap:
     """A swapped objective for ez on one testbed."""
     label: str  # the table's row name
-    objective: Callable[[float], object]  # discount -> an Objective (with `observe(obs)` if it reads the obs)
+    objective: Callable[[float], object]  # discount -> an Objective
     prior: str = "uniform"  # the learned prior was trained for the proxy; flatten it (SearchConfig.prior)
     train_overrides: Dict[str, object] = field(default_factory=dict)  # what ez must be trained with
 
@@ -108,15 +48,6 @@ SWAPS: Dict[str, Swap] = {
                                     lambda discount: ObservedGoalDistance(horizon=1, discount=discount), "uniform",
                                     {"net.use_decoder": True}),
 }
-
-
-def swapped_policy(agent, objective) -> Callable[[np.ndarray], np.ndarray]:
-    """Greedy actions of `agent` searching under `objective` (fed each observation first if it reads it)."""
-    def act(obs: np.ndarray) -> np.ndarray:
-        if hasattr(objective, "observe"):
-            objective.observe(obs)
-        return np.asarray(agent.predict(obs, deterministic=True)[0])
-    return act
 
 
 # ------------------------------------------------------------------ one run's measurement
@@ -201,8 +132,8 @@ def run_misgen(env_id: str, algos: Sequence[str], seeds: Sequence[int], steps: i
     steps: one budget, or {algo: budget}. resume: reuse runs in OUT/runs that finished with the same
     budget (their checkpoints are measured again; deterministic episodes give the same numbers).
     """
-    from agent.logger import run_dir_name
-    from agent.runner import load_any, train_run
+    from agent.algorithms import algorithm, load_agent
+    from agent.runner import run_dir_name, train_run
     check_train_split_default(env_id)
     budgets = steps if isinstance(steps, dict) else {a: int(steps) for a in algos}
     out = Path(out)
@@ -211,9 +142,9 @@ def run_misgen(env_id: str, algos: Sequence[str], seeds: Sequence[int], steps: i
     results: List[SplitResult] = []
     for algo in algos:
         for seed in seeds:
-            overrides = None
-            if algo == "ez":
-                overrides = {**_NO_TRAIN_AUDIT, **(spec.train_overrides if spec else {}), **(ez_overrides or {})}
+            swaps = spec is not None and algorithm(algo).can_swap_objective
+            overrides = {**(spec.train_overrides if swaps else {}), **(ez_overrides or {})} \
+                if algorithm(algo).can_swap_objective else None
             n = budgets[algo]
             summary = _finished(out / "runs" / run_dir_name(algo, env_id, seed), n) if resume else None
             if summary is not None:
@@ -222,17 +153,17 @@ def run_misgen(env_id: str, algos: Sequence[str], seeds: Sequence[int], steps: i
                 summary = train_run(algo, env_id, seed, n, out / "runs", eval_interval=eval_interval or max(1, n // 5),
                                     eval_episodes=eval_episodes, config_overrides=overrides or None,
                                     progress_bar=progress_bar, device=device, verbose=False)
-            agent = load_any(summary.run_dir, device=device)
-            policies = [(algo, lambda obs, p=agent: np.asarray(p.predict(obs, deterministic=True)[0]))]
-            if algo == "ez" and spec is not None:
-                swapped = load_any(summary.run_dir, device=device)
-                objective = spec.objective(swapped.config.discount)
-                swapped.set_objective(objective)
+            agent = load_agent(summary.run_dir, device=device)
+            policies = [(algo, agent)]
+            if swaps:
+                swapped = load_agent(summary.run_dir, device=device)
+                swapped.set_objective(spec.objective(swapped.config.discount))
                 swapped.set_prior(spec.prior)
-                policies.append(("ez+swap", swapped_policy(swapped, objective)))
-            for name, act in policies:
+                policies.append((f"{algo}+swap", swapped))
+            for name, policy in policies:
+                act = lambda obs, p=policy: np.asarray(p.predict(obs, deterministic=True)[0])  # noqa: E731
                 for split in ("test", "train"):
-                    r = measure(act, name, env_id, seed, split, episodes, check=(algo == "ez"))
+                    r = measure(act, name, env_id, seed, split, episodes, check=type(policy).can_swap_objective)
                     results.append(r)
                     write(f"{name} s{seed} {split:>5}: success {r.success_rate:.2f}  proxy {r.proxy_rate:.2f}  "
                           f"return {r.mean_return:.2f}")
@@ -241,15 +172,11 @@ def run_misgen(env_id: str, algos: Sequence[str], seeds: Sequence[int], steps: i
 
 
 def write_csv(results: Iterable[SplitResult], path: str | Path) -> None:
-    results = list(results)
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(SplitResult.__dataclass_fields__))
         w.writeheader()
         for r in results:
             w.writerow(asdict(r))
-    tmp.replace(path)
 
 
 @dataclass
