@@ -21,12 +21,9 @@ class NetConfig:
     value_support_size: int = 20  # value bins -S..S over h(x); 20 covers |returns| up to ~420
     reward_support_size: int = 10  # reward bins; 10 covers |reward| up to ~117
     # Per-sample latent normalization: LayerNorm without affine parameters (default), or
-    # EfficientZero's min-max to [0, 1]. LayerNorm is the default because it fitted dynamics better
-    # in benchmarks/bench_nets.py (MLP, CartPole-sized, 5 seeds): held-out 5-step MSE on real
-    # CartPole-v1 transitions 0.0057 vs 0.0097 after 1500 updates (0.0084 vs 0.0284 after 500), and
-    # 0.196 vs 0.353 loss on a deterministic chain after 200 updates, with a smaller seed spread.
-    # Min-max passes gradient to the latent's scale only through its min and max entries.
-    # The conv family was not measured: NetConfig.atari() keeps EfficientZero's min-max.
+    # EfficientZero's min-max to [0, 1], which passes gradient to the latent's scale only through
+    # its min and max entries; LayerNorm fitted the dynamics better (README, "Choices measured").
+    # NetConfig.atari() keeps EfficientZero's min-max.
     latent_norm: str = "layernorm"
     use_decoder: bool = False  # decode(latent) -> predicted observation (MLP family)
     num_value_heads: int = 1  # >1: an ensemble of independent value heads (pessimistic objectives)

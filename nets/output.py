@@ -1,7 +1,7 @@
 """The one return type of every model call: tensors on the model's device, always."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -32,12 +32,3 @@ class ModelOutput:
     @property
     def batch_size(self) -> int:
         return self.latent.shape[0]
-
-    def index(self, idx) -> "ModelOutput":
-        """Rows `idx` of every tensor field (e.g. a boolean mask or an index tensor)."""
-        return ModelOutput(**{f.name: (None if (v := getattr(self, f.name)) is None else v[idx])
-                              for f in fields(self)})
-
-    def detach(self) -> "ModelOutput":
-        return ModelOutput(**{f.name: (None if (v := getattr(self, f.name)) is None else v.detach())
-                              for f in fields(self)})

@@ -138,9 +138,9 @@ def select_puct(tree, exploration, sel):
     """Descend every tree from the root by pUCT; write the result into `sel` [SEL_ROWS, B].
     exploration: `exploration_table(N, c1, c2)` (a node has at most N visits).
 
-    Kernels bind the record's fields to locals once and pass arrays to their helpers: each binding
-    costs reference-count updates, and binding per tree or per node measured 1.5-4x slower
-    selection (benchmarks/bench_search.py, B=256)."""
+    Kernels bind the record's fields to locals once per call and pass arrays to their helpers:
+    every binding of an array costs reference-count updates, which per tree or per node would
+    outweigh the selection itself."""
     children, visit_count, value_sum, edge_reward = tree.children, tree.visit_count, tree.value_sum, tree.edge_reward
     prior, legal, terminal, depth = tree.prior, tree.legal, tree.terminal, tree.depth
     num_nodes, min_max_q, discount, max_depth = tree.num_nodes, tree.min_max_q, tree.discount, tree.max_depth

@@ -7,7 +7,7 @@ import pytest
 from agent.studies.audit import WARN_BELOW, amplification, format_audit, run_audit
 from agent.cli import main as cli_main
 from agent.studies.explain import explain, format_explanation
-from planners.objectives import Learned, ObservationValue, Penalized
+from planners.objectives import ObservationValue, Penalized
 from tests.test_objective_swap import FIXTURES, distance_from_left, load_fixture, prefer_right
 
 MIDDLE = np.eye(8, dtype=np.float32)[4]  # Corridor: position 0.0 (the middle cell), one-hot of cell 3

@@ -3,7 +3,6 @@ import itertools
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from nets import CapacityBudget, ModelOutput, NetConfig, build_model, format_capacity_report
 from nets.conv import downsampled_size
@@ -157,7 +156,7 @@ def test_value_prefix_state_is_carried_and_reward_is_per_step():
     second = model.recurrent_inference(first.latent, a, first.reward_state)
     prefix_second = second.reward_state[:, -1]
     assert torch.allclose(second.reward, prefix_second - first.reward_state[:, -1], atol=1e-5)
-    assert second.index(torch.tensor([2])).reward_state.shape == (1, 129)
+    assert second.reward_state[[2]].shape == (1, 129)
 
 
 # ------------------------------------------------------------------ training signals

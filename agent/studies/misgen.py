@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
-import torch
 
 import envs
 from agent.evaluation import evaluate
