@@ -10,7 +10,7 @@
 
 Numba is warmed up first; every figure is the median of `--repeats` runs. Last line: JSON.
 
-    python benchmarks/bench_search.py [--repeats 15] [--batch-sizes 1,16,256] [--clock wall|cpu]
+    python benchmarks/bench_search.py [--repeats 15] [--batch-sizes 1,16,256] [--clock wall|cpu] [--out FILE]
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import os
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -125,6 +126,7 @@ def main() -> None:
     parser.add_argument("--clock", default="wall", choices=sorted(CLOCKS),
                         help="wall: elapsed time; cpu: this process's CPU time, which leaves out the "
                              "time spent waiting for a core on a loaded machine")
+    parser.add_argument("--out", metavar="FILE", help="also write the last line's JSON to FILE")
     args = parser.parse_args()
     global clock
     clock = CLOCKS[args.clock]
@@ -177,8 +179,13 @@ def main() -> None:
         print(f"        (b) MLP: {row['mlp_search_ms']:7.2f} ms/search, {row['mlp_sims_per_s']:9.0f} "
               f"sims/s; model alone {row['model_alone_ms']:6.2f} ms; ratio "
               f"{row['ratio_search_over_model']:.2f}x")
-    print(json.dumps({"bench": "search", "algorithm": args.algorithm, "clock": args.clock, "simulations": SIMS,
-                      "actions": A, "latent": LATENT, "hidden": HIDDEN, "results": results}))
+    line = json.dumps({"bench": "search", "algorithm": args.algorithm, "clock": args.clock, "simulations": SIMS,
+                       "actions": A, "latent": LATENT, "hidden": HIDDEN, "results": results,
+                       "command": "python " + " ".join(sys.argv)})
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(line + "\n")
+    print(line)
 
 
 if __name__ == "__main__":
