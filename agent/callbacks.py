@@ -11,6 +11,8 @@ They subclass SB3's own `BaseCallback`, so they work with every agent of the pro
 from __future__ import annotations
 
 import csv
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,3 +207,36 @@ class ProgressBarCallback(BaseCallback):
 
     def _on_training_end(self) -> None:
         self.bar.close()
+
+
+class StopOnSignal(BaseCallback):
+    """Stop training cleanly at the next environment step after SIGINT (Ctrl-C) or SIGTERM, so that
+    the callbacks' end-of-training work (the checkpoint above all) still runs. A second signal
+    interrupts at once, as usual. Signal handlers exist only in the main thread; elsewhere this
+    callback does nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        super().__init__()
+        self.received: Optional[int] = None
+        self._previous: dict = {}
+
+    def _on_training_start(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is not None:  # the second signal: do not wait
+            raise KeyboardInterrupt
+        self.received = signum
+        tqdm.write(f"\n{signal.Signals(signum).name}: stopping after this step and saving a checkpoint "
+                   f"(again to quit at once)")
+
+    def _on_step(self) -> bool:
+        return self.received is None
+
+    def _on_training_end(self) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}

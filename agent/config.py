@@ -113,6 +113,10 @@ class AgentConfig:
         return float(t)
 
 
+# Settings that shape the networks, the replay or the data collected so far: a resumed run keeps
+# them (changing one would not continue the same run). Everything else may change with --resume.
+FIXED_ON_RESUME = ("net.", "num_envs", "replay_capacity", "aux_values", "aux_hidden", "discount", "objective")
+
 # Settings older checkpoints carry that are now options of a run (agent/runner.py), not the agent's.
 RETIRED_KEYS = frozenset({"checkpoint_interval", "log_interval", "audit_episodes"})
 
@@ -203,6 +207,18 @@ def apply_overrides(config: AgentConfig, overrides: Dict[str, Any]) -> AgentConf
     net = d.pop("net")
     net["budget"] = dict(net["budget"])
     return AgentConfig(net=NetConfig(**net), search=SearchConfig(**d.pop("search")), **d)
+
+
+def resume_overrides(config: AgentConfig, overrides: Dict[str, Any]) -> AgentConfig:
+    """`config` with the settings given on resume applied; settings a resumed run must keep
+    (FIXED_ON_RESUME) are refused by name when they would change."""
+    changed = apply_overrides(config, overrides)
+    old, new = flatten(config.to_dict()), flatten(changed.to_dict())
+    fixed = sorted(k for k in new if new[k] != old[k] and k.startswith(FIXED_ON_RESUME))
+    if fixed:
+        raise ValueError(f"--resume keeps the settings that shape the networks and the data collected so far; "
+                         f"cannot change {', '.join(fixed)} (start a new run for that)")
+    return changed
 
 
 def parse_set(items: Iterable[str]) -> Dict[str, Any]:

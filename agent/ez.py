@@ -30,7 +30,7 @@ import envs
 from agent.aux_values import AuxValues
 from agent.callbacks import ProgressBarCallback, as_callback
 from agent.checkpoint import atomic_save, load as load_checkpoint
-from agent.config import AgentConfig, resolve_config
+from agent.config import AgentConfig, flatten, resolve_config, resume_overrides
 from agent.learner import Learner
 from agent.protocol import Agent
 from agent.replay import Replay
@@ -84,6 +84,7 @@ class EZAgent(Agent):
         self._num_timesteps = 0
         self.replay: Optional[Replay] = None  # made on the first learn(): acting needs none
         self._selfplay: Optional[SelfPlay] = None
+        self._saved_selfplay: Optional[dict] = None  # where a resumed run's envs were (save_resume)
         self._train_credit = 0.0  # fractional training steps owed (replay_ratio * env steps)
         self._logger: Optional[Logger] = None
         self._custom_logger = False
@@ -197,9 +198,15 @@ class EZAgent(Agent):
                                  alpha=c.priority_alpha, obs_dtype=self.obs_dtype, num_aux=len(c.aux_values))
         venv = envs.make_vec(self.env_id, c.num_envs, self.seed, wrappers=self.wrappers,
                              env_module=self.env_module)
-        # A resumed run cannot restore the envs' internal state; it starts new episodes from
-        # seeds that depend on the step count, so resuming stays deterministic.
         self._selfplay = SelfPlay(venv, self.replay, seed=self.seed + self.num_timesteps, aux=self.aux)
+        if self._saved_selfplay is not None:
+            # A resumed run continues the very episodes it stopped in when the envs' state is
+            # plain data; otherwise it goes on from fresh episodes seeded by the step count.
+            if not self._selfplay.load_state_dict(self._saved_selfplay, self.num_timesteps):
+                warnings.warn(f"{self.env_id} keeps state that cannot be saved as data: the resumed run "
+                              f"starts fresh episodes (open ones were closed as truncated), so it will not "
+                              f"equal a run that was never stopped")
+            self._saved_selfplay = None
 
     def _train_step(self, beta: float) -> dict:
         batch = self.learner.make_batch(self.replay, self.objective, self.rng, self.num_timesteps, beta)
@@ -239,6 +246,16 @@ class EZAgent(Agent):
     def check_config(cls, env_id: str, config: Optional[dict]) -> None:
         resolve_config(env_id, overrides=config)
 
+    @property
+    def can_resume(self) -> bool:
+        return self.replay is not None
+
+    def apply_resume_settings(self, settings: Optional[dict]) -> dict:
+        if not settings:
+            return {}
+        self.config = self.learner.config = resume_overrides(self.config, settings)
+        return flatten(settings)
+
     def hyperparameters(self) -> dict:
         return {"hyperparameters": self.config.to_dict(),
                 "hyperparameters_source": f"agent/config.py preset for {self.env_id} + config overrides"}
@@ -259,6 +276,7 @@ class EZAgent(Agent):
         """model.pt's contents plus replay, optimizers, target network and RNG states (--resume)."""
         training = {"replay": self.replay.state_dict(), "learner": self.learner.state_dict(),
                     "aux": self.aux.state_dict() if self.aux is not None else None,
+                    "selfplay": self._selfplay.state_dict() if self._selfplay is not None else None,
                     "rng": self.rng.bit_generator.state, "act_rng": self._act_rng.bit_generator.state,
                     "train_credit": self._train_credit}
         return atomic_save({**self._payload(), "training": training}, path)
@@ -295,6 +313,7 @@ class EZAgent(Agent):
             agent.rng.bit_generator.state = training["rng"]
             agent._act_rng.bit_generator.state = training["act_rng"]
             agent._train_credit = float(training["train_credit"])
+            agent._saved_selfplay = training.get("selfplay")
         return agent
 
 

@@ -82,6 +82,20 @@ class Agent(ABC):
     def get_env(self):
         """The training environment (a vector env), as SB3 callbacks expect."""
 
+    @property
+    def can_resume(self) -> bool:
+        """Whether this agent holds the training state `--resume` continues from (a resume
+        checkpoint, not a bare model)."""
+        return True
+
+    def apply_resume_settings(self, settings: Optional[dict]) -> dict:
+        """Apply settings given with `--resume` that may change mid-run; refuse the others by name.
+        Returns what was applied."""
+        if settings:
+            raise ValueError(f"{self.algo}'s settings are fixed in its checkpoint; --resume cannot change "
+                             f"{', '.join(sorted(settings))}")
+        return {}
+
     @classmethod
     def check_config(cls, env_id: str, config: Optional[dict]) -> None:
         """Refuse bad settings (unknown keys, wrong types) before anything is built."""

@@ -22,10 +22,22 @@ from tqdm.auto import tqdm
 import envs
 from agent.algorithms import algorithm
 from agent.baselines.sb3 import wrapper_path
-from agent.callbacks import CheckpointCallback, EvalCallback, EvalRecord, LogCallback
+from agent.callbacks import CheckpointCallback, EvalCallback, EvalRecord, LogCallback, StopOnSignal
 from common.files import atomic_write_text
 
 RESULT_FILE = "result.json"  # written last: its presence means the run finished
+# What a run writes into its directory (besides the checkpoints its class names): a new run refuses
+# a directory that holds any of them, so two runs never mix in one directory.
+RUN_FILES = ("config.yaml", "evaluations.csv", RESULT_FILE, "audit_train.json", "audit.json")
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on SIGINT / SIGTERM; its checkpoints were written."""
+
+    def __init__(self, run_dir: Path, env_steps: int):
+        super().__init__(f"interrupted at {env_steps:,} environment steps; checkpoints are in {run_dir}. "
+                         f"Continue with --resume {run_dir}")
+        self.run_dir, self.env_steps = run_dir, env_steps
 
 
 def run_dir_name(algo: str, env_id: str, seed: int) -> str:
@@ -63,31 +75,38 @@ def train_run(algo: str, env_id: str, seed: int, steps: int, logdir: str | os.Pa
               env_module: Optional[str] = None, wrappers: Sequence = (), progress_bar: bool = True,
               device: str = "auto", resume: Optional[str] = None, verbose: bool = True,
               checkpoint_interval: Optional[int] = 10_000, checkpoint_seconds: Optional[float] = 600.0,
-              log_interval: int = 200, audit_episodes: int = 0) -> RunSummary:
+              log_interval: int = 200, audit_episodes: int = 0, overwrite: bool = False) -> RunSummary:
     """Train `algo` on `env_id` for `steps` env steps under the shared protocol; see module doc.
 
     config_overrides: the algorithm's settings over its preset (dotted keys for ez, zoo keys for a
-    baseline). resume: a checkpoint to continue from, up to `steps` env steps in total.
+    baseline); with `resume`, the settings to change mid-run (others are refused by name).
+    resume: a resume checkpoint to continue from, up to `steps` env steps in total (a run stopped
+    early and resumed with the same `steps` equals one that never stopped).
     checkpoint_interval / checkpoint_seconds: resume checkpoints every so many env steps / seconds
     (None: only at the end). audit_episodes: the search-amplification audit after training (agents
-    that can be audited; 0: none). verbose=False silences the per-evaluation lines.
+    that can be audited; 0: none). overwrite: a new run may replace an earlier run's directory
+    (otherwise refused). verbose=False silences the per-evaluation lines.
+    SIGINT / SIGTERM stop training after the current step, write the checkpoints and raise
+    TrainingInterrupted.
     """
     cls = algorithm(algo)
     if env_module:
         envs.import_env_module(env_module)  # the eval envs are made in this process too
     run_dir = Path(logdir) / run_dir_name(cls.algo, env_id, seed)
+    resume_settings = {}
     if resume is not None:
         agent = _load_for_training(cls, env_id, seed, resume, device, run_dir)
+        resume_settings = agent.apply_resume_settings(config_overrides)
     else:
-        _clear_previous_run(run_dir)
+        _claim_run_dir(run_dir, cls, overwrite)
         agent = cls(env_id, config=config_overrides, seed=seed, device=device, run_dir=run_dir,
                     env_module=env_module, wrappers=wrappers)
     done = agent.num_timesteps
     config = {"algo": cls.algo, "env": env_id, "seed": int(seed), "steps": int(steps),
               "eval_interval": int(eval_interval), "eval_episodes": int(eval_episodes),
               "device": device, "env_module": env_module, "wrappers": [wrapper_path(w) for w in wrappers],
-              "resumed_from": str(resume) if resume else None, "checkpoint": cls.CHECKPOINT,
-              **agent.hyperparameters()}
+              "resumed_from": str(resume) if resume else None, "resume_settings": resume_settings or None,
+              "checkpoint": cls.CHECKPOINT, **agent.hyperparameters()}
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
 
@@ -95,13 +114,17 @@ def train_run(algo: str, env_id: str, seed: int, steps: int, logdir: str | os.Pa
     agent.set_logger(logger)
     evaluation = EvalCallback(env_id, seed, eval_interval, eval_episodes, run_dir=run_dir, wrappers=wrappers,
                               check=cls.can_swap_objective, write=tqdm.write if verbose else _silent)
-    callbacks = [evaluation, CheckpointCallback(run_dir, checkpoint_interval, checkpoint_seconds),
+    stop = StopOnSignal()
+    # The signal check comes first, so that a stopped step is neither evaluated nor logged twice.
+    callbacks = [stop, evaluation, CheckpointCallback(run_dir, checkpoint_interval, checkpoint_seconds),
                  LogCallback(log_interval)]
     if verbose:
         tqdm.write(agent.summary())
     try:
         agent.learn(max(0, int(steps) - done), callback=callbacks, progress_bar=progress_bar)
         agent.save(run_dir / cls.CHECKPOINT)
+        if stop.received is not None:
+            raise TrainingInterrupted(run_dir, agent.num_timesteps)
         if cls.can_audit and audit_episodes > 0:
             from agent.studies.audit import training_audit
             training_audit(agent, audit_episodes, run_dir, logger, write=tqdm.write if verbose else _silent)
@@ -126,15 +149,25 @@ def _load_for_training(cls, env_id, seed, checkpoint, device, run_dir):
     if found != (cls.algo, env_id, int(seed)):
         raise ValueError(f"--resume {checkpoint} holds a {found[0]} run on {found[1]} with seed {found[2]}, "
                          f"not {cls.algo} on {env_id} with seed {seed}.")
+    if not agent.can_resume:
+        raise ValueError(f"--resume {checkpoint} holds a model without its training state (replay, optimizer, "
+                         f"random states); resume from {Path(checkpoint).parent / cls.RESUME} or the run "
+                         f"directory")
     return agent
 
 
-def _clear_previous_run(run_dir: Path) -> None:
-    """A fresh run in an old run dir would append to the old curves; drop the append-only outputs."""
-    stale = [run_dir / "evaluations.csv", run_dir / RESULT_FILE, *run_dir.glob("events.out.tfevents.*")]
-    stale = [p for p in stale if p.exists()]
-    if stale:
-        tqdm.write(f"note: starting {run_dir} afresh; removing the previous run's evaluations, "
-                   f"result and TensorBoard events")
-        for p in stale:
-            p.unlink()
+def _claim_run_dir(run_dir: Path, cls, overwrite: bool) -> None:
+    """A new run gets a directory of its own: an earlier run's files there are refused, or removed
+    with `overwrite`."""
+    names = set(RUN_FILES) | {c for c in (cls.CHECKPOINT, cls.RESUME)} | {"model.pt", "resume.pt", "model.zip"}
+    found = sorted(p for p in [*(run_dir / n for n in names), *run_dir.glob("events.out.tfevents.*")]
+                   if p.exists())
+    if not found:
+        return
+    if not overwrite:
+        raise ValueError(f"{run_dir} already holds a run ({', '.join(p.name for p in found[:4])}"
+                         f"{', ...' if len(found) > 4 else ''}). Continue it with --resume {run_dir}, start this "
+                         f"one elsewhere (--logdir / --seed), or replace it with --overwrite")
+    tqdm.write(f"note: --overwrite: removing the earlier run's {len(found)} files from {run_dir}")
+    for p in found:
+        p.unlink()

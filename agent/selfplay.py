@@ -14,6 +14,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from agent.replay import Replay
+from envs.snapshot import restore, snapshot
 from planners.policies import plan
 
 
@@ -41,6 +42,31 @@ class SelfPlay:
         self.prev = np.full(self.num_envs, -1, dtype=np.int64)  # replay index of each env's last state
         self.episode_return = np.zeros(self.num_envs)
         self.episode_length = np.zeros(self.num_envs, dtype=np.int64)
+
+    def state_dict(self) -> dict:
+        """Where every env is: its observation, its replay link, its episode so far, and the envs'
+        own state as data (None when some env keeps state that is not plain data)."""
+        states = [snapshot(env) for env in self.venv.envs]
+        return {"obs": self.obs.copy(), "prev": self.prev.copy(), "episode_return": self.episode_return.copy(),
+                "episode_length": self.episode_length.copy(),
+                "envs": None if any(s is None for s in states) else states}
+
+    def load_state_dict(self, state: dict, env_steps: int) -> bool:
+        """Continue the saved episodes. When the envs' state was not saved, the episodes still open
+        in replay are closed as truncated at their last observation (their successors will never
+        arrive) and the fresh episodes `reset` started go on; returns whether the envs continued."""
+        if state["envs"] is not None:
+            for env, env_state in zip(self.venv.envs, state["envs"]):
+                restore(env, env_state)
+            self.obs, self.prev = np.array(state["obs"]), np.array(state["prev"])
+            self.episode_return = np.array(state["episode_return"])
+            self.episode_length = np.array(state["episode_length"])
+            return True
+        open_ = np.asarray(state["prev"]) >= 0
+        if open_.any():
+            self.replay.end_episodes(np.asarray(state["prev"])[open_], np.asarray(state["obs"])[open_],
+                                     np.zeros(int(open_.sum()), bool), env_steps)
+        return False
 
     def step(self, model, objective, search_config, temperature: float, rng: np.random.Generator,
              env_steps: int) -> StepReport:

@@ -7,15 +7,16 @@
 
 Environments come from `envs.make(check=False)`, so the same ids, `--env-module` and `--wrapper`
 work as for the planner. The checkpoint is SB3's zip with two extra members: glasszero metadata
-(what to rebuild the env from) and the VecNormalize statistics, so one file restores the policy
-exactly as it acted during training.
+(what to rebuild the env and the algorithm from) and the VecNormalize statistics, both JSON, so one
+file restores the policy exactly as it acted during training. Loading reads data only: the algorithm
+is rebuilt from the metadata's hyperparameters and gets the zip's weights through SB3's
+`set_parameters` (torch's weights_only loader); SB3's own `load` would unpickle objects from the zip.
 """
 from __future__ import annotations
 
 import functools
 import json
 import os
-import pickle
 import zipfile
 from pathlib import Path
 from typing import ClassVar, Dict, Optional, Sequence, Type
@@ -36,7 +37,7 @@ from agent.protocol import Agent
 from common.files import atomic_path
 
 _META = "glasszero_baseline.json"
-_VECNORM = "glasszero_vecnormalize.pkl"
+_VECNORM = "glasszero_vecnormalize.json"
 
 # The action spaces each SB3 algorithm accepts (from their constructors' supported_action_spaces).
 _ON_POLICY_SPACES = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
@@ -150,7 +151,7 @@ class Baseline(Agent):
             with zipfile.ZipFile(tmp, "a") as z:
                 z.writestr(_META, json.dumps(self._metadata(), default=str, indent=1))
                 if self.vec_normalize is not None:
-                    z.writestr(_VECNORM, pickle.dumps(self.vec_normalize))
+                    z.writestr(_VECNORM, json.dumps(_normalization_stats(self.vec_normalize)))
         return path
 
     def save_resume(self, path: str | os.PathLike) -> Path:
@@ -159,7 +160,8 @@ class Baseline(Agent):
     def _metadata(self) -> dict:
         return {"algo": self.algo, "env_id": self.env_id, "seed": self.seed, "env_module": self.env_module,
                 "wrappers": self.wrappers, "n_envs": self.hyperparams.n_envs,
-                "hyperparameters": self.hyperparams.raw, "hyperparameters_source": self.hyperparams.source}
+                "hyperparameters": self.hyperparams.raw, "hyperparameters_source": self.hyperparams.source,
+                "num_timesteps": self.num_timesteps, "n_updates": int(getattr(self.model, "_n_updates", 0))}
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto",
@@ -172,26 +174,38 @@ class Baseline(Agent):
         try:
             with zipfile.ZipFile(path) as z:
                 meta = json.loads(z.read(_META))
-                vec_normalize = pickle.loads(z.read(_VECNORM)) if _VECNORM in z.namelist() else None
-        except (zipfile.BadZipFile, KeyError) as e:
+                stats = json.loads(z.read(_VECNORM)) if _VECNORM in z.namelist() else None
+        except (zipfile.BadZipFile, KeyError, ValueError) as e:
             raise ValueError(f"{path} is not a glasszero baseline checkpoint ({e}).") from e
-        klass = _BY_NAME.get(meta["algo"])
+        klass = _BY_NAME.get(meta.get("algo"))
         if klass is None or not issubclass(klass, cls):
-            raise ValueError(f"{path} is a checkpoint of {meta['algo']!r}, not of {cls.__name__}")
-        self = klass.__new__(klass)
-        self.env_id, self.seed = meta["env_id"], meta["seed"]
-        self.env_module, self.wrappers = meta["env_module"], meta["wrappers"]
-        self.run_dir = Path(run_dir) if run_dir is not None else None
-        self._custom_logger = False
-        self.hyperparams = ResolvedHyperparams(algo_kwargs={}, n_envs=meta["n_envs"], raw=meta["hyperparameters"],
-                                               source=meta["hyperparameters_source"])
-        venv = self._make_venv(meta["n_envs"])
-        if vec_normalize is not None:
-            vec_normalize.set_venv(venv)
-            venv = vec_normalize
-        self.vec_normalize = vec_normalize
-        self.model = klass.sb3_class.load(path, env=venv, device=device)
+            raise ValueError(f"{path} is a checkpoint of {meta.get('algo')!r}, not of {cls.__name__}")
+        self = klass(meta["env_id"], config=meta["hyperparameters"], seed=meta["seed"], device=device,
+                     run_dir=run_dir, env_module=meta["env_module"], wrappers=meta["wrappers"])
+        self.hyperparams.source = meta["hyperparameters_source"]
+        self.model.set_parameters(str(path), exact_match=True, device=device)
+        self.model.num_timesteps = int(meta.get("num_timesteps", 0))
+        self.model._n_updates = int(meta.get("n_updates", 0))
+        if (stats is None) != (self.vec_normalize is None):
+            raise ValueError(f"{path}: its observation normalization does not match its hyperparameters")
+        if stats is not None:
+            _load_normalization_stats(self.vec_normalize, stats)
         return self
+
+
+def _normalization_stats(vec_normalize: VecNormalize) -> dict:
+    """VecNormalize's running statistics as plain data (JSON)."""
+    def rms(r):
+        return {"mean": np.asarray(r.mean).tolist(), "var": np.asarray(r.var).tolist(), "count": float(r.count)}
+    return {"obs_rms": rms(vec_normalize.obs_rms), "ret_rms": rms(vec_normalize.ret_rms)}
+
+
+def _load_normalization_stats(vec_normalize: VecNormalize, stats: dict) -> None:
+    for name in ("obs_rms", "ret_rms"):
+        target, saved = getattr(vec_normalize, name), stats[name]
+        target.mean = np.asarray(saved["mean"], dtype=np.float64).reshape(np.shape(target.mean))
+        target.var = np.asarray(saved["var"], dtype=np.float64).reshape(np.shape(target.var))
+        target.count = saved["count"]
 
 
 class PPOBaseline(Baseline):

@@ -128,7 +128,8 @@ def run_job(job: Job) -> List[dict]:
     import torch
     torch.set_num_threads(max(1, job.threads))
     try:
-        summary = train_run(job.algo, job.env_id, job.seed, job.steps, job.runs_dir,
+        # compare owns OUT/runs: a run that did not finish earlier is trained again in its place
+        summary = train_run(job.algo, job.env_id, job.seed, job.steps, job.runs_dir, overwrite=True,
                             eval_interval=job.eval_interval, eval_episodes=job.eval_episodes,
                             env_module=job.env_module, wrappers=job.wrappers, device=job.device,
                             progress_bar=job.progress_bar, verbose=False)

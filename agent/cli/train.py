@@ -32,7 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wrapper", dest="wrappers", action="append", default=[], metavar="MODULE:CLASS",
                         help="gymnasium wrapper applied to every env, in order; repeatable")
     parser.add_argument("--resume", metavar="PATH",
-                        help="continue a run up to --steps: its resume.pt (ez) / model.zip, or its run directory")
+                        help="continue a run up to --steps: its run directory or resume checkpoint; --set then "
+                             "changes settings that may change mid-run (search, learning rate, ...)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier run in the same run directory (otherwise refused)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--checkpoint-interval", type=int, default=10_000, metavar="N",
                         help="write the resume checkpoint every N environment steps (and at the end)")
@@ -72,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
                         wrappers=tuple(args.wrappers), progress_bar=not args.no_progress,
                         device=args.device, resume=_resume_path(args, cls),
                         checkpoint_interval=args.checkpoint_interval, checkpoint_seconds=args.checkpoint_seconds,
-                        log_interval=args.log_interval, audit_episodes=args.audit_episodes)
+                        log_interval=args.log_interval, audit_episodes=args.audit_episodes,
+                        overwrite=args.overwrite)
     print(f"final | steps {summary.env_steps} | return {summary.final_mean_return:.2f} "
           f"± {summary.final_std_return:.2f} | {summary.wall_clock_s:.1f}s | {summary.run_dir}")
     return 0

@@ -149,7 +149,8 @@ def run_misgen(env_id: str, algos: Sequence[str], seeds: Sequence[int], steps: i
             if summary is not None:
                 write(f"resume: {algo} s{seed} finished earlier with {n:,} steps; measuring its checkpoint")
             else:
-                summary = train_run(algo, env_id, seed, n, out / "runs", eval_interval=eval_interval or max(1, n // 5),
+                summary = train_run(algo, env_id, seed, n, out / "runs", overwrite=True,
+                                    eval_interval=eval_interval or max(1, n // 5),
                                     eval_episodes=eval_episodes, config_overrides=overrides or None,
                                     progress_bar=progress_bar, device=device, verbose=False)
             agent = load_agent(summary.run_dir, device=device)
