@@ -51,6 +51,17 @@ class Batch:
     aux_value: Dict[str, torch.Tensor] = field(default_factory=dict)  # NAME -> [B, K+1] aux returns
 
 
+def value_prefix_targets(rewards: np.ndarray, mask: np.ndarray, horizon: int):
+    """Value-prefix targets [B, K]: sums of rewards since the last reset (every `horizon`
+    transitions), each known only where every reward it sums is known."""
+    prefix, known = rewards.astype(np.float64).copy(), mask.copy()
+    for k in range(1, rewards.shape[1]):
+        if k % horizon:
+            prefix[:, k] += prefix[:, k - 1]
+            known[:, k] &= known[:, k - 1]
+    return prefix.astype(np.float32), known
+
+
 def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
     """Identity forward; gradient multiplied by `scale` backward."""
     return x * scale + x.detach() * (1.0 - scale)
@@ -114,9 +125,8 @@ class Learner:
         obs[~stored] = 0.0
         rewards = u.rewards
         reward_mask = u.reward_mask
-        if c.net.value_prefix_lstm:  # the LSTM predicts sums of rewards since the unroll start
-            rewards = np.cumsum(rewards, axis=1)
-            reward_mask = np.cumprod(reward_mask, axis=1).astype(bool)
+        if c.net.value_prefix_lstm:  # the LSTM predicts sums of rewards since its last reset
+            rewards, reward_mask = value_prefix_targets(rewards, reward_mask, c.net.value_prefix_horizon)
 
         dev = self.model.device
         f = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32), device=dev)  # noqa: E731
@@ -151,7 +161,10 @@ class Learner:
             target_proj = model.project(real, with_grad=False).view(B, K, -1)
 
         latent, reward_state = out.latent, out.reward_state
+        horizon = model.value_prefix_horizon
         for k in range(1, K + 1):
+            if horizon is not None and (k - 1) % horizon == 0:
+                reward_state = None  # reset, as the search does at the same depths
             out = model.recurrent_inference(latent, batch.actions[:, k - 1], reward_state)
             reward_target = scalar_to_support(batch.target_reward[:, k - 1], rs)
             step = {

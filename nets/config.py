@@ -31,6 +31,10 @@ class NetConfig:
     # refuses it unless budget.allow_recurrence). See nets/model.py for how its state is carried.
     value_prefix_lstm: bool = False
     lstm_hidden: int = 64
+    # The LSTM's state is reset every this many transitions, in the learner's unroll and in the
+    # search alike, so a tree deeper than the unroll never runs it past what it was trained on
+    # (EfficientZero's lstm_horizon_len).
+    value_prefix_horizon: int = 5
     projection_hidden: int = 64  # SimSiam consistency projection (EfficientZero Atari: 1024)
     projection_dim: int = 64  # (1024)
     projection_head_hidden: int = 32  # its prediction head's hidden width (512)
@@ -41,6 +45,8 @@ class NetConfig:
             raise ValueError(f"NetConfig.family must be one of {FAMILIES}, got {self.family!r}")
         if self.latent_norm not in LATENT_NORMS:
             raise ValueError(f"NetConfig.latent_norm must be one of {LATENT_NORMS}, got {self.latent_norm!r}")
+        if self.value_prefix_horizon < 1:
+            raise ValueError(f"NetConfig.value_prefix_horizon must be >= 1, got {self.value_prefix_horizon}")
         if self.num_value_heads < 1:
             raise ValueError(f"NetConfig.num_value_heads must be >= 1, got {self.num_value_heads}")
         if min(self.value_support_size, self.reward_support_size) < 1:

@@ -10,8 +10,9 @@ Value-prefix LSTM (NetConfig.value_prefix_lstm, off by default; the budget refus
 budget.allow_recurrence): EfficientZero predicts the *value prefix* (sum of rewards since a reset)
 with an LSTM that runs along an unroll. Its state travels explicitly: every output carries
 `reward_state`, to be passed to the next `recurrent_inference` from that node; passing None means
-"reset" (the learner resets at each unroll start, the search at each root - the root's
-`initial_inference` output holds the zero state). Then `reward_logits` are value-prefix logits (the
+"reset" (the learner and the search reset it every `value_prefix_horizon` transitions: at each
+unroll start and each root - the root's `initial_inference` output holds the zero state - and every
+horizon steps below them). Then `reward_logits` are value-prefix logits (the
 learner's targets are cumulative sums of rewards since the reset), while `reward` stays the
 per-step reward (this prefix minus the parent's), so objectives and the search need no change
 beyond storing `reward_state` per node.
@@ -72,6 +73,11 @@ class Model(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    @property
+    def value_prefix_horizon(self) -> Optional[int]:
+        """Transitions between resets of the value-prefix LSTM's state; None without the LSTM."""
+        return self.config.value_prefix_horizon if self.config.value_prefix_lstm else None
 
     @property
     def has_decoder(self) -> bool:

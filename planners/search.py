@@ -152,6 +152,9 @@ def _simulate(model, objective, root, tree, num_simulations, root_rule, explorat
     action = sel_dev[kernels.SEL_MODEL_ACTION]
     slot_index = sel_dev[kernels.SEL_FLAT_SLOT]
     parent_rows, slot_rows = sel[kernels.SEL_FLAT_NODE], sel[kernels.SEL_FLAT_SLOT]
+    # A value-prefix LSTM's state is reset every `horizon` transitions, as in the learner's unroll.
+    horizon = getattr(model, "value_prefix_horizon", None) if state_pool is not None else None
+    trees = np.arange(B)
     packed = packer.host
     select, select_args = root_rule.selector(tree, exploration, sel, backend)
     expand_and_backup = kernels.specialize(backend.expand_and_backup, tree, sel, packed, -1, -1, prior_mix)
@@ -165,8 +168,12 @@ def _simulate(model, objective, root, tree, num_simulations, root_rule, explorat
         if state_pool is None:
             out = recurrent_inference(parent_latent, action)
         else:
-            out = recurrent_inference(parent_latent, action,
-                                      state_pool.gather(parent_index, parent_rows))
+            state = state_pool.gather(parent_index, parent_rows)
+            if horizon is not None:
+                reset = tree.depth[trees, sel[kernels.SEL_NODE]] % horizon == 0
+                if reset.any():
+                    state[torch.as_tensor(reset, device=state.device)] = 0.0
+            out = recurrent_inference(parent_latent, action, state)
             state_pool.scatter(slot_index, slot_rows, out.reward_state)
         pool.scatter(slot_index, slot_rows, out.latent)
         reward = edge_reward(model, parent_latent, action, out)

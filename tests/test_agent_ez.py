@@ -86,12 +86,25 @@ def test_same_seed_same_losses_and_actions():
     assert np.array_equal(a[1], b[1]) and np.array_equal(a[2], b[2])
 
 
-def test_sb3_evaluate_policy_accepts_the_agent(trained):
+def test_sb3_evaluate_policy_drives_the_agent_exactly(trained):
+    """SB3's evaluate_policy on the agent returns what the agent's own greedy actions earn on the
+    same (identically seeded) episodes."""
     from stable_baselines3.common.evaluation import evaluate_policy
-    agent, _ = trained
     from stable_baselines3.common.monitor import Monitor
-    mean, std = evaluate_policy(agent, Monitor(gym.make("CartPole-v1")), n_eval_episodes=2)
-    assert mean > 0
+    agent, _ = trained
+    env = Monitor(gym.make("CartPole-v1"))
+    env.reset(seed=11)
+    returns, _ = evaluate_policy(agent, env, n_eval_episodes=3, return_episode_rewards=True)
+    by_hand, env = [], gym.make("CartPole-v1")
+    env.reset(seed=11)  # evaluate_policy resets the env itself before its first episode
+    for _ in range(3):
+        obs, _ = env.reset()
+        total, done = 0.0, False
+        while not done:
+            obs, r, term, trunc, _ = env.step(int(agent.predict(obs)[0]))
+            total, done = total + r, term or trunc
+        by_hand.append(total)
+    assert returns == by_hand
 
 
 def test_explain_reports_every_root_action(trained):
@@ -156,7 +169,12 @@ def test_cli_train_then_eval(tmp_path, capsys):
     assert expected <= tags, expected - tags
     assert cli_main(["eval", "--checkpoint", str(run / "model.pt"), "--episodes", "2", "--json"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert report["episodes"] == 2 and report["mean_return"] > 0
+    from agent.evaluation import evaluate
+    agent = EZAgent.load(run / "model.pt")
+    expected = evaluate(lambda obs: agent.predict(obs)[0], "CartPole-v1", 0, 2)  # the shared protocol
+    assert report["episodes"] == 2 and report["returns"] == expected.returns.tolist()
+    last = (run / "evaluations.csv").read_text().strip().splitlines()[-1].split(",")
+    assert float(last[2]) == pytest.approx(float(np.mean(report["returns"])), abs=1e-4)  # the run's own final eval
 
 
 def cart_near_one(obs, action, reward, next_obs, terminated):
@@ -233,3 +251,61 @@ def test_every_preset_builds_an_agent_within_the_capacity_budget(env_id):
     assert env_id in PRESETS and agent.config == resolve(env_id)
     obs = np.zeros(agent.obs_shape, dtype=np.float32)
     assert 0 <= int(agent.predict(obs)[0]) < agent.num_actions
+
+
+def test_reanalyze_replaces_the_stored_policies_of_its_share_of_the_batch(trained):
+    agent, _ = trained
+    sentinel = np.zeros(agent.num_actions, np.float32)
+    sentinel[0] = 1.0
+    stored = agent.replay.policy.copy()
+    agent.replay.policy[:] = sentinel  # what the acting search "stored"
+    try:
+        for fraction, fresh_rows in ((0.0, 0), (0.5, 16), (1.0, 32)):
+            agent.config.reanalyze_fraction = fraction
+            batch = agent.learner.make_batch(agent.replay, agent.objective, np.random.default_rng(5),
+                                             agent.num_timesteps, beta=1.0)
+            acted = batch.policy_mask.numpy().astype(bool)
+            target = batch.target_policy.numpy()
+            redone = acted & ~np.all(target == sentinel, axis=-1)
+            assert redone[:fresh_rows][acted[:fresh_rows]].all()  # every acted state of the fresh share
+            assert not redone[fresh_rows:].any()  # nothing else
+            np.testing.assert_allclose(target[acted].sum(-1), 1.0, rtol=1e-5)
+    finally:
+        agent.replay.policy[:] = stored
+        agent.config.reanalyze_fraction = 0.5
+
+
+@pytest.mark.parametrize("algorithm", ["puct", "gumbel"])
+def test_replay_stores_the_policy_targets_of_the_search_in_use(algorithm):
+    """pUCT stores visit fractions (multiples of 1/4 with 4 simulations); Gumbel stores its improved
+    policy softmax(logits + sigma(completed Q)), which almost never is one."""
+    agent = tiny_agent(extra=[f"search.algorithm={algorithm}", "learning_starts=1000"])
+    agent.learn(40)
+    r = agent.replay
+    acted = r.priority[: r.size] > 0
+    quarters = np.isclose(r.policy[: r.size][acted] * 4, np.round(r.policy[: r.size][acted] * 4), atol=1e-6)
+    if algorithm == "puct":
+        assert quarters.all()
+    else:
+        assert quarters.mean() < 0.1
+    np.testing.assert_allclose(r.policy[: r.size][acted].sum(-1), 1.0, rtol=1e-5)
+
+
+def test_a_short_run_learns_the_corridor():
+    """1,000 steps on glasszero/Corridor-v0 (reward at the left end, episodes start mid-corridor):
+    the untrained greedy search walks right, the trained one walks left, and the returns of
+    self-play's last episodes say the same."""
+    from agent.evaluation import evaluate
+    sets = ["net.latent_dim=16", "net.hidden=[16]", "net.projection_hidden=16", "net.projection_dim=16",
+            "net.projection_head_hidden=8", "search.num_simulations=8", "num_envs=4", "batch_size=32",
+            "learning_starts=64", "replay_ratio=0.5", "lr=3e-3", "lr_warmup_steps=10", "discount=0.9",
+            "td_steps=3", "unroll_steps=3", "net.value_support_size=10", "net.reward_support_size=3",
+            "target_update_interval=50"]
+    agent = EZAgent("glasszero/Corridor-v0", resolve("glasszero/Corridor-v0", sets=sets), seed=1, device="cpu")
+
+    def greedy_return():
+        return evaluate(lambda obs: agent.predict(obs)[0], "glasszero/Corridor-v0", 0, 4).mean_return
+
+    assert greedy_return() == 0.0
+    agent.learn(1000)
+    assert greedy_return() == 1.0 and agent.log_values()["rollout/ep_rew_mean"] > 0.8

@@ -132,10 +132,9 @@ def test_audit_result_fills_search_amplification(tmp_path):
     assert "| 1.25 | 0 |" in (tmp_path / "summary.md").read_text()
 
 
-@pytest.mark.slow
 def test_parallel_workers_give_the_same_rows_as_sequential(tmp_path):
-    seq = _compare(tmp_path / "seq", seeds="0,1")
-    par = _compare(tmp_path / "par", "--workers", "2", seeds="0,1")
+    seq = _compare(tmp_path / "seq", algos="a2c", seeds="0,1")
+    par = _compare(tmp_path / "par", "--workers", "2", algos="a2c", seeds="0,1")
     key = lambda r: (r["algo"], r["seed"], r["env_steps"])  # noqa: E731
     strip = lambda rows: sorted(({k: v for k, v in r.items() if k != "wall_clock_s"} for r in rows), key=key)  # noqa: E731
     assert strip(seq) == strip(par)

@@ -154,9 +154,45 @@ def test_value_prefix_state_is_carried_and_reward_is_per_step():
     first = model.recurrent_inference(root.latent, a, root.reward_state)
     assert torch.allclose(first.reward, model.recurrent_inference(root.latent, a).reward)  # None == reset
     second = model.recurrent_inference(first.latent, a, first.reward_state)
-    prefix_second = second.reward_state[:, -1]
-    assert torch.allclose(second.reward, prefix_second - first.reward_state[:, -1], atol=1e-5)
-    assert second.reward_state[[2]].shape == (1, 129)
+    assert second.reward_state.shape == (3, 129)
+
+
+def test_value_prefix_lstm_learns_per_step_rewards_from_prefix_targets():
+    """Trained on value-prefix targets (sums of rewards since the reset, agent/learner.py), the
+    LSTM model's per-step rewards, read along an unroll with its state carried, are the rewards."""
+    from agent.learner import value_prefix_targets
+    torch.manual_seed(0)
+    n, unroll, batch = 5, 4, 64
+    model = build_model((n,), 2, NetConfig(value_prefix_lstm=True, lstm_hidden=32,
+                                           budget=CapacityBudget(allow_recurrence=True)), device="cpu")
+    optim = torch.optim.Adam(model.parameters(), lr=3e-3)
+    eye = torch.eye(n)
+
+    def rollout(state, actions):
+        rewards = []
+        for a in actions.T:
+            nxt = (state + 2 * a - 1).clamp(0, n - 1)
+            rewards.append(((nxt == n - 1) & (state != n - 1)).float() + 0.5 * (a == 0).float())
+            state = nxt
+        return torch.stack(rewards, 1)
+
+    for _ in range(1000):
+        state, actions = torch.randint(0, n, (batch,)), torch.randint(0, 2, (batch, unroll))
+        prefix, _ = value_prefix_targets(rollout(state, actions).numpy(), np.ones((batch, unroll), bool), 5)
+        out, loss = model.initial_inference(eye[state]), torch.zeros(())
+        for k in range(unroll):
+            out = model.recurrent_inference(out.latent, actions[:, k], out.reward_state)
+            loss = loss + support_cross_entropy(out.reward_logits, scalar_to_support(torch.as_tensor(prefix[:, k]), 10)).mean()
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    with torch.no_grad():
+        state, actions = torch.arange(n).repeat(4), torch.randint(0, 2, (4 * n, unroll))
+        rewards = rollout(state, actions)
+        out = model.initial_inference(eye[state])
+        for k in range(unroll):
+            out = model.recurrent_inference(out.latent, actions[:, k], out.reward_state)
+            assert (out.reward - rewards[:, k]).abs().max() < 0.25, (k, out.reward, rewards[:, k])
 
 
 # ------------------------------------------------------------------ training signals

@@ -173,6 +173,21 @@ def test_reward_state_travels_with_each_node():
         np.testing.assert_array_equal(tree.edge_reward[b, 1:n], tree.depth[b, 1:n] - 1)
 
 
+class _HorizonModel(_PrefixModel):
+    value_prefix_horizon = 3  # a value-prefix LSTM trained on unrolls of 3 transitions
+
+
+def test_reward_state_is_reset_every_value_prefix_horizon():
+    """The state counts transitions since its last reset and the edge reward is that count at the
+    parent: with a reset every 3 transitions, the reward into a node at depth d is (d - 1) % 3."""
+    result = _run(_HorizonModel(), np.zeros(2), sims=40, add_noise=False)
+    tree = result.tree
+    for b in range(2):
+        n = tree.num_nodes[b]
+        assert tree.depth[b, :n].max() >= 5
+        np.testing.assert_array_equal(tree.edge_reward[b, 1:n], (tree.depth[b, 1:n] - 1) % 3)
+
+
 def test_device_path_builds_the_same_trees(monkeypatch):
     """The path for a model off the CPU (index_select / index_copy_ on the pool, a device-side
     packed buffer copied to the host, the selection copied to the device), run on the CPU."""
