@@ -54,6 +54,7 @@ class EZAgent(Agent):
         """`env`: a gymnasium id, or an env whose `spec.id` names one (the agent makes its own copies,
         with `wrappers` applied in order). `config`: an AgentConfig, a dict of settings over the
         env's preset, or None for the preset. `run_dir`: where TensorBoard scalars go."""
+        self.device = resolve_device(device)  # an unavailable device is refused before any env is made
         self.env_id = _env_id(env)
         self.env_module = env_module
         self.wrappers = [w if isinstance(w, str) else f"{w.__module__}:{w.__qualname__}" for w in wrappers]
@@ -69,7 +70,6 @@ class EZAgent(Agent):
             config = resolve_config(self.env_id, overrides=config)
         self.config = config
         self.seed = int(seed)
-        self.device = resolve_device(device)
         self.run_dir = Path(run_dir) if run_dir is not None else None
 
         torch.manual_seed(self.seed)

@@ -34,11 +34,38 @@ from nets.support import support_to_scalar
 ArrayLike = "np.ndarray | torch.Tensor"
 
 
-def resolve_device(device: "str | torch.device") -> torch.device:
-    """"auto" picks CUDA when there is one, else the CPU."""
+def available_devices() -> List[str]:
+    """The --device values this machine can honour."""
+    found = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        found += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        found.append("mps")
+    return found
+
+
+def resolve_device(device: "str | torch.device", flag: str = "--device") -> torch.device:
+    """"auto" picks CUDA when there is one, else the CPU. A device this machine lacks is refused
+    here with a ValueError naming `flag` and the devices there are, before anything is built on it
+    (torch would fail later with an AssertionError, and SB3 would quietly fall back to the CPU)."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"{flag} {device!r} is not a torch device ({e}); available here: "
+                         f"{', '.join(available_devices())}") from e
+    missing = None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        missing = ("CUDA is not available (this torch build has no CUDA support)" if torch.version.cuda is None
+                   else "CUDA is not available (no GPU visible to torch)")
+    elif dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        missing = f"there are {torch.cuda.device_count()} CUDA devices"
+    elif dev.type == "mps" and "mps" not in available_devices():
+        missing = "MPS is not available"
+    if missing:
+        raise ValueError(f"{flag} {device}: {missing}; available here: {', '.join(available_devices())}")
+    return dev
 
 
 class Model(nn.Module):

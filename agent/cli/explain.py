@@ -15,7 +15,8 @@ import numpy as np
 import envs
 from agent.evaluation import eval_seed
 from agent.studies.explain import explain, format_explanation
-from agent.cli.objective_flags import add_objective_arguments, apply_objective_args, load_planner
+from agent.cli.objective_flags import (add_objective_arguments, apply_objective_args, check_shared_flags,
+                                       load_planner)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_shared_flags(args)
     agent = load_planner(args.checkpoint, args.device, "explain")
     apply_objective_args(agent, args)
     obs = _observation(agent, args)

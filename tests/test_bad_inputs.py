@@ -1,0 +1,131 @@
+"""Bad inputs are refused early and clearly: the CLI exits 2 with an `error: ...` line naming the flag
+and the fix, the Python API raises a ValueError; nothing is trained, built or deleted first."""
+import pytest
+import torch
+
+from agent.baselines import PPOBaseline
+from agent.cli import main as cli_main
+from agent.ez import EZAgent
+from agent.runner import train_run
+from nets import resolve_device
+from tests.test_objective_swap import FIXTURES
+
+CARTPOLE = str(FIXTURES / "cartpole_ez.pt")
+TINY = ["--set", "search.num_simulations=2", "--set", "num_envs=2", "--set", "batch_size=8",
+        "--set", "learning_starts=8", "--set", "net.latent_dim=8", "--set", "net.hidden=[8]"]
+TINY_CONFIG = {"search.num_simulations": 2, "num_envs": 2, "batch_size": 8, "learning_starts": 8,
+               "net.latent_dim": 8, "net.hidden": [8]}
+
+
+def refused(capsys, argv, *needles) -> str:
+    """Run the CLI, expect exit 2 and an `error: ...` line holding every needle; return it."""
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: "), err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+@pytest.fixture
+def nothing_runs(monkeypatch):
+    """Any training run, comparison, misgen study or checkpoint load fails the test."""
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("refused too late: work started before the bad input was noticed")
+
+    for target in ("agent.cli.train.train_run", "agent.cli.compare.train_run", "agent.cli.misgen.run_misgen",
+                   "agent.cli.evaluate.load_agent", "agent.algorithms.load_agent"):
+        monkeypatch.setattr(target, must_not_run)
+
+
+# ---------------------------------------------------------------- 1, 6, 7: numbers out of range
+@pytest.mark.parametrize("flag, value, message", [
+    ("--steps", "-5", "--steps must be >= 1"), ("--steps", "0", "--steps must be >= 1"),
+    ("--eval-interval", "0", "--eval-interval must be >= 1"), ("--log-interval", "0", "--log-interval must be >= 1"),
+    ("--checkpoint-interval", "0", "--checkpoint-interval must be >= 1"),
+    ("--checkpoint-seconds", "0", "--checkpoint-seconds must be > 0"),
+    ("--checkpoint-seconds", "nan", "--checkpoint-seconds must be > 0"),
+    ("--audit-episodes", "-1", "--audit-episodes must be >= 0"),
+    ("--eval-episodes", "0", "--eval-episodes must be >= 1"), ("--seed", "-1", "--seed must be >= 0")])
+def test_train_refuses_out_of_range_numbers_first(capsys, tmp_path, nothing_runs, flag, value, message):
+    refused(capsys, ["--logdir", str(tmp_path / "runs"), flag, value], message)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_zero_eval_episodes_keeps_the_previous_run(capsys, tmp_path):
+    run_dir = tmp_path / "ez_CartPole-v1_s0"
+    run_dir.mkdir()
+    for name in ("evaluations.csv", "result.json"):
+        (run_dir / name).write_text("previous run")
+    refused(capsys, ["--logdir", str(tmp_path), "--eval-episodes", "0", *TINY], "--eval-episodes")
+    assert (run_dir / "evaluations.csv").read_text() == (run_dir / "result.json").read_text() == "previous run"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"steps": 0}, "--steps must be >= 1"), ({"seed": -1}, "--seed must be >= 0"),
+    ({"eval_episodes": 0}, "--eval-episodes must be >= 1"), ({"log_interval": 0}, "--log-interval"),
+    ({"checkpoint_seconds": -1.0}, "--checkpoint-seconds"), ({"audit_episodes": -2}, "--audit-episodes")])
+def test_train_run_refuses_the_same_from_python(tmp_path, kwargs, message):
+    args = {"algo": "ez", "env_id": "CartPole-v1", "seed": 0, "steps": 16, "logdir": tmp_path / "runs",
+            "eval_interval": 8, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        train_run(**args)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--steps", "0"], "--steps must be >= 1"), (["--eval-interval", "0"], "--eval-interval must be >= 1"),
+    (["--eval-episodes", "0"], "--eval-episodes must be >= 1"), (["--seeds", "0,-1"], "--seeds must be >= 0"),
+    (["--workers", "0"], "--workers must be >= 1")])
+def test_compare_refuses_out_of_range_numbers_first(capsys, tmp_path, nothing_runs, extra, message):
+    refused(capsys, ["compare", "--algos", "ppo", "--out", str(tmp_path / "out"), *extra], message)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--steps", "0"], "budgets must be >= 1"), (["--steps", "100,ppo=-3"], "budgets must be >= 1"),
+    (["--episodes", "0"], "--episodes must be >= 1"), (["--eval-interval", "0"], "--eval-interval must be >= 1"),
+    (["--seeds", "-1"], "--seeds must be >= 0")])
+def test_misgen_refuses_out_of_range_numbers_first(capsys, tmp_path, nothing_runs, extra, message):
+    refused(capsys, ["misgen", "--algos", "ppo", "--out", str(tmp_path / "out"), *extra], message)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["eval", "--episodes", "0"], "--episodes must be >= 1"), (["audit", "--episodes", "0"], "--episodes must be >= 1"),
+    (["eval", "--seed", "-1"], "--seed must be >= 0"), (["audit", "--seed", "-1"], "--seed must be >= 0"),
+    (["explain", "--seed", "-1"], "--seed must be >= 0")])
+def test_checkpoint_commands_refuse_before_loading(capsys, nothing_runs, argv, message):
+    refused(capsys, [*argv, "--checkpoint", CARTPOLE], message)
+
+
+# ---------------------------------------------------------------- 5: a device this machine lacks
+@pytest.fixture
+def no_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+@pytest.mark.parametrize("argv", [
+    ["train"], ["train", "--algo", "ppo"], ["eval", "--checkpoint", CARTPOLE], ["explain", "--checkpoint", CARTPOLE],
+    ["audit", "--checkpoint", CARTPOLE], ["compare", "--algos", "ez,ppo"], ["misgen", "--algos", "ppo"]])
+def test_every_command_refuses_an_unavailable_device(capsys, tmp_path, monkeypatch, no_cuda, nothing_runs, argv):
+    monkeypatch.chdir(tmp_path)
+    refused(capsys, [*argv, "--device", "cuda"], "--device cuda", "CUDA is not available", "available here: auto, cpu")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_python_api_refuses_an_unavailable_device_too(no_cuda):
+    assert resolve_device("auto") == torch.device("cpu")
+    for make in (lambda: resolve_device("cuda:0"), lambda: PPOBaseline("CartPole-v1", device="cuda"),
+                 lambda: EZAgent("CartPole-v1", config=TINY_CONFIG, device="cuda")):
+        with pytest.raises(ValueError, match="--device cuda.*CUDA is not available"):
+            make()
+    with pytest.raises(ValueError, match="--device 'tpu' is not a torch device"):
+        resolve_device("tpu")
+
+
+# ---------------------------------------------------------------- 8: an algorithm that does not exist
+def test_compare_refuses_an_unknown_algorithm_and_trains_nothing(capsys, tmp_path, nothing_runs):
+    refused(capsys, ["compare", "--algos", "ppo,sac", "--out", str(tmp_path / "out")],
+            "unknown algorithm 'sac'", "ez, ppo, dqn, a2c")
+    assert not (tmp_path / "out").exists()
