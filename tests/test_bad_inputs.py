@@ -1,13 +1,16 @@
 """Bad inputs are refused early and clearly: the CLI exits 2 with an `error: ...` line naming the flag
 and the fix, the Python API raises a ValueError; nothing is trained, built or deleted first."""
+import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
 from agent.baselines import PPOBaseline
 from agent.cli import main as cli_main
+from agent.evaluation import evaluate
 from agent.ez import EZAgent
 from agent.runner import train_run
-from nets import resolve_device
+from nets import NetConfig, NonFiniteObservation, build_model, resolve_device
 from tests.test_objective_swap import FIXTURES
 
 CARTPOLE = str(FIXTURES / "cartpole_ez.pt")
@@ -97,6 +100,41 @@ def test_misgen_refuses_out_of_range_numbers_first(capsys, tmp_path, nothing_run
     (["explain", "--seed", "-1"], "--seed must be >= 0")])
 def test_checkpoint_commands_refuse_before_loading(capsys, nothing_runs, argv, message):
     refused(capsys, [*argv, "--checkpoint", CARTPOLE], message)
+
+
+# ---------------------------------------------------------------- 2: observations with NaN or inf
+class NaNObservations(gym.ObservationWrapper):
+    """An environment gone wrong: every observation is NaN."""
+
+    def observation(self, observation):
+        return np.full_like(observation, np.nan)
+
+
+def test_the_model_blames_a_nan_observation_and_still_reports_divergence():
+    model = build_model((4,), 2, NetConfig(latent_dim=8, hidden=[8]), "cpu")
+    obs = np.zeros((3, 4), np.float32)
+    obs[1, 0], obs[2, 3] = np.nan, np.inf
+    with pytest.raises(NonFiniteObservation, match=r"observation .* not finite: row\(s\) 1, 2 of the batch of 3"):
+        model.initial_inference(obs)
+    assert issubclass(NonFiniteObservation, ValueError)
+    with torch.no_grad():
+        next(model.prediction.parameters()).fill_(float("nan"))  # a diverged network, finite input
+    with pytest.raises(FloatingPointError, match="diverged"):
+        model.initial_inference(np.zeros((3, 4), np.float32))
+
+
+def test_explain_refuses_a_nan_obs_naming_the_flag(capsys):
+    refused(capsys, ["explain", "--checkpoint", CARTPOLE, "--obs", "[NaN, 0, 0, 0]"], "--obs", "finite")
+
+
+def test_nan_observations_from_the_env_name_it_in_training_and_evaluation(capsys, tmp_path):
+    agent = EZAgent("CartPole-v1", config=TINY_CONFIG, wrappers=[NaNObservations])
+    with pytest.raises(ValueError, match="CartPole-v1 .self-play.*observation .* not finite"):
+        agent.learn(4)
+    with pytest.raises(ValueError, match="CartPole-v1 .evaluation.*observation .* not finite"):
+        evaluate(lambda obs: agent.predict(obs)[0], "CartPole-v1", 0, 2, wrappers=[NaNObservations])
+    refused(capsys, ["--logdir", str(tmp_path), "--wrapper", "tests.test_bad_inputs:NaNObservations", "--no-progress",
+                     *TINY], "CartPole-v1", "observation", "not finite")
 
 
 # ---------------------------------------------------------------- 5: a device this machine lacks

@@ -49,6 +49,9 @@ def _observation(agent, args) -> np.ndarray:
         if obs.shape != agent.obs_shape:
             raise ValueError(f"--obs has shape {obs.shape}, but {agent.env_id} observations have shape "
                              f"{agent.obs_shape}")
+        if not np.isfinite(obs).all():  # json.loads reads NaN and Infinity; the model cannot
+            raise ValueError(f"--obs must hold finite numbers, got {args.obs!r} (NaN or inf at positions "
+                             f"{np.argwhere(~np.isfinite(obs)).tolist()})")
         return obs
     env = envs.make(agent.env_id, None, wrappers=agent.wrappers, env_module=agent.env_module)
     seed = agent.seed if args.seed is None else args.seed
