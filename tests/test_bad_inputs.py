@@ -11,7 +11,9 @@ from agent.evaluation import evaluate
 from agent.ez import EZAgent
 from agent.runner import train_run
 from nets import NetConfig, NonFiniteObservation, build_model, resolve_device
-from tests.test_objective_swap import FIXTURES
+from planners.objectives import ObservationValue
+from planners.plugins import PluggedFn
+from tests.test_objective_swap import FIXTURES, load_fixture
 
 CARTPOLE = str(FIXTURES / "cartpole_ez.pt")
 TINY = ["--set", "search.num_simulations=2", "--set", "num_envs=2", "--set", "batch_size=8",
@@ -135,6 +137,42 @@ def test_nan_observations_from_the_env_name_it_in_training_and_evaluation(capsys
         evaluate(lambda obs: agent.predict(obs)[0], "CartPole-v1", 0, 2, wrappers=[NaNObservations])
     refused(capsys, ["--logdir", str(tmp_path), "--wrapper", "tests.test_bad_inputs:NaNObservations", "--no-progress",
                      *TINY], "CartPole-v1", "observation", "not finite")
+
+
+# ---------------------------------------------------------------- 3: plug-ins that change later
+class ChangesLater:
+    """A plug-in that behaves for its first `good` calls, then returns two values per row or raises."""
+
+    def __init__(self, good: int, then: str):
+        self.calls, self.good, self.then = 0, good, then
+
+    def __call__(self, obs):
+        self.calls += 1
+        if self.calls <= self.good:
+            return obs[:, 0]
+        if self.then == "raise":
+            raise KeyError("no such column")
+        return obs[:, :2]
+
+
+def test_a_plugged_function_is_checked_on_every_call():
+    x = torch.zeros(5, 4)
+    fn = PluggedFn(ChangesLater(1, "shape"), "value function")
+    fn(x)
+    with pytest.raises(ValueError, match=r"value function ChangesLater.*shape \[5\].*shape \(5, 4\).*shape \(5, 2\)"):
+        fn(x)
+    fn = PluggedFn(ChangesLater(1, "raise"), "value function")
+    fn(x)
+    with pytest.raises(ValueError, match=r"value function ChangesLater.* raised KeyError.*shape \(5, 4\)"):
+        fn(x)
+
+
+@pytest.mark.parametrize("then", ["shape", "raise"])
+def test_a_plug_in_that_breaks_mid_search_is_named(then):
+    agent = load_fixture("corridor")
+    agent.set_objective(ObservationValue(ChangesLater(2, then)))  # validate's two calls pass
+    with pytest.raises(ValueError, match="observation value function ChangesLater"):
+        agent.predict(np.zeros(agent.obs_shape, agent.obs_dtype))
 
 
 # ---------------------------------------------------------------- 5: a device this machine lacks
