@@ -7,6 +7,7 @@ import torch
 
 from agent.baselines import PPOBaseline
 from agent.cli import main as cli_main
+from agent.config import parse_set
 from agent.evaluation import evaluate
 from agent.ez import EZAgent
 from agent.runner import train_run
@@ -173,6 +174,13 @@ def test_a_plug_in_that_breaks_mid_search_is_named(then):
     agent.set_objective(ObservationValue(ChangesLater(2, then)))  # validate's two calls pass
     with pytest.raises(ValueError, match="observation value function ChangesLater"):
         agent.predict(np.zeros(agent.obs_shape, agent.obs_dtype))
+
+
+# ---------------------------------------------------------------- 4: --set that is not YAML
+def test_a_set_value_that_is_not_yaml_names_the_item(capsys, tmp_path, nothing_runs):
+    with pytest.raises(ValueError, match=r"--set 'net.hidden=\[64,'.*YAML.*closing bracket"):
+        parse_set(["net.hidden=[64,"])
+    refused(capsys, ["--logdir", str(tmp_path), "--set", "net.hidden=[64,"], "--set 'net.hidden=[64,'", "YAML")
 
 
 # ---------------------------------------------------------------- 5: a device this machine lacks
