@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+import envs
 from agent.baselines import PPOBaseline
 from agent.cli import main as cli_main
 from agent.config import parse_set
@@ -213,3 +214,31 @@ def test_compare_refuses_an_unknown_algorithm_and_trains_nothing(capsys, tmp_pat
     refused(capsys, ["compare", "--algos", "ppo,sac", "--out", str(tmp_path / "out")],
             "unknown algorithm 'sac'", "ez, ppo, dqn, a2c")
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- 9: wrappers with arguments
+DISCRETIZE = "gymnasium.wrappers:DiscretizeAction(bins=5)"
+
+
+def test_a_wrapper_with_literal_arguments_builds_and_round_trips(tmp_path):
+    assert envs.make("Pendulum-v1", wrappers=[DISCRETIZE]).action_space == gym.spaces.Discrete(5)
+    agent = EZAgent("Pendulum-v1", config=TINY_CONFIG, wrappers=[DISCRETIZE])
+    assert agent.num_actions == 5 and agent.wrappers == [DISCRETIZE]
+    again = EZAgent.load(agent.save(tmp_path / "model.pt"), device="cpu")
+    assert again.wrappers == [DISCRETIZE] and again.num_actions == 5
+
+
+@pytest.mark.parametrize("wrapper, message", [
+    ("gymnasium.wrappers:DiscretizeAction", r"DiscretizeAction' could not be built: TypeError.*bins.*key=value"),
+    ("gymnasium.wrappers:DiscretizeAction(bins=5, nope=1)", r"could not be built: TypeError.*nope"),
+    ("gymnasium.wrappers:DiscretizeAction(5)", "literal keyword arguments"),
+    ("gymnasium.wrappers:DiscretizeAction(bins=5", "literal keyword arguments"),
+    ("gymnasium.wrappers:DiscretizeAction(bins=__import__('os').getpid())", "the value of bins is not a literal")])
+def test_a_wrapper_that_cannot_be_built_is_named_with_the_syntax(wrapper, message):
+    with pytest.raises(ValueError, match=message):
+        envs.make("Pendulum-v1", wrappers=[wrapper])
+
+
+def test_train_refuses_a_wrapper_missing_its_arguments(capsys, tmp_path):
+    refused(capsys, ["--env", "Pendulum-v1", "--logdir", str(tmp_path), "--wrapper", "gymnasium.wrappers:DiscretizeAction",
+                     *TINY], "wrapper 'gymnasium.wrappers:DiscretizeAction' could not be built", "key=value")

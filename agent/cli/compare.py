@@ -42,7 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="skip runs that already finished in --out")
     p.add_argument("--env-module", default=None, help="module to import first; it registers more env ids")
     p.add_argument("--wrapper", action="append", default=[], metavar="MODULE:CLASS",
-                   help="gymnasium wrapper applied to every env, in order (repeatable)")
+                   help="gymnasium wrapper applied to every env, in order (repeatable); arguments as "
+                        "literals: 'gymnasium.wrappers:DiscretizeAction(bins=5)'")
     p.add_argument("--device", default="auto", help="torch device for every run (default auto)")
     p.add_argument("--no-audit", action="store_true",
                    help="skip compare's search-amplification audit of each finished run of an agent that "

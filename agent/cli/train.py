@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--env-module", metavar="PKG", help="import PKG first (it registers more env ids)")
     parser.add_argument("--wrapper", dest="wrappers", action="append", default=[], metavar="MODULE:CLASS",
-                        help="gymnasium wrapper applied to every env, in order; repeatable")
+                        help="gymnasium wrapper applied to every env, in order; repeatable. Arguments as "
+                             "literals: 'gymnasium.wrappers:DiscretizeAction(bins=5)'")
     parser.add_argument("--resume", metavar="PATH",
                         help="continue a run up to --steps: its resume.pt (ez) / model.zip, or its run directory")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
