@@ -1,5 +1,7 @@
 """Bad inputs are refused early and clearly: the CLI exits 2 with an `error: ...` line naming the flag
 and the fix, the Python API raises a ValueError; nothing is trained, built or deleted first."""
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -242,3 +244,33 @@ def test_a_wrapper_that_cannot_be_built_is_named_with_the_syntax(wrapper, messag
 def test_train_refuses_a_wrapper_missing_its_arguments(capsys, tmp_path):
     refused(capsys, ["--env", "Pendulum-v1", "--logdir", str(tmp_path), "--wrapper", "gymnasium.wrappers:DiscretizeAction",
                      *TINY], "wrapper 'gymnasium.wrappers:DiscretizeAction' could not be built", "key=value")
+
+
+# ---------------------------------------------------------------- 10: --env-module from the current directory
+@pytest.fixture
+def env_module_in_cwd(tmp_path, monkeypatch):
+    """A module in the (temporary) current directory that registers a short copy of CartPole."""
+    name = f"cwd_envs_{abs(hash(str(tmp_path)))}"  # a fresh module name per test: nothing cached
+    env_id = f"{name}/Cart-v0"
+    (tmp_path / f"{name}.py").write_text(
+        "import gymnasium as gym\n"
+        f"gym.register({env_id!r}, entry_point='gymnasium.envs.classic_control:CartPoleEnv', max_episode_steps=10)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # import_from_cwd adds the cwd; undone afterwards
+    yield name, env_id
+    sys.modules.pop(name, None)
+    gym.registry.pop(env_id, None)
+
+
+def test_env_module_in_the_current_directory_is_found(env_module_in_cwd):
+    name, env_id = env_module_in_cwd
+    assert env_id not in gym.registry
+    env = envs.make(env_id, seed=0, env_module=name)
+    assert env.spec.id == env_id and env.spec.max_episode_steps == 10
+
+
+def test_train_cli_env_module_in_the_current_directory(env_module_in_cwd, tmp_path):
+    name, env_id = env_module_in_cwd
+    assert cli_main(["--env-module", name, "--env", env_id, "--steps", "4", "--eval-episodes", "1",
+                     "--audit-episodes", "0", "--no-progress", "--logdir", "runs", *TINY]) == 0
+    assert len(list((tmp_path / "runs").glob("*/result.json"))) == 1
