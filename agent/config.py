@@ -228,8 +228,19 @@ def parse_set(items: Iterable[str]) -> Dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--set expects key=value (e.g. search.num_simulations=25), got {item!r}")
-        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        out[key.strip()] = _yaml_value(item, raw) if raw.strip() else ""
     return out
+
+
+def _yaml_value(item: str, raw: str) -> Any:
+    """One --set value read as YAML, or a ValueError naming the item and what YAML expected."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())
+        raise ValueError(f"--set {item!r}: the value {raw!r} could not be read as YAML ({problem}). Values are "
+                         f"YAML: a number (25, 3e-3), true/false, a list with its closing bracket ([64, 64]), "
+                         f"or a string - in quotes if it holds [ ] {{ }} , : or #") from e
 
 
 def load_yaml(path: str | Path) -> Dict[str, Any]:

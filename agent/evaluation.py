@@ -12,6 +12,7 @@ from typing import Callable, List, Sequence
 import numpy as np
 
 import envs
+from nets import NonFiniteObservation
 
 EVAL_SEED_OFFSET = 1_000_003
 
@@ -51,7 +52,10 @@ def evaluate(act: Callable[[np.ndarray], np.ndarray], env_id: str, seed: int, ep
     active = list(range(episodes))
     steps = 0
     while active and steps < max_steps:
-        actions = np.asarray(act(np.stack([obs[i] for i in active])))
+        try:
+            actions = np.asarray(act(np.stack([obs[i] for i in active])))
+        except NonFiniteObservation as e:  # the observations come from these envs
+            raise NonFiniteObservation(f"{env_id} (evaluation, seeds from {base}): {e}") from e
         still = []
         for a, i in zip(actions, active):
             o, r, term, trunc, info = env_list[i].step(a.item() if np.ndim(a) == 0 else a)  # Box: keep the array

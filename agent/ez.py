@@ -35,7 +35,7 @@ from agent.learner import Learner
 from agent.protocol import Agent
 from agent.replay import Replay
 from agent.selfplay import SelfPlay, StepReport
-from nets import build_model, format_capacity_report, resolve_device
+from nets import NonFiniteObservation, build_model, format_capacity_report, resolve_device
 from planners.objectives import Objective, ObjectiveNotRestorable, objective_from_spec
 from planners.plugins import validate
 from planners.policies import plan
@@ -54,6 +54,7 @@ class EZAgent(Agent):
         """`env`: a gymnasium id, or an env whose `spec.id` names one (the agent makes its own copies,
         with `wrappers` applied in order). `config`: an AgentConfig, a dict of settings over the
         env's preset, or None for the preset. `run_dir`: where TensorBoard scalars go."""
+        self.device = resolve_device(device)  # an unavailable device is refused before any env is made
         self.env_id = _env_id(env)
         self.env_module = env_module
         self.wrappers = [w if isinstance(w, str) else f"{w.__module__}:{w.__qualname__}" for w in wrappers]
@@ -69,7 +70,6 @@ class EZAgent(Agent):
             config = resolve_config(self.env_id, overrides=config)
         self.config = config
         self.seed = int(seed)
-        self.device = resolve_device(device)
         self.run_dir = Path(run_dir) if run_dir is not None else None
 
         torch.manual_seed(self.seed)
@@ -176,20 +176,27 @@ class EZAgent(Agent):
         callback.init_callback(self)
         callback.on_training_start({"total_timesteps": end}, globals())
         while self.num_timesteps < end:
-            progress = self.num_timesteps / end
-            self._last_play = self._selfplay.step(self.model, self.objective, c.search, c.temperature_at(progress),
-                                                  self.rng, self.num_timesteps)
-            self._num_timesteps += c.num_envs
-            self._recent_returns.extend(self._last_play.finished_returns)
-            if self.num_timesteps >= c.learning_starts:
-                self._train_credit += c.num_envs * c.replay_ratio
-                while self._train_credit >= 1.0:
-                    self._last_stats = self._train_step(beta=c.priority_beta + (1 - c.priority_beta) * progress)
-                    self._train_credit -= 1.0
+            try:
+                self._play_and_train(self.num_timesteps / end)
+            except NonFiniteObservation as e:  # the observations come from the training envs
+                raise NonFiniteObservation(f"{self.env_id} (self-play): {e}") from e
             if callback.on_step() is False:
                 break
         callback.on_training_end()
         return self
+
+    def _play_and_train(self, progress: float) -> None:
+        """One self-play step in every env, then the training steps now due."""
+        c = self.config
+        self._last_play = self._selfplay.step(self.model, self.objective, c.search, c.temperature_at(progress),
+                                              self.rng, self.num_timesteps)
+        self._num_timesteps += c.num_envs
+        self._recent_returns.extend(self._last_play.finished_returns)
+        if self.num_timesteps >= c.learning_starts:
+            self._train_credit += c.num_envs * c.replay_ratio
+            while self._train_credit >= 1.0:
+                self._last_stats = self._train_step(beta=c.priority_beta + (1 - c.priority_beta) * progress)
+                self._train_credit -= 1.0
 
     def _start_selfplay(self) -> None:
         c = self.config

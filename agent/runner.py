@@ -23,7 +23,9 @@ import envs
 from agent.algorithms import algorithm
 from agent.baselines.sb3 import wrapper_path
 from agent.callbacks import CheckpointCallback, EvalCallback, EvalRecord, LogCallback, StopOnSignal
+from common.checks import at_least, non_negative_seed, positive
 from common.files import atomic_write_text
+from nets import resolve_device
 
 RESULT_FILE = "result.json"  # written last: its presence means the run finished
 # What a run writes into its directory (besides the checkpoints its class names): a new run refuses
@@ -70,6 +72,26 @@ class RunSummary:
         return cls(**data)
 
 
+def check_run_options(*, steps: int, seed: int, eval_interval: int, eval_episodes: int, device: str = "auto",
+                      checkpoint_interval: Optional[int] = None, checkpoint_seconds: Optional[float] = None,
+                      log_interval: int = 1, audit_episodes: int = 0) -> None:
+    """Refuse a run's options before anything is built or any previous result is removed; each
+    message names the `train.py` flag (`--steps` for `steps`, ...). A zero budget would otherwise
+    write an untrained model as a finished run, and a zero episode count fail only at the first
+    evaluation."""
+    at_least("--steps", steps, 1)
+    non_negative_seed("--seed", seed)
+    at_least("--eval-interval", eval_interval, 1)
+    at_least("--eval-episodes", eval_episodes, 1)
+    if checkpoint_interval is not None:
+        at_least("--checkpoint-interval", checkpoint_interval, 1)
+    if checkpoint_seconds is not None:
+        positive("--checkpoint-seconds", checkpoint_seconds)
+    at_least("--log-interval", log_interval, 1)
+    at_least("--audit-episodes", audit_episodes, 0)
+    resolve_device(device)
+
+
 def train_run(algo: str, env_id: str, seed: int, steps: int, logdir: str | os.PathLike, *,
               eval_interval: int, eval_episodes: int = 20, config_overrides: Optional[dict] = None,
               env_module: Optional[str] = None, wrappers: Sequence = (), progress_bar: bool = True,
@@ -85,10 +107,15 @@ def train_run(algo: str, env_id: str, seed: int, steps: int, logdir: str | os.Pa
     checkpoint_interval / checkpoint_seconds: resume checkpoints every so many env steps / seconds
     (None: only at the end). audit_episodes: the search-amplification audit after training (agents
     that can be audited; 0: none). overwrite: a new run may replace an earlier run's directory
-    (otherwise refused). verbose=False silences the per-evaluation lines.
+    (otherwise refused). verbose=False silences the per-evaluation lines. Out-of-range options and
+    an unavailable device are a ValueError before anything is built (check_run_options).
     SIGINT / SIGTERM stop training after the current step, write the checkpoints and raise
     TrainingInterrupted.
     """
+    check_run_options(steps=steps, seed=seed, eval_interval=eval_interval, eval_episodes=eval_episodes,
+                      device=device, checkpoint_interval=checkpoint_interval,
+                      checkpoint_seconds=checkpoint_seconds, log_interval=log_interval,
+                      audit_episodes=audit_episodes)
     cls = algorithm(algo)
     if env_module:
         envs.import_env_module(env_module)  # the eval envs are made in this process too

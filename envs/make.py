@@ -1,8 +1,14 @@
-"""Environment construction: any registered gymnasium id, user modules, and wrappers in order."""
+"""Environment construction: any registered gymnasium id, user modules, and wrappers in order.
+
+A wrapper is a class or a string, 'module:Class' or 'module:Class(key=value, ...)' with literal
+keyword arguments (numbers, strings, booleans, None, tuples, lists, dicts), e.g.
+'gymnasium.wrappers:DiscretizeAction(bins=5)'. Checkpoints store wrappers as these strings.
+"""
 from __future__ import annotations
 
+import ast
 import difflib
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import gymnasium as gym
 
@@ -34,7 +40,8 @@ def check_spaces(env: gym.Env, env_id: str) -> None:
     if not isinstance(act, gym.spaces.Discrete):
         raise NotApplicable(
             f"{env_id} has action space {act}, but the glasszero planner only supports Discrete "
-            f"actions. Discretize it with a wrapper (e.g. --wrapper mymod:DiscretizeActions) or "
+            f"actions. Discretize it with a wrapper (e.g. --wrapper "
+            f"'gymnasium.wrappers:DiscretizeAction(bins=5)') or "
             f"compare with a baseline that handles it (--algo ppo).")
     if not isinstance(obs, gym.spaces.Box):
         raise NotApplicable(
@@ -42,11 +49,48 @@ def check_spaces(env: gym.Env, env_id: str) -> None:
             f"with --wrapper gymnasium.wrappers:FlattenObservation.")
 
 
+def parse_wrapper(spec: str) -> Tuple[str, Dict[str, Any]]:
+    """'module:Class(key=value, ...)' -> ('module:Class', {key: value}); no parentheses: no arguments.
+
+    The arguments are read with `ast` and must be literals: nothing in the string is executed."""
+    path, paren, rest = spec.partition("(")
+    if not paren:
+        return spec.strip(), {}
+    syntax = (f"--wrapper {spec!r}: arguments must be literal keyword arguments, "
+              f"'module:Class(key=value, ...)' (e.g. gymnasium.wrappers:DiscretizeAction(bins=5))")
+    try:
+        call = ast.parse("_(" + rest, mode="eval").body
+    except SyntaxError as e:
+        raise ValueError(f"{syntax}; {e.msg}") from None
+    if not isinstance(call, ast.Call) or call.args or any(k.arg is None for k in call.keywords):
+        raise ValueError(syntax)
+    kwargs = {}
+    for k in call.keywords:
+        try:
+            kwargs[k.arg] = ast.literal_eval(k.value)
+        except (ValueError, TypeError, SyntaxError, RecursionError):
+            raise ValueError(f"{syntax}; the value of {k.arg} is not a literal") from None
+    return path.strip(), kwargs
+
+
+def apply_wrapper(env: gym.Env, wrapper: str | Callable) -> gym.Env:
+    """`wrapper(env, **its arguments)`; a failure is a ValueError naming the wrapper and the syntax."""
+    if not isinstance(wrapper, str):
+        return wrapper(env)
+    path, kwargs = parse_wrapper(wrapper)
+    cls = load_attr(path, "wrapper")
+    try:
+        return cls(env, **kwargs)
+    except Exception as e:  # noqa: BLE001 -- any failure of a user-named class, reported with its string
+        raise ValueError(f"wrapper {wrapper!r} could not be built: {type(e).__name__}: {e}. Arguments go in the "
+                         f"string, as literals: --wrapper 'module:Class(key=value, ...)'") from e
+
+
 def make(env_id: str, seed: Optional[int] = None, *, wrappers: Sequence[str | Callable] = (),
          env_module: Optional[str] = None, check: bool = True, **kwargs) -> gym.Env:
     """Make one environment, apply `wrappers` in order, seed its spaces and first reset.
 
-    `wrappers` holds gymnasium wrapper classes or 'module:Class' strings. `check=False` skips the
+    `wrappers` holds gymnasium wrapper classes or strings (module docstring). `check=False` skips the
     planner's space check (the Stable-Baselines3 baselines accept more spaces than the planner).
     """
     if env_module:
@@ -54,8 +98,7 @@ def make(env_id: str, seed: Optional[int] = None, *, wrappers: Sequence[str | Ca
     _ensure_registered(env_id)
     env = gym.make(env_id, **kwargs)
     for w in wrappers:
-        cls = load_attr(w, "wrapper") if isinstance(w, str) else w
-        env = cls(env)
+        env = apply_wrapper(env, w)
     if check:
         check_spaces(env, env_id)
     if seed is not None:

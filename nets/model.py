@@ -35,11 +35,42 @@ from nets.support import support_to_scalar
 ArrayLike = "np.ndarray | torch.Tensor"
 
 
-def resolve_device(device: "str | torch.device") -> torch.device:
-    """"auto" picks CUDA when there is one, else the CPU."""
+class NonFiniteObservation(ValueError):
+    """An observation handed to the model holds NaN or inf: the input is at fault, not the network."""
+
+
+def available_devices() -> List[str]:
+    """The --device values this machine can honour."""
+    found = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        found += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        found.append("mps")
+    return found
+
+
+def resolve_device(device: "str | torch.device", flag: str = "--device") -> torch.device:
+    """"auto" picks CUDA when there is one, else the CPU. A device this machine lacks is refused
+    here with a ValueError naming `flag` and the devices there are, before anything is built on it
+    (torch would fail later with an AssertionError, and SB3 would quietly fall back to the CPU)."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"{flag} {device!r} is not a torch device ({e}); available here: "
+                         f"{', '.join(available_devices())}") from e
+    missing = None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        missing = ("CUDA is not available (this torch build has no CUDA support)" if torch.version.cuda is None
+                   else "CUDA is not available (no GPU visible to torch)")
+    elif dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        missing = f"there are {torch.cuda.device_count()} CUDA devices"
+    elif dev.type == "mps" and "mps" not in available_devices():
+        missing = "MPS is not available"
+    if missing:
+        raise ValueError(f"{flag} {device}: {missing}; available here: {', '.join(available_devices())}")
+    return dev
 
 
 class Model(nn.Module):
@@ -94,17 +125,24 @@ class Model(nn.Module):
     # ----------------------------------------------------------------- inference
 
     def initial_inference(self, obs: ArrayLike) -> ModelOutput:
-        """obs [B, *obs_shape] (numpy or tensor, any device) -> root outputs; reward is 0."""
+        """obs [B, *obs_shape] (numpy or tensor, any device) -> root outputs; reward is 0.
+
+        Raises NonFiniteObservation (a ValueError naming the rows) if obs holds NaN or inf, and
+        FloatingPointError if the network's outputs do from a finite obs (divergence)."""
         obs = torch.as_tensor(obs, device=self.device)
         if tuple(obs.shape[1:]) != self.obs_shape or obs.dim() != len(self.obs_shape) + 1:
             raise ValueError(f"initial_inference expects a batch of observations [B, {', '.join(map(str, self.obs_shape))}], "
                              f"got shape {tuple(obs.shape)}")
+        # Checked with the outputs' finiteness in one host sync (_predict), so a NaN observation is
+        # reported as such rather than as a diverged network.
+        obs_finite = torch.isfinite(obs).flatten(1).all(dim=1)
         latent = self.representation(obs)
         batch = latent.shape[0]
         reward_state = None
         if self.dynamics.reward.state_size:
             reward_state = latent.new_zeros(batch, self.dynamics.reward.state_size + 1)
-        return self._predict(latent, latent.new_zeros(batch), None, reward_state, "initial_inference")
+        return self._predict(latent, latent.new_zeros(batch), None, reward_state, "initial_inference",
+                             obs=obs, obs_finite=obs_finite)
 
     def recurrent_inference(self, latent: torch.Tensor, action: ArrayLike,
                             reward_state: Optional[torch.Tensor] = None) -> ModelOutput:
@@ -127,13 +165,18 @@ class Model(nn.Module):
             next_reward_state = torch.cat([lstm_state, prefix.unsqueeze(1)], dim=1)
         return self._predict(next_latent, reward, reward_logits, next_reward_state, "recurrent_inference")
 
-    def _predict(self, latent, reward, reward_logits, reward_state, call: str) -> ModelOutput:
+    def _predict(self, latent, reward, reward_logits, reward_state, call: str, obs=None,
+                 obs_finite: Optional[torch.Tensor] = None) -> ModelOutput:
         policy_logits, value_logits = self.prediction(latent)
         value_ensemble = support_to_scalar(value_logits)
         value = value_ensemble.mean(dim=1)
         # One host sync per call; a diverged network must fail loudly, not steer the search.
-        if not bool(torch.isfinite(value).all() & torch.isfinite(reward).all()
-                    & torch.isfinite(policy_logits).all()):
+        finite = torch.isfinite(value).all() & torch.isfinite(reward).all() & torch.isfinite(policy_logits).all()
+        if obs_finite is not None:
+            finite = finite & obs_finite.all()
+        if not bool(finite):
+            if obs_finite is not None and not bool(obs_finite.all()):
+                raise _non_finite_observation(call, obs, obs_finite)
             raise FloatingPointError(
                 f"Model.{call}: the network produced NaN or inf in its value, reward or policy output "
                 f"(training has probably diverged: lower the learning rate or clip gradients)")
@@ -162,6 +205,16 @@ class Model(nn.Module):
         """Mean squared error of decode(latent) against obs, per sample: shape [B]."""
         target = torch.as_tensor(obs, device=self.device).float()
         return (self.decode(latent) - target).pow(2).flatten(1).mean(dim=1)
+
+
+def _non_finite_observation(call: str, obs: torch.Tensor, obs_finite: torch.Tensor) -> NonFiniteObservation:
+    rows = torch.nonzero(~obs_finite).flatten().tolist()
+    shown = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
+    example = obs[rows[0]].flatten()[:8].tolist()
+    return NonFiniteObservation(
+        f"the observation given to Model.{call} is not finite: row(s) {shown} of the batch of {obs.shape[0]} "
+        f"hold NaN or inf (row {rows[0]} starts {example}); the input is at fault, not the network - check "
+        f"the environment, its wrappers or the observation passed in")
 
 
 def build_model(obs_space_shape: Tuple[int, ...], num_actions: int, config: Optional[NetConfig] = None,

@@ -12,7 +12,8 @@ both work as written.
 The first call checks the output strictly — shape, float dtype, finite values, no exception — and
 raises a `ValueError` that names the function and says what it returned. `planners.objectives.
 validate` makes that first call at plug-in time on a dummy batch, so a broken function fails when
-it is plugged in rather than deep inside a search.
+it is plugged in rather than deep inside a search. Every later call is checked cheaply — that it
+raised nothing and returned shape [B] or [B, 1] — and fails with the same kind of ValueError.
 """
 from __future__ import annotations
 
@@ -49,8 +50,22 @@ class PluggedFn:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if not self.checked:
             return self.check(x)
-        out = self.fn(_to_numpy(x) if self.numpy else x)
+        try:
+            out = self.fn(_to_numpy(x) if self.numpy else x)
+        except Exception as e:  # noqa: BLE001 -- any failure of user code, reported with what it was given
+            raise ValueError(f"{self.what} {self.name} raised {type(e).__name__}: {e} when called on "
+                             f"{self._kind()} of shape {tuple(x.shape)} (it passed its first check)") from e
+        # Every later call is shape-checked too (cheap: no host sync), so that a function that
+        # changes its output mid-search fails with its name, not as a broadcasting error deep inside.
+        shape = tuple(getattr(out, "shape", ()))
+        if shape not in ((x.shape[0],), (x.shape[0], 1)):
+            raise ValueError(f"{self.what} {self.name} must return one value per row, shape [{x.shape[0]}], "
+                             f"but called on {self._kind()} of shape {tuple(x.shape)} it returned "
+                             f"{type(out).__name__} of shape {shape} (it passed its first check): {_show(out)}")
         return _to_torch(out, x).reshape(x.shape[0])
+
+    def _kind(self) -> str:
+        return "a numpy float32 array" if self.numpy else "a torch tensor"
 
     def check(self, x: torch.Tensor) -> torch.Tensor:
         """Call once with every check on; remember the torch/numpy mode that worked."""
@@ -72,9 +87,8 @@ class PluggedFn:
         try:
             return self.fn(_to_numpy(x) if self.numpy else x)
         except Exception as e:
-            kind = "a numpy float32 array" if self.numpy else "a torch tensor"
             raise ValueError(f"{self.what} {self.name} raised {type(e).__name__}: {e} when called on "
-                             f"{kind} of shape {tuple(x.shape)}") from e
+                             f"{self._kind()} of shape {tuple(x.shape)}") from e
 
     def _check_output(self, out, batch: int) -> None:
         def fail(problem: str):

@@ -35,6 +35,7 @@ from agent.baselines.zoo import ResolvedHyperparams, zoo_hyperparams
 from agent.callbacks import ProgressBarCallback, as_callback
 from agent.protocol import Agent
 from common.files import atomic_path
+from nets import resolve_device
 
 _META = "glasszero_baseline.json"
 _VECNORM = "glasszero_vecnormalize.json"
@@ -60,6 +61,7 @@ class Baseline(Agent):
                  run_dir: Optional[str | os.PathLike] = None, *, env_module: Optional[str] = None,
                  wrappers: Sequence[str | type] = ()):
         """`config`: zoo keys over the zoo entry for (algo, env), in the zoo's spelling."""
+        device = resolve_device(device)  # SB3 itself would fall back to the CPU without a word
         self.env_id, self.seed = env, int(seed)
         self.env_module, self.wrappers = env_module, [wrapper_path(w) for w in wrappers]
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -168,7 +170,7 @@ class Baseline(Agent):
              run_dir: Optional[str | os.PathLike] = None) -> "Baseline":
         """Restore a checkpoint written by `save`, with its environment, ready to predict or learn on.
         Called on `Baseline` itself, the class is the one the checkpoint names."""
-        path = Path(path)
+        path, device = Path(path), resolve_device(device)
         if not path.exists():
             raise FileNotFoundError(f"No baseline checkpoint at {path} (expected the model.zip of a run).")
         try:

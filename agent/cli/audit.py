@@ -12,7 +12,8 @@ import dataclasses
 import json
 
 from agent.studies.audit import format_audit, run_audit, write_audit
-from agent.cli.objective_flags import add_objective_arguments, apply_objective_args, load_planner
+from agent.cli.objective_flags import (add_objective_arguments, apply_objective_args, check_shared_flags,
+                                       load_planner)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,12 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_shared_flags(args)
     agent = load_planner(args.checkpoint, args.device, "audit")
     apply_objective_args(agent, args)
     if args.simulations is not None:
         agent.config.search = dataclasses.replace(agent.config.search, num_simulations=args.simulations)
-    if args.episodes < 1:
-        raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
     report = run_audit(agent, agent.env_id, agent.seed if args.seed is None else args.seed, args.episodes)
     report["checkpoint"] = str(args.checkpoint)
     path = None

@@ -22,8 +22,9 @@ from tqdm.auto import tqdm
 
 import envs
 from agent.algorithms import algorithm, parse_algorithms
-from agent.runner import RunSummary, run_dir_name, train_run
+from agent.runner import RunSummary, check_run_options, run_dir_name, train_run
 from agent.studies import compare
+from common.checks import at_least, parse_seeds
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,7 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="skip runs that already finished in --out")
     p.add_argument("--env-module", default=None, help="module to import first; it registers more env ids")
     p.add_argument("--wrapper", action="append", default=[], metavar="MODULE:CLASS",
-                   help="gymnasium wrapper applied to every env, in order (repeatable)")
+                   help="gymnasium wrapper applied to every env, in order (repeatable); arguments as "
+                        "literals: 'gymnasium.wrappers:DiscretizeAction(bins=5)'")
     p.add_argument("--device", default="auto", help="torch device for every run (default auto)")
     p.add_argument("--no-audit", action="store_true",
                    help="skip compare's search-amplification audit of each finished run of an agent that "
@@ -72,11 +74,11 @@ class Job:
 
 def run(args: argparse.Namespace) -> int:
     algos = parse_algorithms(args.algos)
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    if not seeds:
-        raise ValueError("--seeds must name at least one seed")
-    if args.steps < 1 or args.workers < 1:
-        raise ValueError("--steps and --workers must be >= 1")
+    seeds = parse_seeds(args.seeds, "--seeds")
+    # Every run would refuse these itself, each as an error row; refuse them once, before any run.
+    at_least("--workers", args.workers, 1)
+    check_run_options(steps=args.steps, seed=seeds[0], eval_episodes=args.eval_episodes, device=args.device,
+                      eval_interval=1 if args.eval_interval is None else args.eval_interval)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     threshold = args.threshold if args.threshold is not None else _reward_threshold(args.env, args.env_module)

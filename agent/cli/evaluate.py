@@ -10,7 +10,7 @@ import argparse
 import json
 
 from agent.algorithms import load_agent
-from agent.cli.objective_flags import add_objective_arguments, apply_objective_args
+from agent.cli.objective_flags import add_objective_arguments, apply_objective_args, check_shared_flags
 from agent.evaluation import evaluate
 
 
@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_shared_flags(args)
     agent = load_agent(args.checkpoint, device=args.device)
     plans = type(agent).can_swap_objective
     apply_objective_args(agent, args)

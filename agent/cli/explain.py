@@ -15,7 +15,8 @@ import numpy as np
 import envs
 from agent.evaluation import eval_seed
 from agent.studies.explain import explain, format_explanation
-from agent.cli.objective_flags import add_objective_arguments, apply_objective_args, load_planner
+from agent.cli.objective_flags import (add_objective_arguments, apply_objective_args, check_shared_flags,
+                                       load_planner)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_shared_flags(args)
     agent = load_planner(args.checkpoint, args.device, "explain")
     apply_objective_args(agent, args)
     obs = _observation(agent, args)
@@ -47,6 +49,9 @@ def _observation(agent, args) -> np.ndarray:
         if obs.shape != agent.obs_shape:
             raise ValueError(f"--obs has shape {obs.shape}, but {agent.env_id} observations have shape "
                              f"{agent.obs_shape}")
+        if not np.isfinite(obs).all():  # json.loads reads NaN and Infinity; the model cannot
+            raise ValueError(f"--obs must hold finite numbers, got {args.obs!r} (NaN or inf at positions "
+                             f"{np.argwhere(~np.isfinite(obs)).tolist()})")
         return obs
     env = envs.make(agent.env_id, None, wrappers=agent.wrappers, env_module=agent.env_module)
     seed = agent.seed if args.seed is None else args.seed

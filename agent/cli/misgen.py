@@ -17,6 +17,8 @@ from tqdm.auto import tqdm
 from agent.algorithms import algorithm, parse_algorithms
 from agent.config import parse_set
 from agent.studies.misgen import SWAPS, aggregate, parse_steps, render_table, results_json, run_misgen
+from common.checks import at_least, parse_seeds
+from nets import resolve_device
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,12 +44,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     algos = parse_algorithms(args.algos)
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    if not seeds:
-        raise ValueError(f"--seeds must name at least one seed (got {args.seeds!r})")
+    seeds = parse_seeds(args.seeds, "--seeds")
     steps = parse_steps(args.steps, algos)
-    if args.episodes < 1:
-        raise ValueError("--episodes must be >= 1")
+    at_least("--episodes", args.episodes, 1)
+    if args.eval_interval is not None:
+        at_least("--eval-interval", args.eval_interval, 1)
+    resolve_device(args.device)
     overrides = parse_set(args.sets)
     swap = SWAPS.get(args.env) if not args.no_swap else None
     for cls in {algorithm(a) for a in algos if algorithm(a).can_swap_objective}:  # refuse bad keys now

@@ -8,14 +8,17 @@
     --prior learned | uniform | mixed(A)    the learned policy prior's weight in selection
 
 All of it is applied to a loaded agent with `set_objective`, which checks plugged functions once on
-a dummy batch: no retraining, and a broken function fails before the first episode.
+a dummy batch: no retraining, and a broken function fails before the first episode. The flags the
+three commands share besides these (--episodes, --seed, --device) are checked by `check_shared_flags`.
 """
 from __future__ import annotations
 
 import argparse
 from typing import Optional
 
+from common.checks import at_least, non_negative_seed
 from common.imports import import_from_cwd
+from nets import resolve_device
 from planners.objectives import (LatentValue, Objective, ObservationReward, ObservationValue, Penalized,
                                  objective_from_spec, short_names)
 
@@ -88,6 +91,15 @@ def apply_objective_args(agent, args: argparse.Namespace) -> None:
         agent.set_objective(objective)
     if getattr(args, "prior", None):
         agent.set_prior(args.prior)
+
+
+def check_shared_flags(args: argparse.Namespace) -> None:
+    """Refuse a bad --episodes, --seed or --device of eval / explain / audit before a checkpoint is loaded."""
+    if getattr(args, "episodes", None) is not None:
+        at_least("--episodes", args.episodes, 1)
+    if args.seed is not None:
+        non_negative_seed("--seed", args.seed)
+    resolve_device(args.device)
 
 
 def load_planner(path, device: str, command: str):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from agent.algorithms import ALGORITHMS, algorithm
 from agent.config import load_yaml, parse_set
-from agent.runner import train_run
+from agent.runner import check_run_options, train_run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--env-module", metavar="PKG", help="import PKG first (it registers more env ids)")
     parser.add_argument("--wrapper", dest="wrappers", action="append", default=[], metavar="MODULE:CLASS",
-                        help="gymnasium wrapper applied to every env, in order; repeatable")
+                        help="gymnasium wrapper applied to every env, in order; repeatable. Arguments as "
+                             "literals: 'gymnasium.wrappers:DiscretizeAction(bins=5)'")
     parser.add_argument("--resume", metavar="PATH",
                         help="continue a run up to --steps: its run directory or resume checkpoint; --set then "
                              "changes settings that may change mid-run (search, learning rate, ...)")
@@ -55,6 +56,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # First thing: a bad number or device must not cost a config check, an env build or the old run.
+    check_run_options(steps=args.steps, seed=args.seed, eval_interval=args.eval_interval,
+                      eval_episodes=args.eval_episodes, device=args.device,
+                      checkpoint_interval=args.checkpoint_interval, checkpoint_seconds=args.checkpoint_seconds,
+                      log_interval=args.log_interval, audit_episodes=args.audit_episodes)
     overrides = {**(load_yaml(args.config) if args.config else {}), **parse_set(args.sets)}
     cls = algorithm(args.algo)
     if args.aux_values or args.aux_rewards:
