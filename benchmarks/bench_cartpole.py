@@ -57,6 +57,7 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override; repeatable")
     p.add_argument("--stop-when-solved", action="store_true",
                    help="stop a seed at its first evaluation >= 475 (final return is then that evaluation)")
+    p.add_argument("--out", metavar="FILE", help="also write the last line's JSON to FILE")
     p.add_argument("--seed", type=int, help=argparse.SUPPRESS)  # one seed, in a child process
     args = p.parse_args()
     if args.seed is not None:
@@ -64,14 +65,34 @@ def main() -> None:
         return
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:
-        cmd = [sys.executable, __file__, "--seed", str(seed), *sys.argv[1:]]
+        cmd = [sys.executable, __file__, "--seed", str(seed), *_without_out(sys.argv[1:])]
         out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=os.environ).stdout
         row = json.loads(out.strip().splitlines()[-1])
         rows.append(row)
         print(f"seed {seed}: steps to 475 {row['steps_to_475']}, {row['seconds_to_475']} s; "
               f"final return {row['final_return']} at {row['env_steps']} steps; "
               f"peak memory {row['peak_rss_mb']} MB", flush=True)
-    print(json.dumps({"benchmark": "cartpole", "target": TARGET, "seeds": rows}))
+    line = json.dumps({"benchmark": "cartpole", "target": TARGET, "seeds": rows,
+                       "steps_to_475": [r["steps_to_475"] for r in rows],
+                       "wall_s_to_475": [r["seconds_to_475"] for r in rows],
+                       "command": "python " + " ".join(sys.argv)})
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(line + "\n")
+    print(line)
+
+
+def _without_out(argv):
+    """The child processes measure one seed each and write nothing."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--out":
+            skip = True
+        elif not a.startswith("--out="):
+            out.append(a)
+    return out
 
 
 if __name__ == "__main__":
