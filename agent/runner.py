@@ -142,8 +142,9 @@ def train_run(algo: str, env_id: str, seed: int, steps: int, logdir: str | os.Pa
     evaluation = EvalCallback(env_id, seed, eval_interval, eval_episodes, run_dir=run_dir, wrappers=wrappers,
                               check=cls.can_swap_objective, write=tqdm.write if verbose else _silent)
     stop = StopOnSignal()
-    # The signal check comes first, so that a stopped step is neither evaluated nor logged twice.
-    callbacks = [stop, evaluation, CheckpointCallback(run_dir, checkpoint_interval, checkpoint_seconds),
+    # The signal check comes first, so that a stopped step is neither evaluated nor logged; the
+    # checkpoint before the evaluation, so that a run stopped by a signal is saved at once.
+    callbacks = [stop, CheckpointCallback(run_dir, checkpoint_interval, checkpoint_seconds), evaluation,
                  LogCallback(log_interval)]
     if verbose:
         tqdm.write(agent.summary())
