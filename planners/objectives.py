@@ -10,6 +10,8 @@ replacing the objective changes what the agent does, with no retraining.
 Contract (all batched over B, torch in, torch out, on the model's device):
     edge_reward(model, parent_latent, action, out) -> Tensor[B]
     leaf_value(model, out) -> Tensor[B]
+    terminal_value(model, out) -> Tensor[B]   -- the value of a state the model predicts terminal
+                                                 (optional: 0 by default; see Objective)
     discount: float
     max_depth: int | None    -- a tree-depth limit (None: unlimited)
     observe(root_obs)        -- the real observations at the B roots, before each search (optional)
@@ -63,6 +65,19 @@ def register(name: str):
 
 
 class Objective(ABC):
+    """What the search maximizes (see the module docstring for the contract).
+
+    Terminal states. A state the model predicts terminal (`ModelOutput.terminal`) is absorbing
+    under every objective: the search never expands it, so nothing beyond it is ever backed up,
+    and its worth is `terminal_value` in place of `leaf_value`. The rule: an objective of
+    *rewards* (Learned, RewardOnly, ObservationReward, Pessimistic, aux heads) values an absorbing
+    state at 0, the value of what follows an episode's end once its rewards are counted (the
+    default); an objective that is a *value over states* (ObservationValue, LatentValue,
+    ObservedGoalDistance) values it as it values any state, by its own leaf value: reaching a goal
+    state and staying there is worth that state's value, not 0. Composed objectives (Penalized)
+    take their base's.
+    """
+
     kind: ClassVar[str] = ""  # the registry name, set by @register
     discount: float = DEFAULT_DISCOUNT
     max_depth: Optional[int] = None
@@ -75,6 +90,11 @@ class Objective(ABC):
     @abstractmethod
     def leaf_value(self, model, out: ModelOutput) -> torch.Tensor:
         """Value of the state out.latent when it is a leaf of the tree, shape [B]."""
+
+    def terminal_value(self, model, out: ModelOutput) -> torch.Tensor:
+        """Value of the state out.latent in the rows the model predicts terminal, shape [B] (the
+        search reads only those rows). 0 by default: see the class docstring for the rule."""
+        return torch.zeros_like(out.reward)
 
     @abstractmethod
     def describe(self) -> str:
@@ -230,6 +250,9 @@ class LatentValue(Objective):
     def leaf_value(self, model, out):
         return self.fn(out.latent)
 
+    def terminal_value(self, model, out):  # a value over states (see Objective)
+        return self.leaf_value(model, out)
+
     def describe(self) -> str:
         reward = "sum of predicted rewards + " if self.with_reward else ""
         return f"LatentValue({self.fn.name}, discount={self.discount:g}): {reward}user network over latents as the value"
@@ -263,6 +286,9 @@ class ObservationValue(Objective):
 
     def leaf_value(self, model, out):
         return self.fn(predicted_observation(model, out.latent, f"{type(self).__name__}({self.fn.name})"))
+
+    def terminal_value(self, model, out):  # a value over states (see Objective)
+        return self.leaf_value(model, out)
 
     def describe(self) -> str:
         reward = "sum of predicted rewards + " if self.with_reward else ""
@@ -380,6 +406,9 @@ class Penalized(Objective):
     def leaf_value(self, model, out):
         return self.base.leaf_value(model, out)
 
+    def terminal_value(self, model, out):
+        return self.base.terminal_value(model, out)
+
     def edge_parts(self, model, parent_latent, action, out) -> dict:
         obs = predicted_observation(model, out.latent, f"Penalized({self.penalty.name})")
         return {**self.base.edge_parts(model, parent_latent, action, out),
@@ -440,6 +469,9 @@ class ObservedGoalDistance(Objective):
         if goal is None or goal.shape[0] != pred.shape[0]:
             goal = pred[:, self.goal_cols]
         return -(pred[:, self.agent_cols] - goal.to(pred.device)).abs().sum(dim=-1)
+
+    def terminal_value(self, model, out):  # a value over states: at the goal and staying there, 0
+        return self.leaf_value(model, out)
 
     def describe(self) -> str:
         horizon = f"horizon={self.max_depth}, " if self.max_depth else ""

@@ -125,8 +125,9 @@ def validate(objective, model, obs_shape, batch: int = 4) -> None:
 
     The batch is `batch` all-zero observations of `obs_shape`, their latents, and one model step
     (actions 0, 1, ...). Every plugged function is checked strictly on it (see PluggedFn.check),
-    including a missing decoder or value ensemble; then the objective's own outputs must be finite
-    float tensors of shape [batch]. Called by `EZAgent.set_objective`.
+    including a missing decoder or value ensemble; then the objective's own outputs (edge reward,
+    leaf and terminal values) must be finite float tensors of shape [batch]. Called by
+    `EZAgent.set_objective`.
     """
     for fn in _plugged(objective):
         fn.checked = False  # re-check against this model, even if it was checked on another one
@@ -138,6 +139,7 @@ def validate(objective, model, obs_shape, batch: int = 4) -> None:
         child = model.recurrent_inference(root.latent, actions)
         results = {"edge_reward": objective.edge_reward(model, root.latent, actions, child),
                    "leaf_value": objective.leaf_value(model, child),
+                   "terminal_value": objective.terminal_value(model, child),
                    "leaf_value at the root": objective.leaf_value(model, root)}
     for what, out in results.items():
         ok = (isinstance(out, torch.Tensor) and tuple(out.shape) == (batch,) and out.is_floating_point()

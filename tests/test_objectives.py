@@ -123,6 +123,40 @@ def test_each_objective_computes_its_edge_reward_and_leaf_value():
         [[-1.5, -1.5], [0.75, 0.75]]
 
 
+class HalfValue(torch.nn.Module):
+    def forward(self, latent):
+        return latent[:, 0] * 0.5
+
+
+def test_terminal_values_are_zero_for_rewards_and_the_leaf_value_for_values_over_states():
+    """Objectives of rewards value an absorbing state at 0; values over states keep their value
+    there (planners.objectives.Objective); Penalized takes its base's."""
+    from agent.aux_values import AuxValue
+    from planners.objectives import ObservedGoalDistance
+    model = LineModel(heads=2)
+    root = model.initial_inference(torch.tensor([[0.0, 0.0], [1.0, 0.0]]))
+    child = model.recurrent_inference(root.latent, torch.tensor([1, 0]))  # x = 0.5 and 0.5
+
+    def terminal(objective):
+        return objective.terminal_value(model, child).tolist()
+
+    for zero in (Learned(), RewardOnly(2), ObservationReward(right_end), Pessimistic(1.0),
+                 Penalized(Learned(), right_end), AuxValue("half", HalfValue())):
+        assert terminal(zero) == [0.0, 0.0], zero
+    for values in (ObservationValue(right_end), LatentValue(HalfValue()), ObservedGoalDistance((0,), (1,)),
+                   Penalized(ObservationValue(right_end, with_reward=True), far_from_origin, 2.0)):
+        assert terminal(values) == values.leaf_value(model, child).tolist() != [0.0, 0.0], values
+
+
+def test_validate_checks_the_terminal_value_too():
+    class BadTerminal(ObservationValue):
+        def terminal_value(self, model, out):
+            return out.value[:1]
+
+    with pytest.raises(ValueError, match="invalid terminal_value"):
+        validate(BadTerminal(right_end), LineModel(), (2,))
+
+
 ROUND_TRIP = [
     Learned(0.99), RewardOnly(5, 0.9), Pessimistic(1.5), ObservationValue(right_end),
     ObservationValue("tests.test_objectives:right_end", with_reward=True), ObservationReward(right_end, 4),
