@@ -1,4 +1,6 @@
 """Objectives on their own: plug-in checks, torch/numpy calling, descriptions and specs."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -6,7 +8,7 @@ import torch
 from nets.output import ModelOutput
 from planners.objectives import (Learned, LatentValue, ObjectiveNotRestorable, ObservationReward,
                                  ObservationValue, Penalized, Pessimistic, RewardOnly, objective_from_spec)
-from planners.plugins import PluggedFn, validate
+from planners.plugins import PluggedFn, _plugged, validate
 
 
 class LineModel:
@@ -44,6 +46,19 @@ def numpy_only(obs):
 
 def far_from_origin(obs):
     return obs[:, 0].abs()
+
+
+def toward_root_y(obs, root_obs):
+    """Root-conditioned: minus the distance from the predicted x to the y the root shows."""
+    return -(obs[:, 0] - root_obs[:, 1]).abs()
+
+
+def numpy_toward_root_y(obs, root_obs):
+    return -np.abs(np.asarray(obs)[:, 0] - root_obs[:, 1]) if isinstance(obs, np.ndarray) else obs.nope
+
+
+def scaled(obs, scale=2.0):  # a second parameter with a default is the function's own option
+    return obs[:, 0] * scale
 
 
 class ZeroValue(torch.nn.Module):
@@ -157,12 +172,41 @@ def test_validate_checks_the_terminal_value_too():
         validate(BadTerminal(right_end), LineModel(), (2,))
 
 
+def test_root_conditioned_functions_get_the_root_observations_of_their_trees():
+    assert ObservationValue(toward_root_y).fn.with_root
+    for one_argument in (right_end, scaled, np.tanh, lambda obs, *rest: obs[:, 0]):
+        assert not ObservationValue(one_argument).fn.with_root, one_argument
+    assert not LatentValue(ZERO_VALUE).fn.with_root  # latents only
+    model = LineModel()
+    for fn in (toward_root_y, numpy_toward_root_y):
+        objective = ObservationValue(fn)
+        validate(objective, model, (2,))  # the dummy batch: its own observations stand in for roots
+        assert objective.fn.numpy is (fn is numpy_toward_root_y)
+        objective.observe(np.array([[0.0, 0.5], [1.0, -1.0]], np.float32))  # roots show y = 0.5 and -1
+        _, value = _step(model, objective)  # children at x = 0.5 and 0.5
+        assert value.tolist() == [0.0, -1.5]
+        one = model.initial_inference(torch.tensor([[2.0, 0.0]]))  # another batch size: itself as root
+        assert objective.leaf_value(model, one).tolist() == [-2.0]
+    penalized = Penalized(ObservationValue(right_end), toward_root_y, 1.0)
+    penalized.observe(torch.tensor([[0.0, 0.5], [1.0, 0.5]]))  # tensors are accepted too
+    edge, _ = _step(model, penalized)
+    assert edge.tolist() == [0.0, 0.0]
+    reward = ObservationReward(toward_root_y)
+    reward.observe(np.array([[0.0, 0.5], [1.0, 0.0]], np.float32))
+    assert _step(model, reward)[0].tolist() == [0.0, -0.5]
+    assert "real root observation" in ObservationValue(toward_root_y).describe()
+    assert "real root observation" not in ObservationValue(right_end).describe()
+    assert "root observation" in reward.describe() and "root observation" in penalized.describe()
+
+
 ROUND_TRIP = [
     Learned(0.99), RewardOnly(5, 0.9), Pessimistic(1.5), ObservationValue(right_end),
     ObservationValue("tests.test_objectives:right_end", with_reward=True), ObservationReward(right_end, 4),
     LatentValue(ZERO_VALUE), LatentValue("tests.test_objectives:ZeroValue"),
     Penalized(Pessimistic(0.5, 0.95), far_from_origin, 3.0),
     Penalized(ObservationValue(right_end), "tests.test_objectives:far_from_origin", 0.1),
+    ObservationValue("tests.test_objectives:toward_root_y"), ObservationReward(toward_root_y, 2),
+    Penalized(ObservationValue(toward_root_y), toward_root_y, 0.5),
 ]
 
 
@@ -177,6 +221,9 @@ def test_specs_round_trip_through_a_checkpoint(objective, tmp_path):
     assert rebuilt.describe() == objective.describe()
     assert rebuilt.to_spec() == objective.to_spec()
     assert rebuilt.discount == objective.discount and rebuilt.max_depth == objective.max_depth
+    if "toward_root_y" in objective.describe():  # the spec says the function reads the roots
+        assert '"root_obs": true' in json.dumps(objective.to_spec())
+        assert all(fn.with_root for fn in _plugged(rebuilt))
 
 
 def test_a_lambda_is_stored_by_description_and_refused_on_load_with_a_clear_error():

@@ -74,6 +74,7 @@ def greedy_policy(agent) -> Callable[[np.ndarray], np.ndarray]:
             if root.reward_state is not None:
                 kwargs["reward_state"] = root.reward_state.repeat_interleave(actions, dim=0)
             child = model.recurrent_inference(latent, action, **kwargs)
+            objective.observe(np.repeat(obs, actions, axis=0))  # row b*A + a belongs to root b
             q = (objective.edge_reward(model, latent, action, child)
                  + objective.discount * leaf_values(objective, model, child))
             return q.reshape(batch, actions).argmax(dim=-1).cpu().numpy()
