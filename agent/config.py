@@ -59,6 +59,7 @@ class AgentConfig:
     policy_loss_weight: float = 1.0
     consistency_loss_weight: float = 2.0
     reconstruction_loss_weight: float = 1.0  # observation decoder (net.use_decoder), trained along the unroll
+    terminal_loss_weight: float = 1.0  # terminal head (net.terminal_head), trained along the unroll
     # --- auxiliary value heads: [[NAME, "module:fn"], ...] (train.py --aux-value NAME --aux-reward module:fn).
     # Each fits a value network over latents to the n-step returns of fn(obs, action, reward, next_obs,
     # terminated) -> [B] on the same replay, without touching the agent's own networks; it is stored in

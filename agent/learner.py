@@ -6,6 +6,9 @@ for a fraction of the batch, fresh searches with the target network (agent/reana
     policy       cross-entropy with the search's visit distribution      (acted states only)
     value        categorical cross-entropy with the n-step target        (absorbing states: 0)
     reward       categorical cross-entropy, k >= 1                       (absorbing states: 0)
+    terminal     binary cross-entropy of the terminal head (net.terminal_head) with the unroll's
+                 absorbing flags: 1 at and after a terminal state, 0 elsewhere (a truncated final
+                 state is a real state, not an end), wherever the value loss applies
     consistency  negative cosine between the projected predicted latent and the stop-gradient
                  projection of the real observation's latent, k >= 1     (EfficientZero's SimSiam)
 
@@ -46,6 +49,7 @@ class Batch:
     reward_mask: torch.Tensor  # [B, K]
     target_policy: torch.Tensor  # [B, K+1, A]
     policy_mask: torch.Tensor  # [B, K+1]
+    absorbing: torch.Tensor  # [B, K+1]  terminal or after a terminal (the terminal head's target)
     weights: torch.Tensor  # [B] importance-sampling weights
     index: np.ndarray  # [B] replay indices (for priority updates)
     aux_value: Dict[str, torch.Tensor] = field(default_factory=dict)  # NAME -> [B, K+1] aux returns
@@ -133,6 +137,7 @@ class Learner:
         return Batch(obs=f(obs), obs_mask=f(stored), actions=torch.as_tensor(u.actions, device=dev),
                      target_value=f(z), value_mask=f(value_mask), target_reward=f(rewards),
                      reward_mask=f(reward_mask), target_policy=f(policy), policy_mask=f(u.acted),
+                     absorbing=f(u.absorbing),
                      weights=f(weights), index=index, aux_value={k: f(v) for k, v in aux_value.items()})
 
     # ------------------------------------------------------------------ losses (the one unroll)
@@ -150,11 +155,18 @@ class Learner:
             ce = -(batch.target_policy[:, k] * F.log_softmax(out.policy_logits, dim=-1)).sum(-1)
             return ce * batch.policy_mask[:, k]
 
+        def terminal_loss(out, k):  # where the state is known, as the value loss
+            bce = F.binary_cross_entropy_with_logits(out.terminal_logit, batch.absorbing[:, k], reduction="none")
+            return bce * batch.value_mask[:, k]
+
         out = model.initial_inference(batch.obs[:, 0])
         latents = [out.latent]
         value_error = (out.value.detach() - batch.target_value[:, 0]).abs()
         loss = {"value": value_loss(out, 0), "policy": policy_loss(out, 0),
                 "reward": torch.zeros_like(value_error), "consistency": torch.zeros_like(value_error)}
+        with_terminal = out.terminal_logit is not None
+        if with_terminal:
+            loss["terminal"] = terminal_loss(out, 0)
         with torch.no_grad():  # latents of the real observations: the consistency targets
             B = batch.obs.shape[0]
             real = model.initial_inference(batch.obs[:, 1:].flatten(0, 1)).latent
@@ -174,6 +186,8 @@ class Learner:
                 "consistency": -F.cosine_similarity(model.project(out.latent, with_grad=True),
                                                     target_proj[:, k - 1], dim=-1) * batch.obs_mask[:, k],
             }
+            if with_terminal:
+                step["terminal"] = terminal_loss(out, k)
             for name, v in step.items():
                 loss[name] = loss[name] + v / K
             latents.append(out.latent)
@@ -202,6 +216,8 @@ class Learner:
                  + c.consistency_loss_weight * weighted["consistency"])
         if "reconstruction" in weighted:
             total = total + c.reconstruction_loss_weight * weighted["reconstruction"]
+        if "terminal" in weighted:
+            total = total + c.terminal_loss_weight * weighted["terminal"]
         aux_total = sum((v for k, v in weighted.items() if k.startswith("aux_")), torch.zeros(()))
         self.optimizer.zero_grad(set_to_none=True)
         if self.aux is not None:

@@ -27,6 +27,9 @@ class NetConfig:
     latent_norm: str = "layernorm"
     use_decoder: bool = False  # decode(latent) -> predicted observation (MLP family)
     num_value_heads: int = 1  # >1: an ensemble of independent value heads (pessimistic objectives)
+    # A continuation head in the prediction network: a terminal logit per state, so the search can
+    # stop at predicted episode ends (nets/model.py). Off until it is measured on CartPole.
+    terminal_head: bool = False
     # EfficientZero's value-prefix LSTM in place of the per-step reward head (recurrent: the budget
     # refuses it unless budget.allow_recurrence). See nets/model.py for how its state is carried.
     value_prefix_lstm: bool = False

@@ -117,7 +117,8 @@ class ConvDynamics(nn.Module):
 
 
 class ConvPrediction(nn.Module):
-    """latent -> (policy logits [B, A], value logits [B, E, S])."""
+    """latent -> (policy logits [B, A], value logits [B, E, S], terminal logits [B] or None);
+    the terminal head (NetConfig.terminal_head) has its own reduction, like the policy's."""
 
     def __init__(self, num_actions: int, spatial: Tuple[int, int], config: NetConfig):
         super().__init__()
@@ -132,7 +133,10 @@ class ConvPrediction(nn.Module):
         self.policy = nn.Sequential(reduce(), mlp(flat, (HEAD_HIDDEN,), num_actions))
         self.value_reduce = reduce()
         self.value = ValueHeads(flat, HEAD_HIDDEN, config.value_support_size, config.num_value_heads)
+        self.terminal = (nn.Sequential(reduce(), mlp(flat, (HEAD_HIDDEN,), 1)) if config.terminal_head
+                         else None)
 
     def forward(self, latent: torch.Tensor):
         x = self.block(latent)
-        return self.policy(x), self.value(self.value_reduce(x))
+        terminal = self.terminal(x).squeeze(-1) if self.terminal is not None else None
+        return self.policy(x), self.value(self.value_reduce(x)), terminal

@@ -152,16 +152,21 @@ class MLPDynamics(nn.Module):
 
 
 class MLPPrediction(nn.Module):
-    """latent -> (policy logits [B, A], value logits [B, E, S])."""
+    """latent -> (policy logits [B, A], value logits [B, E, S], terminal logits [B] or None).
+
+    The terminal head (NetConfig.terminal_head) is a head of its own, like each value head, and is
+    part of the prediction network: the capacity budget counts it."""
 
     def __init__(self, num_actions: int, config: NetConfig):
         super().__init__()
         width = config.hidden[-1]
         self.policy = mlp(config.latent_dim, (width,), num_actions)
         self.value = ValueHeads(config.latent_dim, width, config.value_support_size, config.num_value_heads)
+        self.terminal = mlp(config.latent_dim, (width,), 1) if config.terminal_head else None
 
     def forward(self, latent: torch.Tensor):
-        return self.policy(latent), self.value(latent)
+        terminal = self.terminal(latent).squeeze(-1) if self.terminal is not None else None
+        return self.policy(latent), self.value(latent), terminal
 
 
 class MLPDecoder(nn.Module):

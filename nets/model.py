@@ -6,6 +6,10 @@
 Both return a `ModelOutput` of tensors on the model's device, with reward and value decoded to
 scalars and their logits kept for the losses.
 
+Terminal head (NetConfig.terminal_head, off by default): f also predicts whether a state is
+absorbing (an episode's end, or past it). `ModelOutput.terminal` is then the flag (probability >
+0.5) the search stops at, and `terminal_logit` what the learner's binary cross-entropy trains.
+
 Value-prefix LSTM (NetConfig.value_prefix_lstm, off by default; the budget refuses it unless
 budget.allow_recurrence): EfficientZero predicts the *value prefix* (sum of rewards since a reset)
 with an LSTM that runs along an unroll. Its state travels explicitly: every output carries
@@ -167,22 +171,27 @@ class Model(nn.Module):
 
     def _predict(self, latent, reward, reward_logits, reward_state, call: str, obs=None,
                  obs_finite: Optional[torch.Tensor] = None) -> ModelOutput:
-        policy_logits, value_logits = self.prediction(latent)
+        policy_logits, value_logits, terminal_logit = self.prediction(latent)
         value_ensemble = support_to_scalar(value_logits)
         value = value_ensemble.mean(dim=1)
         # One host sync per call; a diverged network must fail loudly, not steer the search.
         finite = torch.isfinite(value).all() & torch.isfinite(reward).all() & torch.isfinite(policy_logits).all()
+        if terminal_logit is not None:
+            finite = finite & torch.isfinite(terminal_logit).all()
         if obs_finite is not None:
             finite = finite & obs_finite.all()
         if not bool(finite):
             if obs_finite is not None and not bool(obs_finite.all()):
                 raise _non_finite_observation(call, obs, obs_finite)
             raise FloatingPointError(
-                f"Model.{call}: the network produced NaN or inf in its value, reward or policy output "
+                f"Model.{call}: the network produced NaN or inf in its value, reward, policy or terminal output "
                 f"(training has probably diverged: lower the learning rate or clip gradients)")
+        # Probability > 0.5 is logit > 0: the search reads the flag, the learner the logit.
+        terminal = None if terminal_logit is None else terminal_logit > 0
         return ModelOutput(latent=latent, reward=reward, value=value, policy_logits=policy_logits,
                            reward_logits=reward_logits, value_logits=value_logits,
-                           value_ensemble=value_ensemble, reward_state=reward_state)
+                           value_ensemble=value_ensemble, terminal=terminal, terminal_logit=terminal_logit,
+                           reward_state=reward_state)
 
     # ----------------------------------------------------------------- learner helpers
 

@@ -22,8 +22,10 @@ class ModelOutput:
     reward_logits: Optional[torch.Tensor] = None  # [B, S]
     value_logits: Optional[torch.Tensor] = None  # [B, E, S] (E value heads, 1 by default)
     value_ensemble: Optional[torch.Tensor] = None  # [B, E] decoded value of each head
-    # Exact (test) models only: learned latents have no terminal flag and no action mask.
+    # Exact (test) models and models with a terminal head (NetConfig.terminal_head) only.
     terminal: Optional[torch.Tensor] = None  # [B] bool: no transition leaves this state
+    terminal_logit: Optional[torch.Tensor] = None  # [B] the terminal head's logit (for the loss)
+    # Exact (test) models only: learned latents have no action mask.
     action_mask: Optional[torch.Tensor] = None  # [B, A] bool: legal actions in this state
     # Value-prefix LSTM models only (NetConfig.value_prefix_lstm): the state to pass to the next
     # `recurrent_inference` from this node; None elsewhere. See nets/model.py.

@@ -70,10 +70,8 @@ class OutputPacker:
 
     def pack(self, reward, value, out: ModelOutput, objective):
         B = self.batch_size
-        if type(reward) is not torch.Tensor or reward.shape != (B,):
-            _shape_error(reward, "edge_reward", objective, B)
-        if type(value) is not torch.Tensor or value.shape != (B,):
-            _shape_error(value, "leaf_value", objective, B)
+        check_scalars(reward, "edge_reward", objective, B)
+        check_scalars(value, "leaf_value", objective, B)
         self.reward.copy_(reward)
         self.value.copy_(value)
         self.logits.copy_(out.policy_logits)
@@ -89,7 +87,10 @@ class OutputPacker:
         return terminal_column, mask_column
 
 
-def _shape_error(x, what: str, objective, batch_size: int):
+def check_scalars(x, what: str, objective, batch_size: int) -> None:
+    """Refuse, naming the objective and its method `what`, an output that is not a tensor [B]."""
+    if type(x) is torch.Tensor and x.shape == (batch_size,):
+        return
     shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
     raise ValueError(f"objective {objective.describe()!r}: {what} must return a tensor of shape "
                      f"({batch_size},), got {shape}")

@@ -21,9 +21,11 @@ action, so the search is deterministic without noise.
 A selected path stops at a node that is terminal, at the objective's depth limit, or without a
 legal action: such a node is never expanded and its stored leaf value is backed up again
 (`sel[SEL_ACTION] == -1`; the batched model call still gets a placeholder row for that tree, and
-its output is ignored). A terminal node is absorbing: its leaf value is 0 and nothing below it is
-ever created, so no reward or value from beyond it reaches the backup. The exploration factor
-comes from `exploration_table`, computed once per search, so selection takes no log per node.
+its output is ignored). A terminal node is absorbing: its leaf value is the objective's terminal
+value (packed by the driver in the value column; 0 for objectives of rewards, see
+`Objective.terminal_value`) and nothing below it is ever created, so no reward or value from
+beyond it reaches the backup. The exploration factor comes from `exploration_table`, computed
+once per search, so selection takes no log per node.
 """
 from __future__ import annotations
 
@@ -43,8 +45,9 @@ SEL_ACTION = 4  # action to expand from SEL_NODE, or -1: back up SEL_NODE's leaf
 SEL_ROWS = 5
 
 # Columns of the float64 array `packed` [B, 3 + 2A] the driver fills on the host once per
-# simulation: edge reward, leaf value, policy logits (A), then the model's terminal flag (1) and
-# action mask (A); the kernels get the last two columns' positions, or -1 when the model has none.
+# simulation: edge reward, leaf value (the objective's terminal value in rows the model says are
+# terminal), policy logits (A), then the model's terminal flag (1) and action mask (A); the kernels
+# get the last two columns' positions, or -1 when the model has none.
 COL_REWARD = 0
 COL_VALUE = 1
 COL_LOGITS = 2
@@ -274,11 +277,12 @@ def write_prior(b, node, packed, prior, legal, prior_mix, mask_column):
 @njit(cache=True)
 def init_roots(tree, packed, terminal_column, mask_column, root_mask, prior_mix):
     """Write node 0 of every tree from the root model output; the root counts as visited once with
-    its own leaf value (as in mctx), so the first selection already weighs the priors."""
+    its own leaf value (as in mctx; a terminal root's is its terminal value), so the first
+    selection already weighs the priors."""
     for b in range(packed.shape[0]):
         is_terminal = terminal_column >= 0 and packed[b, terminal_column] > 0.5
         tree.terminal[b, 0] = is_terminal
-        tree.leaf_value[b, 0] = 0.0 if is_terminal else packed[b, COL_VALUE]
+        tree.leaf_value[b, 0] = packed[b, COL_VALUE]
         tree.value_sum[b, 0] = tree.leaf_value[b, 0]
         tree.visit_count[b, 0] = 1
         for a in range(tree.prior.shape[2]):
@@ -341,7 +345,7 @@ def expand_and_backup(tree, sel, packed, terminal_column, mask_column, prior_mix
             edge_reward[b, child] = packed[b, COL_REWARD]
             is_terminal = terminal_column >= 0 and packed[b, terminal_column] > 0.5
             terminal[b, child] = is_terminal
-            leaf_value[b, child] = 0.0 if is_terminal else packed[b, COL_VALUE]
+            leaf_value[b, child] = packed[b, COL_VALUE]
             legal[b, child, :] = True
             write_prior(b, child, packed, prior, legal, prior_mix, mask_column)
             node = child

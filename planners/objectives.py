@@ -10,6 +10,8 @@ replacing the objective changes what the agent does, with no retraining.
 Contract (all batched over B, torch in, torch out, on the model's device):
     edge_reward(model, parent_latent, action, out) -> Tensor[B]
     leaf_value(model, out) -> Tensor[B]
+    terminal_value(model, out) -> Tensor[B]   -- the value of a state the model predicts terminal
+                                                 (optional: 0 by default; see Objective)
     discount: float
     max_depth: int | None    -- a tree-depth limit (None: unlimited)
     observe(root_obs)        -- the real observations at the B roots, before each search (optional)
@@ -27,6 +29,10 @@ Built-ins, each composable where it takes a base:
     ObservationReward(fn)         a user function over predicted observations as the reward
     Pessimistic(k)                predicted rewards + (mean - k * std) over the value-head ensemble
     Penalized(base, penalty, w)   base with w * penalty(predicted observation) taken off each edge
+
+The functions over predicted observations (ObservationValue, ObservationReward, Penalized's
+penalty) may take a second argument, fn(obs, root_obs): then they also get the real observation
+at each tree's root (root-conditioned, like ObservedGoalDistance; see planners.plugins).
     ObservedGoalDistance(...)     minus the distance from a predicted position to a goal read from
                                   the real root observation (a root-conditioned objective)
 
@@ -63,6 +69,19 @@ def register(name: str):
 
 
 class Objective(ABC):
+    """What the search maximizes (see the module docstring for the contract).
+
+    Terminal states. A state the model predicts terminal (`ModelOutput.terminal`) is absorbing
+    under every objective: the search never expands it, so nothing beyond it is ever backed up,
+    and its worth is `terminal_value` in place of `leaf_value`. The rule: an objective of
+    *rewards* (Learned, RewardOnly, ObservationReward, Pessimistic, aux heads) values an absorbing
+    state at 0, the value of what follows an episode's end once its rewards are counted (the
+    default); an objective that is a *value over states* (ObservationValue, LatentValue,
+    ObservedGoalDistance) values it as it values any state, by its own leaf value: reaching a goal
+    state and staying there is worth that state's value, not 0. Composed objectives (Penalized)
+    take their base's.
+    """
+
     kind: ClassVar[str] = ""  # the registry name, set by @register
     discount: float = DEFAULT_DISCOUNT
     max_depth: Optional[int] = None
@@ -75,6 +94,11 @@ class Objective(ABC):
     @abstractmethod
     def leaf_value(self, model, out: ModelOutput) -> torch.Tensor:
         """Value of the state out.latent when it is a leaf of the tree, shape [B]."""
+
+    def terminal_value(self, model, out: ModelOutput) -> torch.Tensor:
+        """Value of the state out.latent in the rows the model predicts terminal, shape [B] (the
+        search reads only those rows). 0 by default: see the class docstring for the rule."""
+        return torch.zeros_like(out.reward)
 
     @abstractmethod
     def describe(self) -> str:
@@ -182,7 +206,14 @@ def predicted_observation(model, latent: torch.Tensor, who: str) -> torch.Tensor
 
 def _fn_spec(fn: PluggedFn) -> dict:
     # A function with no importable reference is stored by description only; see _fn_from_spec.
-    return {"ref": fn.ref, "description": fn.name}
+    # "root_obs" records that it reads the roots' observations (detected again when it is loaded).
+    return {"ref": fn.ref, "description": fn.name, **({"root_obs": True} if fn.with_root else {})}
+
+
+def _reads(fn: PluggedFn) -> str:
+    """What a function over predicted observations reads, for `describe`."""
+    return ("the predicted observation and the real root observation" if fn.with_root
+            else "the predicted observation")
 
 
 def _fn_from_spec(spec: dict, key: str, what: str) -> str:
@@ -230,6 +261,9 @@ class LatentValue(Objective):
     def leaf_value(self, model, out):
         return self.fn(out.latent)
 
+    def terminal_value(self, model, out):  # a value over states (see Objective)
+        return self.leaf_value(model, out)
+
     def describe(self) -> str:
         reward = "sum of predicted rewards + " if self.with_reward else ""
         return f"LatentValue({self.fn.name}, discount={self.discount:g}): {reward}user network over latents as the value"
@@ -246,7 +280,8 @@ class LatentValue(Objective):
 
 @register("observation-value")
 class ObservationValue(Objective):
-    """A user function over predicted observations is the value: `fn(obs[B, ...]) -> [B]`.
+    """A user function over predicted observations is the value: `fn(obs[B, ...]) -> [B]`, or
+    `fn(obs, root_obs) -> [B]` with the real observation at each tree's root (planners.plugins).
 
     Needs a model with an observation decoder. Edge rewards are 0 unless `with_reward=True`
     (see LatentValue). `numpy`: see planners.plugins (None: detected on the first call).
@@ -254,9 +289,12 @@ class ObservationValue(Objective):
 
     def __init__(self, fn: Union[Callable, str], with_reward: bool = False, discount: float = DEFAULT_DISCOUNT,
                  numpy: Optional[bool] = None):
-        self.fn = PluggedFn(fn, "observation value function", numpy=numpy)
+        self.fn = PluggedFn(fn, "observation value function", numpy=numpy, root=True)
         self.with_reward = bool(with_reward)
         self.discount = float(discount)
+
+    def observe(self, root_obs) -> None:
+        self.fn.observe(root_obs)
 
     def edge_reward(self, model, parent_latent, action, out):
         return out.reward if self.with_reward else torch.zeros_like(out.reward)
@@ -264,10 +302,13 @@ class ObservationValue(Objective):
     def leaf_value(self, model, out):
         return self.fn(predicted_observation(model, out.latent, f"{type(self).__name__}({self.fn.name})"))
 
+    def terminal_value(self, model, out):  # a value over states (see Objective)
+        return self.leaf_value(model, out)
+
     def describe(self) -> str:
         reward = "sum of predicted rewards + " if self.with_reward else ""
         return (f"ObservationValue({self.fn.name}, discount={self.discount:g}): "
-                f"{reward}user function of the predicted observation as the value")
+                f"{reward}user function of {_reads(self.fn)} as the value")
 
     def to_spec(self) -> dict:
         return {"name": self.kind, "fn": _fn_spec(self.fn), "with_reward": self.with_reward,
@@ -283,17 +324,21 @@ class ObservationValue(Objective):
 class ObservationReward(Objective):
     """A user function over predicted observations is the reward of reaching them; leaf value 0.
 
-    `fn(obs')` is credited to the transition into the predicted observation obs'. No learned value
-    is used, so `horizon` (a tree-depth limit, optional) plays RewardOnly's role.
+    `fn(obs')` (or `fn(obs', root_obs)`, see ObservationValue) is credited to the transition into
+    the predicted observation obs'. No learned value is used, so `horizon` (a tree-depth limit,
+    optional) plays RewardOnly's role.
     """
 
     def __init__(self, fn: Union[Callable, str], horizon: Optional[int] = None,
                  discount: float = DEFAULT_DISCOUNT, numpy: Optional[bool] = None):
         if horizon is not None and int(horizon) < 1:
             raise ValueError(f"ObservationReward needs horizon >= 1 or None, got {horizon!r}")
-        self.fn = PluggedFn(fn, "observation reward function", numpy=numpy)
+        self.fn = PluggedFn(fn, "observation reward function", numpy=numpy, root=True)
         self.max_depth = None if horizon is None else int(horizon)
         self.discount = float(discount)
+
+    def observe(self, root_obs) -> None:
+        self.fn.observe(root_obs)
 
     def edge_reward(self, model, parent_latent, action, out):
         return self.fn(predicted_observation(model, out.latent, f"{type(self).__name__}({self.fn.name})"))
@@ -303,8 +348,9 @@ class ObservationReward(Objective):
 
     def describe(self) -> str:
         horizon = f", horizon={self.max_depth}" if self.max_depth else ""
+        root = " (and the real root observation)" if self.fn.with_root else ""
         return (f"ObservationReward({self.fn.name}{horizon}, discount={self.discount:g}): "
-                f"sum of a user reward of each predicted observation, leaf value 0")
+                f"sum of a user reward of each predicted observation{root}, leaf value 0")
 
     def to_spec(self) -> dict:
         return {"name": self.kind, "fn": _fn_spec(self.fn), "horizon": self.max_depth,
@@ -356,8 +402,9 @@ class Pessimistic(Objective):
 class Penalized(Objective):
     """`base` with `weight * penalty(obs')` subtracted from the reward of each transition into obs'.
 
-    The penalty is a user function over predicted observations (needs a decoder); discount and
-    depth limit are the base objective's.
+    The penalty is a user function over predicted observations (needs a decoder), `penalty(obs')`
+    or `penalty(obs', root_obs)` (see ObservationValue); discount and depth limit are the base
+    objective's.
     """
 
     def __init__(self, base: Objective, penalty: Union[Callable, str], weight: float = 1.0,
@@ -365,13 +412,14 @@ class Penalized(Objective):
         if not isinstance(base, Objective):
             raise ValueError(f"Penalized needs an Objective as its base, got {type(base).__name__}")
         self.base = base
-        self.penalty = PluggedFn(penalty, "penalty function", numpy=numpy)
+        self.penalty = PluggedFn(penalty, "penalty function", numpy=numpy, root=True)
         self.weight = float(weight)
         self.discount = base.discount
         self.max_depth = base.max_depth
 
     def observe(self, root_obs) -> None:
         self.base.observe(root_obs)
+        self.penalty.observe(root_obs)
 
     def edge_reward(self, model, parent_latent, action, out):
         obs = predicted_observation(model, out.latent, f"Penalized({self.penalty.name})")
@@ -380,13 +428,17 @@ class Penalized(Objective):
     def leaf_value(self, model, out):
         return self.base.leaf_value(model, out)
 
+    def terminal_value(self, model, out):
+        return self.base.terminal_value(model, out)
+
     def edge_parts(self, model, parent_latent, action, out) -> dict:
         obs = predicted_observation(model, out.latent, f"Penalized({self.penalty.name})")
         return {**self.base.edge_parts(model, parent_latent, action, out),
                 f"-{self.weight:g} * {self.penalty.name}": -self.weight * self.penalty(obs)}
 
     def describe(self) -> str:
-        return f"Penalized({self.penalty.name}, weight={self.weight:g}) of [{self.base.describe()}]"
+        root = ", of the real root observation too" if self.penalty.with_root else ""
+        return f"Penalized({self.penalty.name}{root}, weight={self.weight:g}) of [{self.base.describe()}]"
 
     def to_spec(self) -> dict:
         return {"name": self.kind, "base": self.base.to_spec(), "penalty": _fn_spec(self.penalty),
@@ -440,6 +492,9 @@ class ObservedGoalDistance(Objective):
         if goal is None or goal.shape[0] != pred.shape[0]:
             goal = pred[:, self.goal_cols]
         return -(pred[:, self.agent_cols] - goal.to(pred.device)).abs().sum(dim=-1)
+
+    def terminal_value(self, model, out):  # a value over states: at the goal and staying there, 0
+        return self.leaf_value(model, out)
 
     def describe(self) -> str:
         horizon = f"horizon={self.max_depth}, " if self.max_depth else ""

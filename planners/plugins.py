@@ -9,6 +9,17 @@ result is converted back to a torch tensor on the model's device. Pass `numpy=Tr
 the mode instead of detecting it. So `lambda obs: obs[:, 0]` and `lambda obs: np.abs(obs[:, 0])`
 both work as written.
 
+Root observations. Where the objective allows it (`root=True`: the functions over predicted
+observations of ObservationValue, ObservationReward and Penalized), a function whose signature has
+a second positional parameter without a default, `fn(obs, root_obs)`, also gets the real
+observations at the roots of the trees, `root_obs [B, ...]` (float32, torch or numpy as `obs`):
+row b of every batch the search evaluates belongs to tree b, whose root shows root_obs[b]. The
+arity is read once, with `inspect.signature`. `observe(root_obs)` sets them before each search
+(the policies call the objective's `observe`); a batch of another size (the one-time validation's
+dummy batch) gets the predicted observations themselves as root_obs. So a value can read a goal or
+a target from what the agent actually sees, e.g. `lambda obs, root_obs: -abs(obs[:, 0] -
+root_obs[:, 2])`.
+
 The first call checks the output strictly — shape, float dtype, finite values, no exception — and
 raises a `ValueError` that names the function and says what it returned. `planners.objectives.
 validate` makes that first call at plug-in time on a dummy batch, so a broken function fails when
@@ -17,6 +28,7 @@ raised nothing and returned shape [B] or [B, 1] — and fails with the same kind
 """
 from __future__ import annotations
 
+import inspect
 from typing import Callable, Optional, Union
 
 import numpy as np
@@ -34,10 +46,26 @@ def describe_callable(fn) -> str:
     return f"{name} (from {module}, not importable)" if module else name
 
 
-class PluggedFn:
-    """A user function over a batch, made safe to call from the search (see the module docstring)."""
+def takes_root(fn) -> bool:
+    """Whether `fn` has a second positional parameter without a default (fn(obs, root_obs)).
 
-    def __init__(self, fn: Union[Callable, str], what: str = "function", numpy: Optional[bool] = None):
+    One with a default is an option of the function's own (numpy's ufuncs have `out=None` there),
+    and a callable without a readable signature is taken to have one parameter."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    required = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                and p.default is p.empty]
+    return len(required) >= 2
+
+
+class PluggedFn:
+    """A user function over a batch, made safe to call from the search (see the module docstring).
+    `root`: the function may take the roots' real observations as a second argument."""
+
+    def __init__(self, fn: Union[Callable, str], what: str = "function", numpy: Optional[bool] = None,
+                 root: bool = False):
         self.ref = fn if isinstance(fn, str) else reference_of(fn)
         self.fn = load_callable(fn, what) if isinstance(fn, str) else fn
         if not callable(self.fn):
@@ -46,15 +74,37 @@ class PluggedFn:
         self.name = self.ref or describe_callable(self.fn)
         self.numpy = numpy  # None: not yet known, decided on the first call
         self.checked = False
+        self.with_root = bool(root) and takes_root(self.fn)  # read once: fn(obs, root_obs)
+        self.root: Optional[torch.Tensor] = None
+
+    def observe(self, root_obs) -> None:
+        """The real observations at the B roots (row b: tree b), kept for a function that takes them."""
+        if self.with_root:
+            self.root = torch.as_tensor(root_obs.detach().cpu() if isinstance(root_obs, torch.Tensor)
+                                        else np.asarray(root_obs), dtype=torch.float32)
+
+    def _args(self, x: torch.Tensor) -> tuple:
+        """What the function is called with for the batch x: x, and the root observations when it
+        takes them (x itself for a batch of another size than the roots')."""
+        numpy = self.numpy
+        if not self.with_root:
+            return (_to_numpy(x) if numpy else x,)
+        root = self.root
+        if root is None or root.shape[0] != x.shape[0]:
+            root = x
+        elif root.device != x.device:
+            root = self.root = root.to(x.device)  # moved once per search, not once per call
+        return (_to_numpy(x), _to_numpy(root)) if numpy else (x, root)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if not self.checked:
             return self.check(x)
         try:
-            out = self.fn(_to_numpy(x) if self.numpy else x)
+            out = self.fn(*self._args(x))
         except Exception as e:  # noqa: BLE001 -- any failure of user code, reported with what it was given
             raise ValueError(f"{self.what} {self.name} raised {type(e).__name__}: {e} when called on "
-                             f"{self._kind()} of shape {tuple(x.shape)} (it passed its first check)") from e
+                             f"{self._kind()} of shape {tuple(x.shape)}{self._with_root()} (it passed its "
+                             f"first check)") from e
         # Every later call is shape-checked too (cheap: no host sync), so that a function that
         # changes its output mid-search fails with its name, not as a broadcasting error deep inside.
         shape = tuple(getattr(out, "shape", ()))
@@ -67,6 +117,9 @@ class PluggedFn:
     def _kind(self) -> str:
         return "a numpy float32 array" if self.numpy else "a torch tensor"
 
+    def _with_root(self) -> str:
+        return " and the root observations" if self.with_root else ""
+
     def check(self, x: torch.Tensor) -> torch.Tensor:
         """Call once with every check on; remember the torch/numpy mode that worked."""
         out = self._first_call(x)
@@ -76,8 +129,9 @@ class PluggedFn:
 
     def _first_call(self, x: torch.Tensor):
         if self.numpy is None:
+            self.numpy = False
             try:
-                out = self.fn(x)
+                out = self.fn(*self._args(x))
             except Exception:  # noqa: BLE001 -- a numpy-only function; retried below with numpy
                 self.numpy = True
             else:
@@ -85,10 +139,10 @@ class PluggedFn:
                 if not self.numpy:
                     return out
         try:
-            return self.fn(_to_numpy(x) if self.numpy else x)
+            return self.fn(*self._args(x))
         except Exception as e:
             raise ValueError(f"{self.what} {self.name} raised {type(e).__name__}: {e} when called on "
-                             f"{self._kind()} of shape {tuple(x.shape)}") from e
+                             f"{self._kind()} of shape {tuple(x.shape)}{self._with_root()}") from e
 
     def _check_output(self, out, batch: int) -> None:
         def fail(problem: str):
@@ -125,8 +179,9 @@ def validate(objective, model, obs_shape, batch: int = 4) -> None:
 
     The batch is `batch` all-zero observations of `obs_shape`, their latents, and one model step
     (actions 0, 1, ...). Every plugged function is checked strictly on it (see PluggedFn.check),
-    including a missing decoder or value ensemble; then the objective's own outputs must be finite
-    float tensors of shape [batch]. Called by `EZAgent.set_objective`.
+    including a missing decoder or value ensemble; then the objective's own outputs (edge reward,
+    leaf and terminal values) must be finite float tensors of shape [batch]. Called by
+    `EZAgent.set_objective`.
     """
     for fn in _plugged(objective):
         fn.checked = False  # re-check against this model, even if it was checked on another one
@@ -138,6 +193,7 @@ def validate(objective, model, obs_shape, batch: int = 4) -> None:
         child = model.recurrent_inference(root.latent, actions)
         results = {"edge_reward": objective.edge_reward(model, root.latent, actions, child),
                    "leaf_value": objective.leaf_value(model, child),
+                   "terminal_value": objective.terminal_value(model, child),
                    "leaf_value at the root": objective.leaf_value(model, root)}
     for what, out in results.items():
         ok = (isinstance(out, torch.Tensor) and tuple(out.shape) == (batch,) and out.is_floating_point()

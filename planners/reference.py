@@ -14,7 +14,8 @@ Selection at node s (N(s) visits), over the legal actions, ties to the lowest ac
 
 Backup of a leaf value v along the path leaf -> root: every node on it gets one visit and the
 discounted return from it (v at the leaf, edge_reward + discount * return above). A terminal node
-is absorbing: it is never expanded, and its leaf value is 0.
+is absorbing: it is never expanded, and its leaf value is the packed value, which the driver set
+to the objective's terminal value.
 """
 from __future__ import annotations
 
@@ -165,7 +166,7 @@ def init_roots(tree, packed, terminal_column, mask_column, root_mask, prior_mix)
     for b in range(packed.shape[0]):
         is_terminal = terminal_column >= 0 and packed[b, terminal_column] > 0.5
         tree.terminal[b, 0] = is_terminal
-        tree.leaf_value[b, 0] = 0.0 if is_terminal else packed[b, COL_VALUE]
+        tree.leaf_value[b, 0] = packed[b, COL_VALUE]
         tree.value_sum[b, 0] = tree.leaf_value[b, 0]
         tree.visit_count[b, 0] = 1
         for a in range(tree.prior.shape[2]):
@@ -204,7 +205,7 @@ def expand_and_backup(tree, sel, packed, terminal_column, mask_column, prior_mix
             tree.edge_reward[b, child] = packed[b, COL_REWARD]
             is_terminal = terminal_column >= 0 and packed[b, terminal_column] > 0.5
             tree.terminal[b, child] = is_terminal
-            tree.leaf_value[b, child] = 0.0 if is_terminal else packed[b, COL_VALUE]
+            tree.leaf_value[b, child] = packed[b, COL_VALUE]
             tree.legal[b, child, :] = True
             _write_prior(tree, b, child, packed, prior_mix, mask_column)
             node = child

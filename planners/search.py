@@ -3,8 +3,9 @@ and what differs between policies comes in as functions — a root rule and an i
 
 Per simulation the Python glue is: one select kernel call (the root rule's), one
 `model.recurrent_inference` on the whole batch, one `edge_reward` / `leaf_value` pair from the
-objective, one copy of the scalars to the host, one expand-and-backup kernel call. Latents stay on
-the model's device in one pool whose slots are the tree's node indices (planners/buffers.py).
+objective (and `terminal_value` when the model predicts terminal states: `leaf_values`), one copy
+of the scalars to the host, one expand-and-backup kernel call. Latents stay on the model's device
+in one pool whose slots are the tree's node indices (planners/buffers.py).
 """
 from __future__ import annotations
 
@@ -111,7 +112,7 @@ def search(model, objective: Objective, root: ModelOutput, num_simulations: int,
         packer = buffers.OutputPacker(B, A, root.latent.device)
         # The root has no edge reward: zeros stand in for it.
         terminal_column, mask_column = packer.pack(torch.zeros(B, device=root.latent.device),
-                                                   objective.leaf_value(model, root), root, objective)
+                                                   leaf_values(objective, model, root), root, objective)
         value = packer.host[:, kernels.COL_VALUE]
         if not np.isfinite(value).all():
             bad = int(np.flatnonzero(~np.isfinite(value))[0])
@@ -159,7 +160,7 @@ def _simulate(model, objective, root, tree, num_simulations, root_rule, explorat
     select, select_args = root_rule.selector(tree, exploration, sel, backend)
     expand_and_backup = kernels.specialize(backend.expand_and_backup, tree, sel, packed, -1, -1, prior_mix)
     recurrent_inference = model.recurrent_inference
-    edge_reward, leaf_value = objective.edge_reward, objective.leaf_value
+    edge_reward = objective.edge_reward
     for _ in range(num_simulations):
         select(*select_args)
         if not on_host:
@@ -177,13 +178,27 @@ def _simulate(model, objective, root, tree, num_simulations, root_rule, explorat
             state_pool.scatter(slot_index, slot_rows, out.reward_state)
         pool.scatter(slot_index, slot_rows, out.latent)
         reward = edge_reward(model, parent_latent, action, out)
-        value = leaf_value(model, out)
+        value = leaf_values(objective, model, out)
         terminal_column, mask_column = packer.pack(reward, value, out, objective)
         bad = expand_and_backup(tree, sel, packed, terminal_column, mask_column, prior_mix)
         if bad >= 0:
             raise ValueError(f"objective {objective.describe()!r} returned a non-finite edge reward "
                              f"({packed[bad, kernels.COL_REWARD]}) or leaf value "
                              f"({packed[bad, kernels.COL_VALUE]}) for tree {bad}")
+
+
+def leaf_values(objective: Objective, model, out: ModelOutput) -> torch.Tensor:
+    """What a new node is worth to the search, [B]: the objective's leaf value, or its terminal
+    value in the rows the model predicts terminal (an absorbing state: the kernels never expand
+    it, so this value is all that is ever backed up from it)."""
+    value = objective.leaf_value(model, out)
+    if out.terminal is None:
+        return value
+    terminal = objective.terminal_value(model, out)
+    B = out.policy_logits.shape[0]
+    buffers.check_scalars(value, "leaf_value", objective, B)
+    buffers.check_scalars(terminal, "terminal_value", objective, B)
+    return torch.where(out.terminal.to(torch.bool), terminal, value)
 
 
 def _depth_limit(objective, num_simulations: int) -> int:

@@ -21,7 +21,7 @@ NO_CHILD = -1
 class Tree(NamedTuple):
     visit_count: np.ndarray  # [B, N] int32
     value_sum: np.ndarray  # [B, N] float64: sum of discounted returns backed up through the node
-    leaf_value: np.ndarray  # [B, N] float64: objective.leaf_value when the node was created (0 if terminal)
+    leaf_value: np.ndarray  # [B, N] float64: objective.leaf_value when the node was created (terminal_value if terminal)
     edge_reward: np.ndarray  # [B, N] float64: objective.edge_reward of the edge parent -> node
     prior: np.ndarray  # [B, N, A] float64: selection prior (masked, mixed with uniform; root: + noise)
     children: np.ndarray  # [B, N, A] int32: child node index, NO_CHILD where not expanded

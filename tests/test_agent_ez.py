@@ -11,6 +11,7 @@ from agent.cli import main as cli_main
 from agent.callbacks import CheckpointCallback
 from agent.config import resolve_config as resolve
 from agent.ez import EZAgent
+from agent.replay import Replay
 
 TINY = ["net.latent_dim=16", "net.hidden=[16]", "net.projection_hidden=16", "net.projection_dim=16",
         "net.projection_head_hidden=8", "search.num_simulations=4", "num_envs=4", "batch_size=32",
@@ -309,3 +310,80 @@ def test_a_short_run_learns_the_corridor():
     assert greedy_return() == 0.0
     agent.learn(1000)
     assert greedy_return() == 1.0 and agent.log_values()["rollout/ep_rew_mean"] > 0.8
+
+
+# ------------------------------------------------------------------ terminal head
+
+
+def _quit_chain_replay(rng, n=4, episodes=300, limit=5, p_quit=0.3):
+    """Episodes on a chain of n cells: action 0 steps right (staying at the right end), action 1
+    quits, which terminates the episode in the observation 'ended' (one-hot index n); an episode
+    that never quits is truncated after `limit` steps, its final state a live cell."""
+    eye = np.eye(n + 1, dtype=np.float32)
+    replay = Replay(episodes * (limit + 1), (n + 1,), 2)
+    for _ in range(episodes):
+        state, prev = int(rng.integers(n)), np.array([-1])
+        for _ in range(limit):
+            a = int(rng.random() < p_quit)
+            prev = replay.add(prev, eye[[state]], np.array([a]), np.array([float(a)]), np.full((1, 2), 0.5), 0)
+            if a:
+                replay.end_episodes(prev, eye[[n]], np.array([True]), 0)
+                break
+            state = min(state + 1, n - 1)
+        else:
+            replay.end_episodes(prev, eye[[state]], np.array([False]), 0)
+    return replay, eye
+
+
+def test_terminal_head_learns_which_actions_end_the_episode():
+    """Trained through the learner on replay of a chain where one action ends the episode (and
+    time limits truncate others), the head predicts an end for exactly the quitting action from
+    every cell, and for whatever follows it (absorbing); truncated final states are not ends."""
+    from agent.config import AgentConfig
+    from agent.learner import Learner
+    from nets import NetConfig, build_model
+    from planners.objectives import Learned
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    n = 4
+    replay, eye = _quit_chain_replay(rng, n)
+    net = NetConfig(latent_dim=32, hidden=(32,), projection_hidden=16, projection_dim=16,
+                    projection_head_hidden=8, value_support_size=3, reward_support_size=2, terminal_head=True)
+    config = AgentConfig(net=net, batch_size=64, unroll_steps=3, reanalyze_fraction=0.0, lr=3e-3,
+                         lr_schedule="constant", lr_warmup_steps=1, discount=0.9, td_steps=3)
+    model = build_model((n + 1,), 2, net, device="cpu")
+    learner = Learner(model, config)
+    truncated = replay.final & ~replay.terminal
+    for step in range(300):
+        batch = learner.make_batch(replay, Learned(0.9), rng, 0, beta=1.0)
+        stats, _ = learner.train_step(batch)
+        if step == 0:  # the targets: terminal finals and what follows them; never a truncated final
+            index = replay.unroll(batch.index, 3, rng).index
+            stored = index >= 0
+            absorbing = batch.absorbing.numpy().astype(bool)
+            slot = np.where(stored, index, 0) % replay.capacity
+            assert (absorbing[stored] == replay.terminal[slot[stored]]).all()
+            assert not absorbing[stored & truncated[slot]].any() and (stored & truncated[slot]).any()
+            assert (batch.value_mask.numpy()[absorbing] == 1).all()
+    assert "loss/terminal" in stats and stats["loss/terminal"] < 0.1, stats
+    with torch.no_grad():
+        cells = model.initial_inference(eye[:n])
+        assert not cells.terminal.any()
+        for a in (0, 1):
+            nxt = model.recurrent_inference(cells.latent, torch.full((n,), a))
+            assert nxt.terminal.tolist() == [a == 1] * n, (a, torch.sigmoid(nxt.terminal_logit))
+            ended = model.recurrent_inference(cells.latent, torch.ones(n, dtype=torch.long))
+            after = model.recurrent_inference(ended.latent, torch.full((n,), a))
+            assert after.terminal.all(), (a, torch.sigmoid(after.terminal_logit))
+
+
+def test_a_checkpoint_with_the_terminal_head_round_trips(tmp_path):
+    agent = tiny_agent(extra=["net.terminal_head=true", "terminal_loss_weight=0.5"])
+    path = agent.save(tmp_path / "model.pt")
+    loaded = EZAgent.load(path, device="cpu")
+    assert loaded.config.net.terminal_head and loaded.config.terminal_loss_weight == 0.5
+    with torch.no_grad():
+        a, b = agent.model.initial_inference(FIXED_OBS), loaded.model.initial_inference(FIXED_OBS)
+    assert b.terminal_logit is not None and torch.equal(a.terminal_logit, b.terminal_logit)
+    assert torch.equal(a.terminal, b.terminal)
+    np.testing.assert_array_equal(agent.predict(FIXED_OBS)[0], loaded.predict(FIXED_OBS)[0])

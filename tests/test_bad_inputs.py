@@ -174,7 +174,7 @@ def test_a_plugged_function_is_checked_on_every_call():
 @pytest.mark.parametrize("then", ["shape", "raise"])
 def test_a_plug_in_that_breaks_mid_search_is_named(then):
     agent = load_fixture("corridor")
-    agent.set_objective(ObservationValue(ChangesLater(2, then)))  # validate's two calls pass
+    agent.set_objective(ObservationValue(ChangesLater(3, then)))  # validate's three calls pass (leaf, terminal, root)
     with pytest.raises(ValueError, match="observation value function ChangesLater"):
         agent.predict(np.zeros(agent.obs_shape, agent.obs_dtype))
 

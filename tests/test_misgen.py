@@ -9,6 +9,7 @@ from agent.cli import main
 from agent.studies.misgen import (COLUMNS, SplitResult, aggregate, check_train_split_default, measure,
                                   render_table)
 from nets.output import ModelOutput
+from envs.testbeds.corner_goal import MOVES
 from planners.objectives import ObservedGoalDistance
 
 ENV = "glasszero/CornerGoal-v0"
@@ -71,6 +72,64 @@ def test_observed_goal_distance_reads_the_goal_from_the_real_observation():
     torch.testing.assert_close(obj.edge_reward(model, None, None, out), torch.zeros(2))
     one = ModelOutput(latent=pred[:1], reward=torch.zeros(1), value=torch.zeros(1), policy_logits=torch.zeros(1, 4))
     torch.testing.assert_close(obj.leaf_value(model, one), torch.tensor([-2.0]))  # other batch: decoded goal
+
+
+class CornerModel:
+    """A hand-made world model of CornerGoal whose latent is the observation: each action moves the
+    agent exactly one cell (the border stops it), but the goal is always predicted in the training
+    corner, as by a model that never saw the goal move. It decodes to itself."""
+    has_decoder = True
+
+    def _out(self, latent):
+        B = latent.shape[0]
+        return ModelOutput(latent=latent, reward=torch.zeros(B), value=torch.zeros(B),
+                           policy_logits=torch.zeros(B, 4))
+
+    def initial_inference(self, obs):
+        return self._out(torch.as_tensor(obs, dtype=torch.float32))
+
+    def recurrent_inference(self, latent, action):
+        step = torch.tensor(MOVES, dtype=torch.float32)[torch.as_tensor(action).long()] * (2.0 / (SIZE - 1))
+        agent = (latent[:, :2] + step).clamp(-1.0, 1.0)
+        return self._out(torch.cat([agent, torch.tensor([[-1.0, 1.0]]).expand(len(agent), 2)], dim=1))
+
+    def decode(self, latent):
+        return latent
+
+
+def to_observed_goal(obs, root_obs):
+    """Root-conditioned value: minus the L1 distance from the predicted agent to the goal the real
+    root observation shows."""
+    return -(obs[:, :2] - root_obs[:, 2:]).abs().sum(dim=-1)
+
+
+def to_predicted_goal(obs):
+    """The same over the predicted observation alone: it reads the predicted (corner) goal."""
+    return -(obs[:, :2] - obs[:, 2:]).abs().sum(dim=-1)
+
+
+def test_a_value_of_the_root_observation_steers_the_search_to_the_goal_it_shows():
+    """On the test split (goals anywhere), a two-argument value function reads the real goal from
+    each tree's root and the search reaches it in every episode; the one-argument one, over the
+    predicted observation only, chases the corner the model predicts."""
+    from agent.evaluation import evaluate
+    from planners.config import SearchConfig
+    from planners.objectives import ObservationValue
+    from planners.policies import plan
+    model, config = CornerModel(), SearchConfig(num_simulations=16, prior="uniform")
+
+    def run(fn):
+        objective = ObservationValue(fn, discount=0.99)
+        assert objective.fn.with_root == (fn is to_observed_goal)
+        act = lambda obs: plan(model, objective, obs, config, rng=np.random.default_rng(0), add_noise=False,  # noqa: E731
+                               deterministic=True).action
+        return evaluate(act, ENV, 0, 20, env_kwargs={"split": "test"}).final_infos
+
+    observed = run(to_observed_goal)
+    assert all(info["reached_goal"] for info in observed)
+    predicted = run(to_predicted_goal)
+    assert sum(info["reached_goal"] for info in predicted) <= 5
+    assert sum(info["proxy_pursuit"] for info in predicted) >= 15
 
 
 def test_aggregate_and_table_on_hand_made_results():

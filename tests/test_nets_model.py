@@ -90,6 +90,37 @@ def test_value_ensemble_mean():
     assert out.value_ensemble.std(dim=1).min() > 0  # independent heads actually differ
 
 
+@pytest.mark.parametrize("family", ["mlp", "conv"])
+def test_terminal_head_is_off_by_default_and_counted_in_the_prediction_budget(family):
+    def build(**kw):
+        if family == "mlp":
+            return cartpole_model(**kw), torch.randn(3, 4)
+        return build_model((3, 16, 16), 2, NetConfig(**SMALL_CONV, **kw), device="cpu"), torch.rand(3, 3, 16, 16)
+
+    assert NetConfig().terminal_head is False
+    plain, obs = build()
+    out = plain.initial_inference(obs)
+    assert out.terminal is None and out.terminal_logit is None
+    model, obs = build(terminal_head=True)
+    for out in (model.initial_inference(obs), model.recurrent_inference(model.initial_inference(obs).latent,
+                                                                        torch.tensor([0, 1, 1]))):
+        assert out.terminal.dtype == torch.bool and out.terminal.shape == (3,)
+        assert out.terminal_logit.shape == (3,) and out.terminal_logit.requires_grad
+        assert torch.equal(out.terminal, torch.sigmoid(out.terminal_logit) > 0.5)
+    size = {r.network: r.parameters for r in plain.capacity_report()}
+    with_head = {r.network: r.parameters for r in model.capacity_report()}
+    head = sum(p.numel() for p in model.prediction.terminal.parameters())
+    assert with_head["prediction"] == size["prediction"] + head and head > 0
+    assert {k: v for k, v in with_head.items() if k != "prediction"} == \
+        {k: v for k, v in size.items() if k != "prediction"}
+    # The budget refuses a core that the head pushes over its limit.
+    core = size["representation"] + size["dynamics"] + size["prediction"]
+    limit = CapacityBudget(max_network_params=10**9, max_core_params=core + head // 2, max_projection_params=10**9)
+    build(budget=limit)
+    with pytest.raises(ValueError, match="max_core_params"):
+        build(terminal_head=True, budget=limit)
+
+
 # ------------------------------------------------------------------ projection and decoder
 
 

@@ -45,6 +45,12 @@ def distance_from_left(obs):
     return obs[:, 0] + 1.0
 
 
+def away_from_start(obs, root_obs):
+    """Root-conditioned (a second argument: the real observation at the tree's root): how far the
+    predicted position is from where the search started."""
+    return (obs[:, 0] - root_obs[:, 0]).abs()
+
+
 class ConstantValue(torch.nn.Module):
     def forward(self, latent):
         return torch.zeros(latent.shape[0])
@@ -88,6 +94,16 @@ def test_corridor_swap_through_the_cli_with_value_and_prior_flags(capsys):
         if name == "right":
             assert report["objective"].startswith(f"ObservationValue({__name__}:prefer_right")
     assert returns == {"default": 1.0, "right": 0.0}  # +1 only at the left end
+
+
+def test_cli_accepts_a_value_function_of_the_root_observation(capsys):
+    ckpt = str(FIXTURES / "corridor_ez.pt")
+    argv = ["eval", "--checkpoint", ckpt, "--episodes", "2", "--json", "--prior", "uniform",
+            "--value", f"{__name__}:away_from_start"]
+    assert cli_main(argv) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["objective"].startswith(f"ObservationValue({__name__}:away_from_start")
+    assert "the predicted observation and the real root observation" in report["objective"]
 
 
 def cart_positions(agent, episodes=8, max_steps=200):
@@ -141,8 +157,9 @@ def test_a_broken_plug_in_is_refused_by_set_objective_and_the_old_objective_stay
     lambda: LatentValue(f"{__name__}:ConstantValue", discount=0.9),
     lambda: Penalized(Pessimistic(1.0, 0.9), distance_from_left, 0.25),
     lambda: Penalized(ObservationValue(prefer_right, with_reward=True, discount=0.9), distance_from_left, 2.0),
+    lambda: Penalized(ObservationValue(away_from_start, discount=0.9), away_from_start, 0.5),
 ], ids=["learned", "reward-only", "pessimistic", "obs-value", "obs-reward", "latent-value", "pen-pess",
-        "pen-obs"])
+        "pen-obs", "root-obs"])
 def test_every_objective_runs_on_the_checkpoint_and_round_trips_through_save_and_load(corridor, make, tmp_path):
     agent = corridor
     objective = make()

@@ -1,4 +1,6 @@
 """Objectives on their own: plug-in checks, torch/numpy calling, descriptions and specs."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -6,7 +8,7 @@ import torch
 from nets.output import ModelOutput
 from planners.objectives import (Learned, LatentValue, ObjectiveNotRestorable, ObservationReward,
                                  ObservationValue, Penalized, Pessimistic, RewardOnly, objective_from_spec)
-from planners.plugins import PluggedFn, validate
+from planners.plugins import PluggedFn, _plugged, validate
 
 
 class LineModel:
@@ -44,6 +46,19 @@ def numpy_only(obs):
 
 def far_from_origin(obs):
     return obs[:, 0].abs()
+
+
+def toward_root_y(obs, root_obs):
+    """Root-conditioned: minus the distance from the predicted x to the y the root shows."""
+    return -(obs[:, 0] - root_obs[:, 1]).abs()
+
+
+def numpy_toward_root_y(obs, root_obs):
+    return -np.abs(np.asarray(obs)[:, 0] - root_obs[:, 1]) if isinstance(obs, np.ndarray) else obs.nope
+
+
+def scaled(obs, scale=2.0):  # a second parameter with a default is the function's own option
+    return obs[:, 0] * scale
 
 
 class ZeroValue(torch.nn.Module):
@@ -123,12 +138,75 @@ def test_each_objective_computes_its_edge_reward_and_leaf_value():
         [[-1.5, -1.5], [0.75, 0.75]]
 
 
+class HalfValue(torch.nn.Module):
+    def forward(self, latent):
+        return latent[:, 0] * 0.5
+
+
+def test_terminal_values_are_zero_for_rewards_and_the_leaf_value_for_values_over_states():
+    """Objectives of rewards value an absorbing state at 0; values over states keep their value
+    there (planners.objectives.Objective); Penalized takes its base's."""
+    from agent.aux_values import AuxValue
+    from planners.objectives import ObservedGoalDistance
+    model = LineModel(heads=2)
+    root = model.initial_inference(torch.tensor([[0.0, 0.0], [1.0, 0.0]]))
+    child = model.recurrent_inference(root.latent, torch.tensor([1, 0]))  # x = 0.5 and 0.5
+
+    def terminal(objective):
+        return objective.terminal_value(model, child).tolist()
+
+    for zero in (Learned(), RewardOnly(2), ObservationReward(right_end), Pessimistic(1.0),
+                 Penalized(Learned(), right_end), AuxValue("half", HalfValue())):
+        assert terminal(zero) == [0.0, 0.0], zero
+    for values in (ObservationValue(right_end), LatentValue(HalfValue()), ObservedGoalDistance((0,), (1,)),
+                   Penalized(ObservationValue(right_end, with_reward=True), far_from_origin, 2.0)):
+        assert terminal(values) == values.leaf_value(model, child).tolist() != [0.0, 0.0], values
+
+
+def test_validate_checks_the_terminal_value_too():
+    class BadTerminal(ObservationValue):
+        def terminal_value(self, model, out):
+            return out.value[:1]
+
+    with pytest.raises(ValueError, match="invalid terminal_value"):
+        validate(BadTerminal(right_end), LineModel(), (2,))
+
+
+def test_root_conditioned_functions_get_the_root_observations_of_their_trees():
+    assert ObservationValue(toward_root_y).fn.with_root
+    for one_argument in (right_end, scaled, np.tanh, lambda obs, *rest: obs[:, 0]):
+        assert not ObservationValue(one_argument).fn.with_root, one_argument
+    assert not LatentValue(ZERO_VALUE).fn.with_root  # latents only
+    model = LineModel()
+    for fn in (toward_root_y, numpy_toward_root_y):
+        objective = ObservationValue(fn)
+        validate(objective, model, (2,))  # the dummy batch: its own observations stand in for roots
+        assert objective.fn.numpy is (fn is numpy_toward_root_y)
+        objective.observe(np.array([[0.0, 0.5], [1.0, -1.0]], np.float32))  # roots show y = 0.5 and -1
+        _, value = _step(model, objective)  # children at x = 0.5 and 0.5
+        assert value.tolist() == [0.0, -1.5]
+        one = model.initial_inference(torch.tensor([[2.0, 0.0]]))  # another batch size: itself as root
+        assert objective.leaf_value(model, one).tolist() == [-2.0]
+    penalized = Penalized(ObservationValue(right_end), toward_root_y, 1.0)
+    penalized.observe(torch.tensor([[0.0, 0.5], [1.0, 0.5]]))  # tensors are accepted too
+    edge, _ = _step(model, penalized)
+    assert edge.tolist() == [0.0, 0.0]
+    reward = ObservationReward(toward_root_y)
+    reward.observe(np.array([[0.0, 0.5], [1.0, 0.0]], np.float32))
+    assert _step(model, reward)[0].tolist() == [0.0, -0.5]
+    assert "real root observation" in ObservationValue(toward_root_y).describe()
+    assert "real root observation" not in ObservationValue(right_end).describe()
+    assert "root observation" in reward.describe() and "root observation" in penalized.describe()
+
+
 ROUND_TRIP = [
     Learned(0.99), RewardOnly(5, 0.9), Pessimistic(1.5), ObservationValue(right_end),
     ObservationValue("tests.test_objectives:right_end", with_reward=True), ObservationReward(right_end, 4),
     LatentValue(ZERO_VALUE), LatentValue("tests.test_objectives:ZeroValue"),
     Penalized(Pessimistic(0.5, 0.95), far_from_origin, 3.0),
     Penalized(ObservationValue(right_end), "tests.test_objectives:far_from_origin", 0.1),
+    ObservationValue("tests.test_objectives:toward_root_y"), ObservationReward(toward_root_y, 2),
+    Penalized(ObservationValue(toward_root_y), toward_root_y, 0.5),
 ]
 
 
@@ -143,6 +221,9 @@ def test_specs_round_trip_through_a_checkpoint(objective, tmp_path):
     assert rebuilt.describe() == objective.describe()
     assert rebuilt.to_spec() == objective.to_spec()
     assert rebuilt.discount == objective.discount and rebuilt.max_depth == objective.max_depth
+    if "toward_root_y" in objective.describe():  # the spec says the function reads the roots
+        assert '"root_obs": true' in json.dumps(objective.to_spec())
+        assert all(fn.with_root for fn in _plugged(rebuilt))
 
 
 def test_a_lambda_is_stored_by_description_and_refused_on_load_with_a_clear_error():

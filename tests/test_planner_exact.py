@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from planners.config import SearchConfig
-from planners.objectives import Learned, RewardOnly
+from planners.objectives import LatentValue, Learned, RewardOnly
 from planners.policies import plan
 from planners.tree import ROOT, principal_variation
 from tests.exact_models import ALL, BAIT, ExactModel, batch_of, bandit_trap, chain, two_step
@@ -130,6 +130,56 @@ def test_terminal_states_are_not_expanded_past(algorithm):
     for b, m in enumerate(mdps):
         if m.name == "chain":
             assert result.max_depth[b] == 3
+
+
+class StateTable(torch.nn.Module):
+    """A value over the exact model's states (its latents are one-hot): values[state]."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = torch.as_tensor(values, dtype=torch.float32)
+
+    def forward(self, latent):
+        return latent @ self.values
+
+
+@pytest.mark.parametrize("algorithm,sims", [("puct", 100), ("gumbel", GUMBEL_SIMS)])
+def test_terminal_values_are_backed_up_and_nothing_beyond_them_is_expanded(algorithm, sims):
+    """chain(3) under a value over states (LatentValue, with the predicted rewards): the state that
+    quitting ends in is worth 5, the chain's goal 2, the rest 0. A value over states keeps its
+    value at terminal states, so Q(quit) = 0.2 + 0.97 * 5 beats right, right, right
+    (0.97^2 * 1 + 0.97^3 * 2); with terminal values forced to 0 it would not. Out of a terminal
+    state every action pays BAIT: no edge in any tree may carry it."""
+    mdps = [chain(3).shuffled(np.random.default_rng(seed)) for seed in range(4)]
+    model = ExactModel(mdps)
+    values = np.zeros(model.num_states)
+    for m, off in zip(mdps, model.offsets):
+        values[off + 4], values[off + 3] = 5.0, 2.0  # the quit end, the goal
+    objective = LatentValue(StateTable(values), with_reward=True, discount=0.97)
+    result = _search(model, model.root_obs(range(4)), objective, sims, algorithm)
+    tree = result.tree
+    np.testing.assert_array_equal(result.action, [m.label("quit") for m in mdps])
+    for b, m in enumerate(mdps):
+        assert result.q_values[b, m.label("quit")] == pytest.approx(0.2 + 0.97 * 5.0)
+        n = tree.num_nodes[b]
+        terminal = tree.terminal[b, :n]
+        assert terminal.sum() >= 2  # both ends were reached
+        assert (tree.children[b, :n][terminal] == -1).all()
+        assert not terminal[tree.parent[b, 1:n]].any()  # no node below a terminal one
+        # Every backup through a terminal node brings its terminal value, and nothing else.
+        np.testing.assert_allclose(tree.value_sum[b, :n][terminal],
+                                   tree.visit_count[b, :n][terminal] * tree.leaf_value[b, :n][terminal])
+        assert set(tree.leaf_value[b, :n][terminal].tolist()) == {5.0, 2.0}
+    assert np.abs(tree.edge_reward).max() < BAIT
+
+
+def test_a_terminal_root_is_worth_its_terminal_value():
+    mdp = chain()
+    model = ExactModel([mdp])
+    values = np.zeros(model.num_states)
+    values[3] = 2.0  # the chain's goal
+    goal = _search(model, model.root_obs([0]) + 3, LatentValue(StateTable(values)), 5)
+    assert goal.tree.num_nodes[0] == 1 and goal.root_value[0] == pytest.approx(2.0)
 
 
 def test_terminal_root_is_never_expanded():

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from nets.output import ModelOutput
 from planners import kernels, reference
 from planners.config import SearchConfig
-from planners.objectives import Learned, RewardOnly
+from planners.objectives import Learned, Objective, RewardOnly
 from planners.policies import plan
 from planners.tree import Tree
 
@@ -19,7 +19,8 @@ BACKENDS = [pytest.param(kernels, id="numba"), pytest.param(reference, id="pytho
 
 class RandomTableModel:
     """A random deterministic model over S states: latent = one-hot state; random next states,
-    rewards, values, logits (some -inf), action masks and terminal flags."""
+    rewards, values, logits (some -inf), action masks and terminal flags, and with the flags a
+    table of terminal values (which `TerminalTable` hands the search)."""
 
     def __init__(self, rng: np.random.Generator, num_states: int, num_actions: int, dtype,
                  masks: bool, terminals: bool):
@@ -33,6 +34,7 @@ class RandomTableModel:
         self.logits = torch.as_tensor(logits, dtype=dtype)
         self.mask = torch.as_tensor(rng.random((S, A)) < 0.8) if masks else None
         self.terminal = torch.as_tensor(rng.random(S) < 0.15) if terminals else None
+        self.terminal_value = torch.as_tensor(rng.normal(size=S) * 2 + 3, dtype=dtype)
 
     def _out(self, state, reward):
         return ModelOutput(
@@ -51,6 +53,28 @@ class RandomTableModel:
         return self._out(self.next_state[state, action], self.reward[state, action])
 
 
+class TerminalTable(Objective):
+    """`base` whose terminal value is the model's table (nonzero at absorbing states)."""
+
+    def __init__(self, base):
+        self.base, self.discount, self.max_depth = base, base.discount, base.max_depth
+
+    def edge_reward(self, model, parent_latent, action, out):
+        return self.base.edge_reward(model, parent_latent, action, out)
+
+    def leaf_value(self, model, out):
+        return self.base.leaf_value(model, out)
+
+    def terminal_value(self, model, out):
+        return model.terminal_value[out.latent.argmax(1)]
+
+    def describe(self):
+        return f"TerminalTable({self.base.describe()})"
+
+    def to_spec(self):
+        return {"name": "terminal-table"}
+
+
 @st.composite
 def search_cases(draw):
     return dict(
@@ -63,6 +87,7 @@ def search_cases(draw):
         horizon=draw(st.one_of(st.none(), st.integers(1, 4))),
         masks=draw(st.booleans()),
         terminals=draw(st.booleans()),
+        terminal_values=draw(st.booleans()),
         root_mask=draw(st.booleans()),
         noise=draw(st.booleans()),
         prior=draw(st.sampled_from(["learned", "uniform", "mixed(0.3)"])),
@@ -87,6 +112,8 @@ def _run(case, backend):
             model.mask[int(obs[b]), keep] = True
     objective = (Learned(case["discount"]) if case["horizon"] is None
                  else RewardOnly(case["horizon"], case["discount"]))
+    if case["terminal_values"]:
+        objective = TerminalTable(objective)
     config = SearchConfig(num_simulations=case["sims"], prior=case["prior"], algorithm=case["algorithm"],
                           gumbel_max_considered=3)
     return plan(model, objective, obs, config, rng=np.random.default_rng(case["seed"] + 1),
@@ -105,6 +132,10 @@ def test_numba_kernels_build_the_same_trees_as_the_python_reference(case):
     for name in ("value_sum", "leaf_value", "edge_reward", "prior", "min_max_q"):
         np.testing.assert_allclose(getattr(t, name), getattr(r, name), rtol=1e-12, atol=1e-12,
                                    err_msg=name)
+    # Absorbing nodes store the objective's terminal value (0 for Learned and RewardOnly).
+    in_use = np.arange(t.terminal.shape[1]) < t.num_nodes[:, None]
+    stored = t.leaf_value[t.terminal & in_use]
+    assert (stored != 0).all() if case["terminal_values"] else (stored == 0).all()
     np.testing.assert_array_equal(fast.visit_counts, slow.visit_counts)
     np.testing.assert_array_equal(fast.action, slow.action)
     np.testing.assert_allclose(fast.root_value, slow.root_value, rtol=1e-12)

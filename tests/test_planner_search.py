@@ -75,8 +75,8 @@ def test_search_samples_with_temperature_and_is_greedy_when_deterministic():
 
 
 class _Broken(Objective):
-    def __init__(self, edge=None, leaf=None, when=0):
-        self.edge, self.leaf, self.when, self.calls = edge, leaf, when, 0
+    def __init__(self, edge=None, leaf=None, when=0, terminal=None):
+        self.edge, self.leaf, self.when, self.calls, self.terminal = edge, leaf, when, 0, terminal
 
     def edge_reward(self, model, parent_latent, action, out):
         return self.edge(out) if self.edge else out.reward
@@ -84,6 +84,9 @@ class _Broken(Objective):
     def leaf_value(self, model, out):
         self.calls += 1
         return self.leaf(out) if self.leaf and self.calls > self.when else out.value
+
+    def terminal_value(self, model, out):
+        return self.terminal(out) if self.terminal else super().terminal_value(model, out)
 
     def describe(self):
         return "Broken"
@@ -101,6 +104,10 @@ class _Broken(Objective):
      r"'Broken' returned a non-finite edge reward \(inf\) or leaf value \(0.0\) for tree 1"),
     (_Broken(leaf=lambda out: torch.where(out.value == 0, np.nan, 0.0), when=1),
      r"'Broken' returned a non-finite edge reward \(0.0\) or leaf value \(nan\) for tree 0"),
+    # The exact models predict terminal states: their rows take the terminal value, checked alike.
+    (_Broken(terminal=lambda out: out.value[:1]), r"terminal_value must return a tensor of shape \(3,\), got \(1,\)"),
+    (_Broken(terminal=lambda out: torch.full_like(out.value, np.nan)),
+     r"'Broken' returned a non-finite edge reward \(.*\) or leaf value \(nan\) for tree \d"),
 ])
 def test_objective_with_wrong_shape_or_nan_raises_a_clear_error(objective, match):
     model, obs, _ = batch_of(ALL, 3)

@@ -1,10 +1,13 @@
 """Command-line flags that swap what the search maximizes, shared by `eval`, `explain` and `audit`.
 
     --objective learned | reward-only:H | pessimistic:K | aux:NAME | '{"name": ...}'   (any registered kind)
-    --value MODULE:ATTR          ObservationValue: fn(predicted observations [B, ...]) -> [B]
+    --value MODULE:ATTR          ObservationValue: fn(predicted observations [B, ...]) -> [B], or
+                                 fn(predicted obs, root_obs) -> [B] with the real observation at
+                                 each tree's root (a goal or target the agent sees)
     --latent-value MODULE:ATTR   LatentValue: an nn.Module (or a factory of one) over latents
     --reward MODULE:ATTR         ObservationReward: fn(predicted observation) credited per step
     --penalty MODULE:ATTR        Penalized: subtract --penalty-weight * fn(predicted obs) per step
+                                 (--reward and --penalty take root_obs as a second argument too)
     --prior learned | uniform | mixed(A)    the learned policy prior's weight in selection
 
 All of it is applied to a loaded agent with `set_objective`, which checks plugged functions once on
@@ -27,12 +30,14 @@ def add_objective_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("objective", "what the search maximizes (swapped with no retraining)")
     g.add_argument("--objective", metavar="NAME", help=f"an objective by name: {short_names()}")
     g.add_argument("--value", metavar="MODULE:ATTR",
-                   help="a value function over predicted observations, fn(obs[B, ...]) -> [B] "
+                   help="a value function over predicted observations, fn(obs[B, ...]) -> [B], or "
+                        "fn(obs, root_obs) -> [B] with the real observation at each tree's root "
                         "(the model needs a decoder)")
     g.add_argument("--latent-value", metavar="MODULE:ATTR",
                    help="a value network over latents: an nn.Module, or a class/factory that builds one")
     g.add_argument("--reward", metavar="MODULE:ATTR",
-                   help="a reward function over predicted observations, fn(obs'[B, ...]) -> [B], leaf value 0")
+                   help="a reward function over predicted observations, fn(obs'[B, ...]) -> [B] (or "
+                        "fn(obs', root_obs)), leaf value 0")
     g.add_argument("--horizon", type=int, help="depth limit of the tree with --reward (default: none)")
     g.add_argument("--with-reward", action="store_true",
                    help="with --value / --latent-value: keep the learned predicted rewards on the edges")

@@ -4,7 +4,8 @@ Three policies, all run through `agent.evaluation.evaluate` (same episodes, seed
 
     prior   argmax of the learned policy prior at the real observation; no lookahead at all
     greedy  one step of lookahead on the learned model under the agent's objective:
-            argmax_a  edge_reward(s, a) + discount * leaf_value(s')   (r(s,a) + gamma v(s') by default)
+            argmax_a  edge_reward(s, a) + discount * leaf_value(s')   (r(s,a) + gamma v(s') by default;
+            terminal_value(s') where the model predicts s' terminal, as the search does)
     search  the agent itself: the full tree search under its objective
 
     search_amplification = (R_search - R_prior)  / max(|R_prior|, 1)
@@ -37,6 +38,7 @@ import torch
 from agent.evaluation import EvalResult, evaluate
 from common.files import atomic_write_text
 from nets.budget import format_capacity_report
+from planners.search import leaf_values
 
 WARN_BELOW = 0.1  # amplification under this triggers the warning
 DEFINITION = ("search_amplification = (R_search - R_prior) / max(|R_prior|, 1); greedy_amplification = "
@@ -57,7 +59,8 @@ def prior_policy(agent) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def greedy_policy(agent) -> Callable[[np.ndarray], np.ndarray]:
-    """argmax_a edge_reward + discount * leaf_value after one model step per action (one batch)."""
+    """argmax_a edge_reward + discount * leaf value (the search's: planners.search.leaf_values)
+    after one model step per action (one batch)."""
     model, objective = agent.model, agent.objective
 
     def act(obs: np.ndarray) -> np.ndarray:
@@ -71,8 +74,9 @@ def greedy_policy(agent) -> Callable[[np.ndarray], np.ndarray]:
             if root.reward_state is not None:
                 kwargs["reward_state"] = root.reward_state.repeat_interleave(actions, dim=0)
             child = model.recurrent_inference(latent, action, **kwargs)
+            objective.observe(np.repeat(obs, actions, axis=0))  # row b*A + a belongs to root b
             q = (objective.edge_reward(model, latent, action, child)
-                 + objective.discount * objective.leaf_value(model, child))
+                 + objective.discount * leaf_values(objective, model, child))
             return q.reshape(batch, actions).argmax(dim=-1).cpu().numpy()
     return act
 

@@ -32,7 +32,7 @@ def explain(agent, observation) -> dict:
         r = plan(model, objective, obs, agent.config.search, rng=np.random.default_rng(0),
                  add_noise=False, deterministic=True)
         root = model.initial_inference(obs)
-        predicted_reward, parts = _one_step(model, objective, root)
+        predicted_reward, parts = _one_step(model, objective, root, obs)
         pv = _principal_variation(model, root, r.tree)
     discount = objective.discount
     actions = [{"action": a, "visits": int(r.visit_counts[0, a]), "prior": float(r.prior[0, a]),
@@ -49,10 +49,11 @@ def explain(agent, observation) -> dict:
             "capacity_report": format_capacity_report(capacity)}
 
 
-def _one_step(model, objective, root):
+def _one_step(model, objective, root, obs):
     """For each root action, one batched model step: the model's own predicted reward, and the
     objective's edge reward split into its named parts (Objective.edge_parts)."""
     actions = root.policy_logits.shape[1]
+    objective.observe(np.repeat(obs, actions, axis=0))  # every row's root is the one observation
     latent = root.latent.expand(actions, *root.latent.shape[1:])
     kwargs = {} if root.reward_state is None else {"reward_state": root.reward_state.expand(actions, -1)}
     action = torch.arange(actions, device=latent.device)
