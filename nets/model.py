@@ -8,7 +8,10 @@ scalars and their logits kept for the losses.
 
 Terminal head (NetConfig.terminal_head, off by default): f also predicts whether a state is
 absorbing (an episode's end, or past it). `ModelOutput.terminal` is then the flag (probability >
-0.5) the search stops at, and `terminal_logit` what the learner's binary cross-entropy trains.
+0.5) the search stops at, and `terminal_logit` what the learner's binary cross-entropy trains. Only
+`recurrent_inference` sets the flag: the head predicts where a transition leads, and the state
+`initial_inference` sees is a real observation the environment has not ended (a false "terminal"
+there would stop the search from expanding anything).
 
 Value-prefix LSTM (NetConfig.value_prefix_lstm, off by default; the budget refuses it unless
 budget.allow_recurrence): EfficientZero predicts the *value prefix* (sum of rewards since a reset)
@@ -146,7 +149,7 @@ class Model(nn.Module):
         if self.dynamics.reward.state_size:
             reward_state = latent.new_zeros(batch, self.dynamics.reward.state_size + 1)
         return self._predict(latent, latent.new_zeros(batch), None, reward_state, "initial_inference",
-                             obs=obs, obs_finite=obs_finite)
+                             obs=obs, obs_finite=obs_finite, predicted=False)
 
     def recurrent_inference(self, latent: torch.Tensor, action: ArrayLike,
                             reward_state: Optional[torch.Tensor] = None) -> ModelOutput:
@@ -170,7 +173,7 @@ class Model(nn.Module):
         return self._predict(next_latent, reward, reward_logits, next_reward_state, "recurrent_inference")
 
     def _predict(self, latent, reward, reward_logits, reward_state, call: str, obs=None,
-                 obs_finite: Optional[torch.Tensor] = None) -> ModelOutput:
+                 obs_finite: Optional[torch.Tensor] = None, predicted: bool = True) -> ModelOutput:
         policy_logits, value_logits, terminal_logit = self.prediction(latent)
         value_ensemble = support_to_scalar(value_logits)
         value = value_ensemble.mean(dim=1)
@@ -187,7 +190,7 @@ class Model(nn.Module):
                 f"Model.{call}: the network produced NaN or inf in its value, reward, policy or terminal output "
                 f"(training has probably diverged: lower the learning rate or clip gradients)")
         # Probability > 0.5 is logit > 0: the search reads the flag, the learner the logit.
-        terminal = None if terminal_logit is None else terminal_logit > 0
+        terminal = None if terminal_logit is None or not predicted else terminal_logit > 0
         return ModelOutput(latent=latent, reward=reward, value=value, policy_logits=policy_logits,
                            reward_logits=reward_logits, value_logits=value_logits,
                            value_ensemble=value_ensemble, terminal=terminal, terminal_logit=terminal_logit,

@@ -93,9 +93,12 @@ def decide(tree: Tree, gumbel: GumbelRoot, visits: np.ndarray, backend=kernels):
     actions = np.zeros(B, np.int64)
     target = np.zeros((B, A), np.float64)
     for b in range(B):
+        legal = tree.legal[b, ROOT]
+        if not legal.any():  # a terminal root without actions: nothing was searched
+            target[b] = 1.0 / A
+            continue
         max_visits = completed_q(tree, b, gumbel.raw_value, q)
         sigma = (gumbel.c_visit + max_visits) * gumbel.c_scale * q
-        legal = tree.legal[b, ROOT]
         most = legal & (visits[b] == visits[b][legal].max())
         score = gumbel.root_score[b]
         if np.isfinite(score[most]).any():

@@ -368,7 +368,7 @@ def test_terminal_head_learns_which_actions_end_the_episode():
     assert "loss/terminal" in stats and stats["loss/terminal"] < 0.1, stats
     with torch.no_grad():
         cells = model.initial_inference(eye[:n])
-        assert not cells.terminal.any()
+        assert cells.terminal is None and not (cells.terminal_logit > 0).any()  # real states: never ended
         for a in (0, 1):
             nxt = model.recurrent_inference(cells.latent, torch.full((n,), a))
             assert nxt.terminal.tolist() == [a == 1] * n, (a, torch.sigmoid(nxt.terminal_logit))
@@ -385,5 +385,7 @@ def test_a_checkpoint_with_the_terminal_head_round_trips(tmp_path):
     with torch.no_grad():
         a, b = agent.model.initial_inference(FIXED_OBS), loaded.model.initial_inference(FIXED_OBS)
     assert b.terminal_logit is not None and torch.equal(a.terminal_logit, b.terminal_logit)
-    assert torch.equal(a.terminal, b.terminal)
+    with torch.no_grad():
+        step = [m.model.recurrent_inference(r.latent, torch.tensor([0, 1, 1])) for m, r in ((agent, a), (loaded, b))]
+    assert torch.equal(step[0].terminal, step[1].terminal)
     np.testing.assert_array_equal(agent.predict(FIXED_OBS)[0], loaded.predict(FIXED_OBS)[0])

@@ -102,11 +102,14 @@ def test_terminal_head_is_off_by_default_and_counted_in_the_prediction_budget(fa
     out = plain.initial_inference(obs)
     assert out.terminal is None and out.terminal_logit is None
     model, obs = build(terminal_head=True)
-    for out in (model.initial_inference(obs), model.recurrent_inference(model.initial_inference(obs).latent,
-                                                                        torch.tensor([0, 1, 1]))):
-        assert out.terminal.dtype == torch.bool and out.terminal.shape == (3,)
-        assert out.terminal_logit.shape == (3,) and out.terminal_logit.requires_grad
-        assert torch.equal(out.terminal, torch.sigmoid(out.terminal_logit) > 0.5)
+    root = model.initial_inference(obs)
+    # A real observation is never declared terminal (the env has not ended it); the logit still
+    # comes back for the learner.
+    assert root.terminal is None and root.terminal_logit.shape == (3,)
+    out = model.recurrent_inference(root.latent, torch.tensor([0, 1, 1]))
+    assert out.terminal.dtype == torch.bool and out.terminal.shape == (3,)
+    assert out.terminal_logit.shape == (3,) and out.terminal_logit.requires_grad
+    assert torch.equal(out.terminal, torch.sigmoid(out.terminal_logit) > 0.5)
     size = {r.network: r.parameters for r in plain.capacity_report()}
     with_head = {r.network: r.parameters for r in model.capacity_report()}
     head = sum(p.numel() for p in model.prediction.terminal.parameters())

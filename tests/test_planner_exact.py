@@ -182,14 +182,18 @@ def test_a_terminal_root_is_worth_its_terminal_value():
     assert goal.tree.num_nodes[0] == 1 and goal.root_value[0] == pytest.approx(2.0)
 
 
-def test_terminal_root_is_never_expanded():
+@pytest.mark.parametrize("algorithm", ["puct", "gumbel"])
+def test_terminal_root_is_never_expanded(algorithm):
     mdp = chain()
     model = ExactModel([mdp])
     goal = model.root_obs([0]) + 3  # the chain's goal state
-    result = _search(model, goal, Learned(), 5)
+    result = _search(model, goal, Learned(), 5, algorithm)
     assert result.tree.num_nodes[0] == 1
     assert result.visit_counts.sum() == 0 and result.root_value[0] == 0
-    np.testing.assert_allclose(result.action_weights[0], result.prior[0])
+    if algorithm == "puct":
+        np.testing.assert_allclose(result.action_weights[0], result.prior[0])
+    else:  # nothing to improve on: every action alike
+        np.testing.assert_allclose(result.action_weights[0], 0.25)
 
 
 def test_principal_variation_follows_the_most_visited_path():
