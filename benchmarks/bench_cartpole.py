@@ -21,6 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from result_line import emit  # noqa: E402  (benchmarks/, the script's own folder)
+
 TARGET = 475.0
 
 
@@ -72,14 +74,9 @@ def main() -> None:
         print(f"seed {seed}: steps to 475 {row['steps_to_475']}, {row['seconds_to_475']} s; "
               f"final return {row['final_return']} at {row['env_steps']} steps; "
               f"peak memory {row['peak_rss_mb']} MB", flush=True)
-    line = json.dumps({"benchmark": "cartpole", "target": TARGET, "seeds": rows,
-                       "steps_to_475": [r["steps_to_475"] for r in rows],
-                       "wall_s_to_475": [r["seconds_to_475"] for r in rows],
-                       "command": "python " + " ".join(sys.argv)})
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(line + "\n")
-    print(line)
+    emit({"benchmark": "cartpole", "target": TARGET, "seeds": rows,
+          "steps_to_475": [r["steps_to_475"] for r in rows],
+          "wall_s_to_475": [r["seconds_to_475"] for r in rows]}, args.out)
 
 
 def _without_out(argv):

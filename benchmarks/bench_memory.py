@@ -13,8 +13,6 @@ default-run: `python train.py` (CartPole-v1, the README's command) in a child pr
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import resource
 import subprocess
 import sys
@@ -24,6 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from result_line import emit  # noqa: E402  (benchmarks/, the script's own folder)
 
 
 def rss_mb() -> float:
@@ -94,13 +94,7 @@ def main() -> None:
     for q in (s, d):
         q.add_argument("--out", metavar="FILE", help="also write the last line's JSON to FILE")
     args = p.parse_args()
-    result = soak(args) if args.what == "soak" else default_run(args)
-    result["command"] = "python " + " ".join(sys.argv)
-    line = json.dumps(result)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(line + "\n")
-    print(line)
+    emit(soak(args) if args.what == "soak" else default_run(args), args.out)
 
 
 if __name__ == "__main__":

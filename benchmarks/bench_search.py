@@ -15,12 +15,10 @@ Numba is warmed up first; every figure is the median of `--repeats` runs. Last l
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,6 +32,7 @@ from planners.config import SearchConfig  # noqa: E402
 from planners.objectives import Learned  # noqa: E402
 from planners.policies import plan  # noqa: E402
 from planners.tree import Tree  # noqa: E402
+from result_line import emit  # noqa: E402  (benchmarks/, the script's own folder)
 
 SIMS, A, LATENT, HIDDEN, OBS = 50, 4, 32, 64, 8
 
@@ -179,13 +178,8 @@ def main() -> None:
         print(f"        (b) MLP: {row['mlp_search_ms']:7.2f} ms/search, {row['mlp_sims_per_s']:9.0f} "
               f"sims/s; model alone {row['model_alone_ms']:6.2f} ms; ratio "
               f"{row['ratio_search_over_model']:.2f}x")
-    line = json.dumps({"bench": "search", "algorithm": args.algorithm, "clock": args.clock, "simulations": SIMS,
-                       "actions": A, "latent": LATENT, "hidden": HIDDEN, "results": results,
-                       "command": "python " + " ".join(sys.argv)})
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(line + "\n")
-    print(line)
+    emit({"bench": "search", "algorithm": args.algorithm, "clock": args.clock, "simulations": SIMS,
+          "actions": A, "latent": LATENT, "hidden": HIDDEN, "results": results}, args.out)
 
 
 if __name__ == "__main__":

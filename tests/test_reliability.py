@@ -9,27 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from stable_baselines3.common.callbacks import BaseCallback
 
 from agent.callbacks import CheckpointCallback
 from agent.cli import main as cli_main
 from agent.ez import EZAgent
 from agent.replay import PENDING
 from tests.test_agent_ez import TINY, tiny_agent
+from tests.test_protocol_and_callbacks import _StopAt  # stands in for Ctrl-C at a given step
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = [x for s in TINY for x in ("--set", s)]
-
-
-class _StopAt(BaseCallback):
-    """Stands in for Ctrl-C at a given step (the runner's StopOnSignal stops the same way)."""
-
-    def __init__(self, steps):
-        super().__init__()
-        self.steps = steps
-
-    def _on_step(self) -> bool:
-        return self.num_timesteps < self.steps
 
 
 def _assert_same_run(a: EZAgent, b: EZAgent) -> None:
