@@ -23,11 +23,9 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + XLA_FLAGS).st
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -36,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_search import A, HIDDEN, LATENT, OBS, SIMS, MLPModel  # noqa: E402
+from result_line import emit  # noqa: E402
 from planners.config import SearchConfig  # noqa: E402
 from planners.objectives import Learned  # noqa: E402
 from planners.policies import gumbel_policy, puct_policy  # noqa: E402
@@ -202,20 +201,15 @@ def main() -> None:
           f"{'mctx 1st call s':>15s}  cpu/wall (gz, mctx)")
     for p, B, g, m, s, c, cw in rows:
         print(f"{p:7s} {B:4d} {g:13.2f} {m:9.2f} {s:7.2f}x {c:15.1f}  {cw['glasszero']:.2f}, {cw['mctx']:.2f}")
-    line = json.dumps({"benchmark": "search_vs_mctx", "speedup": speedup, "glasszero_ms": gz_ms,
-                       "mctx_ms": mx_ms, "simulations": SIMS, "actions": A, "latent": LATENT,
-                       "hidden": HIDDEN, "repeats": args.repeats, "clock": "wall",
-                       "cpu_over_wall": cpu_over_wall, "sanity_b16": sanity,
-                       "torch_vs_jax_mlp_max_abs_diff": mlp_diff, "xla_flags": os.environ["XLA_FLAGS"],
-                       "torch_threads": torch.get_num_threads(), "jax": jax.__version__,
-                       "mctx": mctx.__version__, "torch": torch.__version__,
-                       "load_average": [round(x, 2) for x in load],
-                       "load_average_end": [round(x, 2) for x in os.getloadavg()],
-                       "cores": os.cpu_count(), "command": "python " + " ".join(sys.argv)})
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(line + "\n")
-    print(line)
+    emit({"benchmark": "search_vs_mctx", "speedup": speedup, "glasszero_ms": gz_ms,
+          "mctx_ms": mx_ms, "simulations": SIMS, "actions": A, "latent": LATENT,
+          "hidden": HIDDEN, "repeats": args.repeats, "clock": "wall",
+          "cpu_over_wall": cpu_over_wall, "sanity_b16": sanity,
+          "torch_vs_jax_mlp_max_abs_diff": mlp_diff, "xla_flags": os.environ["XLA_FLAGS"],
+          "torch_threads": torch.get_num_threads(), "jax": jax.__version__,
+          "mctx": mctx.__version__, "torch": torch.__version__,
+          "load_average": [round(x, 2) for x in load],
+          "load_average_end": [round(x, 2) for x in os.getloadavg()], "cores": os.cpu_count()}, args.out)
 
 
 if __name__ == "__main__":
