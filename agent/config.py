@@ -44,6 +44,10 @@ class AgentConfig:
     priority_alpha: float = 0.6
     priority_beta: float = 0.4  # annealed linearly to 1 over the run
     reanalyze_fraction: float = 0.5  # share of policy targets re-searched with the target network
+    # Reanalyze the batches of all training steps due after one vector step in one search (more
+    # roots per search, far cheaper per root); their priorities are then sampled before the
+    # earlier ones' updates. Off: one search per training step.
+    batched_reanalyze: bool = False
     # --- learner
     replay_ratio: float = 0.25  # training steps per environment step
     learning_starts: int = 500  # environment steps collected before the first training step

@@ -194,8 +194,15 @@ class EZAgent(Agent):
         self._recent_returns.extend(self._last_play.finished_returns)
         if self.num_timesteps >= c.learning_starts:
             self._train_credit += c.num_envs * c.replay_ratio
+            beta = c.priority_beta + (1 - c.priority_beta) * progress
+            if c.batched_reanalyze and self._train_credit >= 2.0:
+                due = int(self._train_credit)
+                for batch in self.learner.make_batches(self.replay, self.objective, self.rng, self.num_timesteps,
+                                                       beta, due):
+                    self._last_stats = self._train_on(batch)
+                self._train_credit -= due
             while self._train_credit >= 1.0:
-                self._last_stats = self._train_step(beta=c.priority_beta + (1 - c.priority_beta) * progress)
+                self._last_stats = self._train_step(beta=beta)
                 self._train_credit -= 1.0
 
     def _start_selfplay(self) -> None:
@@ -216,7 +223,10 @@ class EZAgent(Agent):
             self._saved_selfplay = None
 
     def _train_step(self, beta: float) -> dict:
-        batch = self.learner.make_batch(self.replay, self.objective, self.rng, self.num_timesteps, beta)
+        return self._train_on(self.learner.make_batch(self.replay, self.objective, self.rng,
+                                                      self.num_timesteps, beta))
+
+    def _train_on(self, batch) -> dict:
         stats, value_error = self.learner.train_step(batch)
         self.replay.update_priorities(batch.index, value_error)
         return stats

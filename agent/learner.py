@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from agent.aux_values import AuxValues
 from agent.config import AgentConfig
 from agent.reanalyze import reanalyze_policies
-from agent.replay import Replay
+from agent.replay import Replay, Unroll
 from agent.targets import value_targets
 from nets.support import scalar_to_support, support_cross_entropy
 
@@ -66,6 +66,20 @@ def value_prefix_targets(rewards: np.ndarray, mask: np.ndarray, horizon: int):
     return prefix.astype(np.float32), known
 
 
+@dataclass
+class _Draft:
+    """A batch on the host before its reanalyzed policies are in (Learner.make_batches)."""
+
+    index: np.ndarray  # [B]
+    weights: np.ndarray  # [B]
+    unroll: Unroll
+    slots: np.ndarray  # [B, K+1] replay slots along the unroll
+    z: np.ndarray  # [B, K+1] value targets
+    aux_value: dict
+    policy: np.ndarray  # [B, K+1, A] policy targets (stored, then reanalyzed where `redo`)
+    redo: np.ndarray  # [B, K+1] bool
+
+
 def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
     """Identity forward; gradient multiplied by `scale` backward."""
     return x * scale + x.detach() * (1.0 - scale)
@@ -98,12 +112,28 @@ class Learner:
     # ------------------------------------------------------------------ batch
     def make_batch(self, replay: Replay, objective, rng: np.random.Generator, env_steps: int,
                    beta: float) -> Batch:
+        return self.make_batches(replay, objective, rng, env_steps, beta, 1)[0]
+
+    def make_batches(self, replay: Replay, objective, rng: np.random.Generator, env_steps: int,
+                     beta: float, count: int) -> List[Batch]:
+        """`count` batches sampled now, whose reanalyzed policies come from ONE batched search over
+        all their roots: a search costs far less per root at a larger batch. (With count > 1 the
+        later batches are sampled before the earlier ones update their priorities.)"""
+        drafts = [self._draft(replay, rng, env_steps, beta) for _ in range(count)]
+        roots = [replay.obs[d.slots[d.redo]] for d in drafts]
+        if sum(len(r) for r in roots):
+            fresh = reanalyze_policies(self.target_model, objective, self.config.search, np.concatenate(roots), rng)
+            for d, part in zip(drafts, np.split(fresh, np.cumsum([len(r) for r in roots])[:-1])):
+                d.policy[d.redo] = part
+        return [self._finish(replay, d) for d in drafts]
+
+    def _draft(self, replay: Replay, rng: np.random.Generator, env_steps: int, beta: float) -> "_Draft":
+        """A sampled batch with its value targets and stored policies; `redo` marks the policy
+        targets reanalyze will replace."""
         c = self.config
-        K = c.unroll_steps
         index, weights = replay.sample(c.batch_size, beta, rng)
-        u = replay.unroll(index, K, rng)
+        u = replay.unroll(index, c.unroll_steps, rng)
         slots = np.where(u.index >= 0, u.index, 0) % replay.capacity
-        stored = u.index >= 0
 
         def targets(rewards, bootstrap):
             return value_targets(replay, u, td_steps=c.td_steps, discount=c.discount, env_steps=env_steps,
@@ -112,20 +142,19 @@ class Learner:
 
         with torch.no_grad():
             z = targets(None, lambda obs: self.target_model.initial_inference(obs).value.cpu().numpy())
-        value_mask = u.known
         aux_value = {} if self.aux is None else self.aux.targets(
             targets, replay, lambda obs: self.model.initial_inference(obs).latent)
-
         policy = replay.policy[slots]  # [B, K+1, A] what the acting search chose back then
-        n_fresh = int(round(c.reanalyze_fraction * c.batch_size))
         redo = u.acted.copy()
-        redo[n_fresh:] = False  # sampling is random, so the first rows are a random subset
-        if redo.any():
-            policy[redo] = reanalyze_policies(self.target_model, objective, c.search,
-                                              replay.obs[slots[redo]], rng)
-        policy[~u.acted] = 1.0 / replay.num_actions  # uniform past the end; its loss is masked
+        redo[int(round(c.reanalyze_fraction * c.batch_size)):] = False  # sampling is random: a random subset
+        return _Draft(index, weights, u, slots, z, aux_value, policy, redo)
 
-        obs = replay.obs[slots]
+    def _finish(self, replay: Replay, d: "_Draft") -> Batch:
+        c, u = self.config, d.unroll
+        policy = d.policy
+        policy[~u.acted] = 1.0 / replay.num_actions  # uniform past the end; its loss is masked
+        stored = u.index >= 0
+        obs = replay.obs[d.slots]
         obs[~stored] = 0.0
         rewards = u.rewards
         reward_mask = u.reward_mask
@@ -135,10 +164,10 @@ class Learner:
         dev = self.model.device
         f = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32), device=dev)  # noqa: E731
         return Batch(obs=f(obs), obs_mask=f(stored), actions=torch.as_tensor(u.actions, device=dev),
-                     target_value=f(z), value_mask=f(value_mask), target_reward=f(rewards),
+                     target_value=f(d.z), value_mask=f(u.known), target_reward=f(rewards),
                      reward_mask=f(reward_mask), target_policy=f(policy), policy_mask=f(u.acted),
-                     absorbing=f(u.absorbing),
-                     weights=f(weights), index=index, aux_value={k: f(v) for k, v in aux_value.items()})
+                     absorbing=f(u.absorbing), weights=f(d.weights), index=d.index,
+                     aux_value={k: f(v) for k, v in d.aux_value.items()})
 
     # ------------------------------------------------------------------ losses (the one unroll)
     def losses(self, batch: Batch):

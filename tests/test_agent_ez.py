@@ -389,3 +389,19 @@ def test_a_checkpoint_with_the_terminal_head_round_trips(tmp_path):
         step = [m.model.recurrent_inference(r.latent, torch.tensor([0, 1, 1])) for m, r in ((agent, a), (loaded, b))]
     assert torch.equal(step[0].terminal, step[1].terminal)
     np.testing.assert_array_equal(agent.predict(FIXED_OBS)[0], loaded.predict(FIXED_OBS)[0])
+
+
+def test_batched_reanalyze_trains_every_due_step_on_batches_reanalyzed_together(trained):
+    agent, _ = trained
+    batches = agent.learner.make_batches(agent.replay, agent.objective, np.random.default_rng(3),
+                                         agent.num_timesteps, 1.0, 3)
+    stored = agent.replay.policy
+    for batch in batches:  # each batch's fresh share differs from what self-play stored
+        acted = batch.policy_mask.numpy().astype(bool)
+        slots = batch.index % agent.replay.capacity
+        fresh = batch.target_policy.numpy()[:16, 0][acted[:16, 0]]
+        assert not np.allclose(fresh, stored[slots[:16]][acted[:16, 0]])
+    one = tiny_agent(seed=4, extra=["batched_reanalyze=true"])
+    other = tiny_agent(seed=4)
+    one.learn(160), other.learn(160)
+    assert one.learner.train_steps == other.learner.train_steps > 0
