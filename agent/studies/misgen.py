@@ -140,10 +140,10 @@ def run_misgen(env_id: str, algos: Sequence[str], seeds: Sequence[int], steps: i
     spec = SWAPS.get(env_id) if swap else None
     results: List[SplitResult] = []
     for algo in algos:
+        plans = algorithm(algo).can_swap_objective  # the planner's settings and swap apply to it alone
+        swaps = plans and spec is not None
+        overrides = {**(spec.train_overrides if swaps else {}), **(ez_overrides or {})} if plans else None
         for seed in seeds:
-            swaps = spec is not None and algorithm(algo).can_swap_objective
-            overrides = {**(spec.train_overrides if swaps else {}), **(ez_overrides or {})} \
-                if algorithm(algo).can_swap_objective else None
             n = budgets[algo]
             summary = _finished(out / "runs" / run_dir_name(algo, env_id, seed), n) if resume else None
             if summary is not None:
