@@ -19,7 +19,7 @@ import os
 import warnings
 from collections import deque
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -33,6 +33,7 @@ from agent.checkpoint import atomic_save, load as load_checkpoint
 from agent.config import AgentConfig, flatten, resolve_config, resume_overrides
 from agent.learner import Learner
 from agent.protocol import Agent
+from agent.refit import RefitHeads  # also registers the 'refit:NAME' objective kind
 from agent.replay import Replay
 from agent.selfplay import SelfPlay, StepReport
 from nets import NonFiniteObservation, build_model, format_capacity_report, resolve_device
@@ -75,6 +76,7 @@ class EZAgent(Agent):
         torch.manual_seed(self.seed)
         self.model = build_model(self.obs_shape, self.num_actions, config.net, self.device).eval()
         self.aux = self._build_aux() if config.aux_values else None
+        self.refits: Dict[str, tuple] = {}  # NAME -> (RefitHeads, reward 'module:attr'): train.py refit
         self.learner = Learner(self.model, config, self.aux)
         self.objective: Objective = objective_from_spec("learned", config.discount)
         if config.objective != "learned":
@@ -144,8 +146,14 @@ class EZAgent(Agent):
         self.objective = objective
 
     def objective_context(self) -> dict:
-        """What objective specs can name but not hold: this agent's auxiliary value heads."""
-        return {"aux_heads": dict(self.aux.heads.items()) if self.aux is not None else {}}
+        """What objective specs can name but not hold: this agent's auxiliary value heads and the
+        heads `refit` fitted for other rewards."""
+        return {"aux_heads": dict(self.aux.heads.items()) if self.aux is not None else {},
+                "refit_heads": dict(self.refits)}
+
+    def add_refit(self, name: str, heads, reward: str) -> None:
+        """Keep heads fitted by agent.refit for the objective 'refit:NAME' (saved with the agent)."""
+        self.refits[name] = (heads.to(self.device).eval(), reward)
 
     def set_prior(self, prior: str) -> None:
         """The learned prior's weight in selection: 'learned', 'uniform' or 'mixed(alpha)'."""
@@ -283,6 +291,8 @@ class EZAgent(Agent):
                 "seed": self.seed, "config": self.config.to_dict(), "num_timesteps": self.num_timesteps,
                 "model": self.model.state_dict(),
                 "aux_values": self.aux.heads.state_dict() if self.aux is not None else {},
+                "refit_heads": {name: {"reward": reward, "latent_dim": heads.latent_dim, "hidden": heads.hidden,
+                                       "state": heads.state_dict()} for name, (heads, reward) in self.refits.items()},
                 "objective": self.objective.to_spec(), "objective_description": self.objective.describe()}
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -313,6 +323,10 @@ class EZAgent(Agent):
         if agent.aux is not None:
             agent.aux.heads.load_state_dict(payload["aux_values"])
         agent._num_timesteps = int(payload["num_timesteps"])
+        for name, saved in payload.get("refit_heads", {}).items():
+            heads = RefitHeads(saved["latent_dim"], saved["hidden"])
+            heads.load_state_dict(saved["state"])
+            agent.add_refit(name, heads, saved["reward"])
         try:
             agent.objective = objective_from_spec(payload["objective"], agent.config.discount,
                                                   agent.objective_context())

@@ -1,9 +1,11 @@
 """Import user code by name: 'package.module:attr' strings from the command line and checkpoints."""
 from __future__ import annotations
 
+import ast
 import importlib
 import os
 import sys
+from typing import Any, Dict, Tuple
 
 
 def import_from_cwd() -> None:
@@ -43,9 +45,44 @@ def load_attr(spec: str, what: str = "object"):
     return obj
 
 
+def parse_call(spec: str, what: str = "object") -> Tuple[str, Dict[str, Any]]:
+    """'module:attr(key=value, ...)' -> ('module:attr', {key: value}); no parentheses: no arguments.
+
+    The arguments are read with `ast` and must be literals: nothing in the string is executed, so
+    such a string can be stored in a checkpoint and read back as data."""
+    path, paren, rest = spec.partition("(")
+    if not paren:
+        return spec.strip(), {}
+    syntax = (f"{what} {spec!r}: arguments must be literal keyword arguments, "
+              f"'module:attr(key=value, ...)'")
+    try:
+        call = ast.parse("_(" + rest, mode="eval").body
+    except SyntaxError as e:
+        raise ValueError(f"{syntax}; {e.msg}") from None
+    if not isinstance(call, ast.Call) or call.args or any(k.arg is None for k in call.keywords):
+        raise ValueError(syntax)
+    kwargs = {}
+    for k in call.keywords:
+        try:
+            kwargs[k.arg] = ast.literal_eval(k.value)
+        except (ValueError, TypeError, SyntaxError, RecursionError):
+            raise ValueError(f"{syntax}; the value of {k.arg} is not a literal") from None
+    return path.strip(), kwargs
+
+
 def load_callable(spec: str, what: str = "function"):
-    """`load_attr`, refusing an object that cannot be called."""
-    obj = load_attr(spec, what)
+    """`load_attr`, refusing an object that cannot be called. 'module:factory(key=value, ...)' calls
+    the factory with those literal arguments and returns what it builds (e.g. a function with its
+    parameters bound: `--value 'mymod:near(x=1.0)'`)."""
+    path, kwargs = parse_call(spec, what)
+    obj = load_attr(path, what)
+    if path != spec.strip():
+        if not callable(obj):
+            raise ValueError(f"{what} {spec!r}: {path} names a {type(obj).__name__}, not a factory to call")
+        try:
+            obj = obj(**kwargs)
+        except Exception as e:  # noqa: BLE001 -- a user-named factory's failure, reported with its string
+            raise ValueError(f"{what} {spec!r} could not be built: {type(e).__name__}: {e}") from e
     if not callable(obj):
         raise ValueError(f"{what} {spec!r} names a {type(obj).__name__}, not a callable")
     return obj

@@ -6,13 +6,12 @@ keyword arguments (numbers, strings, booleans, None, tuples, lists, dicts), e.g.
 """
 from __future__ import annotations
 
-import ast
 import difflib
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import gymnasium as gym
 
-from common.imports import import_module, load_attr
+from common.imports import import_module, load_attr, parse_call
 
 
 class NotApplicable(ValueError):
@@ -53,24 +52,7 @@ def parse_wrapper(spec: str) -> Tuple[str, Dict[str, Any]]:
     """'module:Class(key=value, ...)' -> ('module:Class', {key: value}); no parentheses: no arguments.
 
     The arguments are read with `ast` and must be literals: nothing in the string is executed."""
-    path, paren, rest = spec.partition("(")
-    if not paren:
-        return spec.strip(), {}
-    syntax = (f"--wrapper {spec!r}: arguments must be literal keyword arguments, "
-              f"'module:Class(key=value, ...)' (e.g. gymnasium.wrappers:DiscretizeAction(bins=5))")
-    try:
-        call = ast.parse("_(" + rest, mode="eval").body
-    except SyntaxError as e:
-        raise ValueError(f"{syntax}; {e.msg}") from None
-    if not isinstance(call, ast.Call) or call.args or any(k.arg is None for k in call.keywords):
-        raise ValueError(syntax)
-    kwargs = {}
-    for k in call.keywords:
-        try:
-            kwargs[k.arg] = ast.literal_eval(k.value)
-        except (ValueError, TypeError, SyntaxError, RecursionError):
-            raise ValueError(f"{syntax}; the value of {k.arg} is not a literal") from None
-    return path.strip(), kwargs
+    return parse_call(spec, "--wrapper")
 
 
 def apply_wrapper(env: gym.Env, wrapper: str | Callable) -> gym.Env:

@@ -12,6 +12,8 @@ Contract (all batched over B, torch in, torch out, on the model's device):
     leaf_value(model, out) -> Tensor[B]
     terminal_value(model, out) -> Tensor[B]   -- the value of a state the model predicts terminal
                                                  (optional: 0 by default; see Objective)
+    ends(model, out) -> Tensor[B] bool | None -- states the objective itself ends the episode in
+                                                 (optional: none by default)
     discount: float
     max_depth: int | None    -- a tree-depth limit (None: unlimited)
     observe(root_obs)        -- the real observations at the B roots, before each search (optional)
@@ -111,6 +113,11 @@ class Objective(ABC):
     def observe(self, root_obs) -> None:
         """Called with the real observations at the B roots (row b: tree b) before each search;
         an objective that reads a goal or target shown in the observation keeps them here."""
+
+    def ends(self, model, out: ModelOutput) -> Optional[torch.Tensor]:
+        """[B] bool: states this objective ends the episode in (a target reached), absorbing for
+        the search exactly as the model's predicted terminals; None (the default): no others."""
+        return None
 
     @classmethod
     def from_spec(cls, spec: dict, discount: Optional[float] = None, context: Optional[Mapping] = None) -> "Objective":
@@ -420,6 +427,9 @@ class Penalized(Objective):
     def observe(self, root_obs) -> None:
         self.base.observe(root_obs)
         self.penalty.observe(root_obs)
+
+    def ends(self, model, out):
+        return self.base.ends(model, out)
 
     def edge_reward(self, model, parent_latent, action, out):
         obs = predicted_observation(model, out.latent, f"Penalized({self.penalty.name})")

@@ -9,6 +9,7 @@ in one pool whose slots are the tree's node indices (planners/buffers.py).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Optional
@@ -177,6 +178,7 @@ def _simulate(model, objective, root, tree, num_simulations, root_rule, explorat
             out = recurrent_inference(parent_latent, action, state)
             state_pool.scatter(slot_index, slot_rows, out.reward_state)
         pool.scatter(slot_index, slot_rows, out.latent)
+        out = with_objective_ends(objective, model, out)
         reward = edge_reward(model, parent_latent, action, out)
         value = leaf_values(objective, model, out)
         terminal_column, mask_column = packer.pack(reward, value, out, objective)
@@ -185,6 +187,17 @@ def _simulate(model, objective, root, tree, num_simulations, root_rule, explorat
             raise ValueError(f"objective {objective.describe()!r} returned a non-finite edge reward "
                              f"({packed[bad, kernels.COL_REWARD]}) or leaf value "
                              f"({packed[bad, kernels.COL_VALUE]}) for tree {bad}")
+
+
+def with_objective_ends(objective: Objective, model, out: ModelOutput) -> ModelOutput:
+    """`out` with the states the objective ends the episode in (Objective.ends) marked terminal
+    beside the model's own predicted terminals: both are absorbing for the search."""
+    ends = objective.ends(model, out)
+    if ends is None:
+        return out
+    buffers.check_scalars(ends, "ends", objective, out.latent.shape[0])
+    ends = ends.to(torch.bool)
+    return dataclasses.replace(out, terminal=ends if out.terminal is None else (out.terminal.to(torch.bool) | ends))
 
 
 def leaf_values(objective: Objective, model, out: ModelOutput) -> torch.Tensor:

@@ -209,3 +209,35 @@ def test_principal_variation_follows_the_most_visited_path():
     # A tree without visits below the root has an empty principal variation.
     empty = _search(model, model.root_obs([0]) + 3, Learned(), 3)
     assert principal_variation(empty.tree, 0) == []
+
+
+class EndsAtStates(Learned):
+    """The learned objective, with the episode ended at the given global states (Objective.ends)."""
+
+    def __init__(self, states, discount=0.97):
+        super().__init__(discount)
+        self.states = list(states)
+
+    def ends(self, model, out):
+        return out.latent[:, self.states].sum(dim=1) > 0.5
+
+
+@pytest.mark.parametrize("algorithm,sims", [("puct", 100), ("gumbel", GUMBEL_SIMS)])
+def test_states_an_objective_ends_in_are_absorbing(algorithm, sims):
+    """bandit_trap: "trap" pays 1, then -1 per step forever, so the learned objective takes "safe"
+    (0.5). An objective that ends the episode in the trap state (a goal reached) counts the 1 and
+    nothing beyond it: "trap" becomes optimal, and no node below the trap state is expanded."""
+    mdps = [bandit_trap().shuffled(np.random.default_rng(seed)) for seed in range(3)]
+    model = ExactModel(mdps)
+    plain = _search(model, model.root_obs(range(3)), Learned(0.97), sims, algorithm)
+    np.testing.assert_array_equal(plain.action, [m.label("safe") for m in mdps])
+    trap_states = [int(off) + 2 for off in model.offsets[:-1]]
+    result = _search(model, model.root_obs(range(3)), EndsAtStates(trap_states), sims, algorithm)
+    np.testing.assert_array_equal(result.action, [m.label("trap") for m in mdps])
+    tree = result.tree
+    for b, m in enumerate(mdps):
+        assert result.q_values[b, m.label("trap")] == pytest.approx(1.0)
+        n = tree.num_nodes[b]
+        ended = tree.terminal[b, :n]
+        assert ended.any() and (tree.children[b, :n][ended] == -1).all()
+        assert not ended[tree.parent[b, 1:n]].any()  # nothing below a state the objective ended

@@ -13,6 +13,8 @@ COMMANDS = {
     "explain": ("agent.cli.explain", "show what the search considered at one observation"),
     "audit": ("agent.cli.audit", "measure how much of the competence comes from the search"),
     "misgen": ("agent.cli.misgen", "goal-misgeneralization report on a train/test testbed"),
+    "transfer": ("agent.cli.transfer", "score swapped objectives against agents trained on them"),
+    "refit": ("agent.cli.refit", "fit a value for a new reward from a run's replay, no env steps"),
 }
 
 

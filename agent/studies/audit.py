@@ -38,7 +38,7 @@ import torch
 from agent.evaluation import EvalResult, evaluate
 from common.files import atomic_write_text
 from nets.budget import format_capacity_report
-from planners.search import leaf_values
+from planners.search import leaf_values, with_objective_ends
 
 WARN_BELOW = 0.1  # amplification under this triggers the warning
 DEFINITION = ("search_amplification = (R_search - R_prior) / max(|R_prior|, 1); greedy_amplification = "
@@ -73,8 +73,8 @@ def greedy_policy(agent) -> Callable[[np.ndarray], np.ndarray]:
             kwargs = {}
             if root.reward_state is not None:
                 kwargs["reward_state"] = root.reward_state.repeat_interleave(actions, dim=0)
-            child = model.recurrent_inference(latent, action, **kwargs)
             objective.observe(np.repeat(obs, actions, axis=0))  # row b*A + a belongs to root b
+            child = with_objective_ends(objective, model, model.recurrent_inference(latent, action, **kwargs))
             q = (objective.edge_reward(model, latent, action, child)
                  + objective.discount * leaf_values(objective, model, child))
             return q.reshape(batch, actions).argmax(dim=-1).cpu().numpy()
