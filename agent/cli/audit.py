@@ -3,7 +3,9 @@
 Evaluates the policy prior alone, one-step greedy lookahead on the learned value, and the full
 search on the same episodes, prints the search amplification (definition in agent/audit.py) and
 the capacity report. `--write` puts audit.json in the checkpoint's run directory (where `train.py
-compare` reads it); `--out FILE.json` writes it elsewhere.
+compare` reads it); `--out FILE.json` writes it elsewhere. The environment flags (--env,
+--env-kwargs, --wrapper; agent/cli/env_flags.py) audit the checkpoint on another environment with
+the same spaces.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import dataclasses
 import json
 
 from agent.studies.audit import format_audit, run_audit, write_audit
+from agent.cli.env_flags import add_env_arguments, asks_for_env_change, check_env_arguments, resolve_env
 from agent.cli.objective_flags import (add_objective_arguments, apply_objective_args, check_shared_flags,
                                        load_planner)
 
@@ -27,17 +30,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--write", action="store_true",
                         help="write audit.json in the checkpoint's run directory (read by train.py compare)")
     parser.add_argument("--out", metavar="FILE", help="write the JSON report to FILE (a .json path or a folder)")
+    add_env_arguments(parser)
     add_objective_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     check_shared_flags(args)
+    check_env_arguments(args)
+    if args.write and asks_for_env_change(args):
+        raise ValueError("--write puts audit.json in the run directory, where `train.py compare` reads the run's "
+                         "audit on its own environment; with --env, --env-kwargs or --wrapper write the report "
+                         "elsewhere with --out FILE.json")
     agent = load_planner(args.checkpoint, args.device, "audit")
+    env = resolve_env(agent, args)
     apply_objective_args(agent, args)
     if args.simulations is not None:
         agent.config.search = dataclasses.replace(agent.config.search, num_simulations=args.simulations)
-    report = run_audit(agent, agent.env_id, agent.seed if args.seed is None else args.seed, args.episodes)
-    report["checkpoint"] = str(args.checkpoint)
+    report = run_audit(agent, env.env_id, agent.seed if args.seed is None else args.seed, args.episodes,
+                       env_kwargs=env.env_kwargs, wrappers=env.wrappers)
+    report.update(checkpoint=str(args.checkpoint), checkpoint_env_id=agent.env_id)
     path = None
     if args.out or args.write:
         path = write_audit(report, args.out or args.checkpoint)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -86,10 +86,12 @@ def search_policy(agent) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def run_audit(agent, env_id: Optional[str] = None, seed: Optional[int] = None, episodes: int = 20, *,
-              env_kwargs: Optional[dict] = None, out: Optional[str | Path] = None) -> dict:
+              env_kwargs: Optional[dict] = None, wrappers: Optional[Sequence[str]] = None,
+              out: Optional[str | Path] = None) -> dict:
     """Evaluate the three policies on identical episodes and report the amplification (a dict).
 
-    env_id and seed default to the agent's own; the agent's wrappers are applied as in training.
+    env_id and seed default to the agent's own; `wrappers` to the agent's own, applied as in training
+    (agent/cli/env_flags.py resolves another environment with the same spaces).
     `out`: also write the report as JSON (see write_audit: a .json path, or a run directory).
     Keys: returns (prior / greedy / search: mean, std, returns), search_amplification,
     greedy_amplification, definition, warning (None or a sentence), capacity, capacity_report,
@@ -97,14 +99,16 @@ def run_audit(agent, env_id: Optional[str] = None, seed: Optional[int] = None, e
     """
     env_id = agent.env_id if env_id is None else env_id
     seed = agent.seed if seed is None else int(seed)
+    wrappers = list(agent.wrappers if wrappers is None else wrappers)
     runs = {name: evaluate(policy(agent), env_id, seed, episodes, env_kwargs=env_kwargs,
-                           wrappers=agent.wrappers)
+                           wrappers=wrappers)
             for name, policy in (("prior", prior_policy), ("greedy", greedy_policy), ("search", search_policy))}
     r = {name: res.mean_return for name, res in runs.items()}
     amp = amplification(r["search"], r["prior"])
     capacity = agent.model.capacity_report()
     report = {
-        "env_id": env_id, "seed": int(seed), "episodes": int(episodes),
+        "env_id": env_id, "env_kwargs": dict(env_kwargs or {}), "wrappers": wrappers,
+        "seed": int(seed), "episodes": int(episodes),
         "objective": agent.objective.describe(),
         "prior_setting": agent.config.search.prior,
         "num_simulations": agent.config.search.num_simulations,
