@@ -103,7 +103,9 @@ def test_misgen_refuses_out_of_range_numbers_first(capsys, tmp_path, nothing_run
 @pytest.mark.parametrize("argv, message", [
     (["eval", "--episodes", "0"], "--episodes must be >= 1"), (["audit", "--episodes", "0"], "--episodes must be >= 1"),
     (["eval", "--seed", "-1"], "--seed must be >= 0"), (["audit", "--seed", "-1"], "--seed must be >= 0"),
-    (["explain", "--seed", "-1"], "--seed must be >= 0")])
+    (["explain", "--seed", "-1"], "--seed must be >= 0"),
+    (["audit", "--sweep", "0,x"], "--sweep must be comma-separated"), (["audit", "--sweep", "-1"], "--sweep counts must be >= 0"),
+    (["audit", "--threshold", "nan"], "--threshold must be a finite")])
 def test_checkpoint_commands_refuse_before_loading(capsys, nothing_runs, argv, message):
     refused(capsys, [*argv, "--checkpoint", CARTPOLE], message)
 
