@@ -104,7 +104,8 @@ def test_misgen_refuses_out_of_range_numbers_first(capsys, tmp_path, nothing_run
     (["eval", "--episodes", "0"], "--episodes must be >= 1"), (["audit", "--episodes", "0"], "--episodes must be >= 1"),
     (["eval", "--seed", "-1"], "--seed must be >= 0"), (["audit", "--seed", "-1"], "--seed must be >= 0"),
     (["explain", "--seed", "-1"], "--seed must be >= 0"),
-    (["audit", "--sweep", "0,x"], "--sweep must be comma-separated"), (["audit", "--sweep", "-1"], "--sweep counts must be >= 0"),
+    (["audit", "--sweep", "0,x"], "--sweep must be comma-separated"),
+    (["audit", "--sweep", "-1"], "--sweep counts must be >= 0"),
     (["audit", "--threshold", "nan"], "--threshold must be a finite")])
 def test_checkpoint_commands_refuse_before_loading(capsys, nothing_runs, argv, message):
     refused(capsys, [*argv, "--checkpoint", CARTPOLE], message)
@@ -278,7 +279,7 @@ def test_train_cli_env_module_in_the_current_directory(env_module_in_cwd, tmp_pa
     assert len(list((tmp_path / "runs").glob("*/result.json"))) == 1
 
 
-# ---------------------------------------------------------------- 11: another environment (--env, --env-kwargs, --wrapper)
+# ---------------------------------------------------------------- 11: another environment (--env, --wrapper, ...)
 @pytest.mark.parametrize("command", ["eval", "audit", "explain"])
 def test_an_environment_with_other_spaces_is_refused_before_any_episode(capsys, monkeypatch, command):
     def must_not_run(*args, **kwargs):

@@ -48,7 +48,8 @@ def test_a_box_with_other_bounds_is_the_same_space_but_another_shape_or_dtype_is
     assert not same_space(gym.spaces.Box(-1.0, 1.0, shape=(5,), dtype=np.float32), box)
     assert not same_space(gym.spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float64), box)
     assert same_space(gym.spaces.Discrete(3), gym.spaces.Discrete(3))
-    assert not same_space(gym.spaces.Discrete(3), gym.spaces.Discrete(4)) and not same_space(gym.spaces.Discrete(3), box)
+    assert not same_space(gym.spaces.Discrete(3), gym.spaces.Discrete(4))
+    assert not same_space(gym.spaces.Discrete(3), box)
 
 
 def test_eval_on_the_test_split_names_the_environment(capsys):
@@ -78,10 +79,11 @@ def test_a_reward_wrapper_changes_the_return(capsys):
 
 def test_audit_and_explain_take_the_environment_flags(capsys, tmp_path):
     assert cli_main(["audit", "--checkpoint", CORRIDOR, "--episodes", "2", "--env-kwargs", '{"split": "test"}',
-                     "--wrapper", SCALE3, "--json"]) == 0
+                     "--wrapper", SCALE3, "--sweep", "0,1", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["env_kwargs"] == {"split": "test"} and report["wrappers"] == [SCALE3]
     assert report["returns"]["search"]["mean"] == 3.0  # the corridor's reward of 1, scaled
+    assert [row["simulations"] for row in report["sweep"]] == [0, 1] and report["ceiling"] is False
     assert cli_main(["audit", "--checkpoint", CORRIDOR, "--episodes", "2", "--wrapper", SCALE3, "--write"]) == 2
     err = capsys.readouterr().err
     assert "--write" in err and "--out" in err

@@ -128,7 +128,7 @@ def test_audit_sweep_and_uniform_prior(cartpole):
     assert cartpole.config.search is own  # the sweep and the uniform prior leave the agent's settings as they were
     cartpole.set_prior("uniform")
     uniform = audit_module.evaluate(audit_module.search_policy(cartpole), "CartPole-v1", cartpole.seed, 2)
-    assert report["uniform_prior"]["returns"] == uniform.returns.tolist() and len(report["uniform_prior"]["returns"]) == 2
+    assert report["uniform_prior"]["returns"] == uniform.returns.tolist() and len(uniform.returns) == 2
     # CartPole-v1 declares reward_threshold 475; the fixture's prior is far below it: no ceiling.
     assert report["reward_threshold"] == 475.0 and report["ceiling"] is False and report["ceiling_note"] is None
     assert report["search_amplification"] == pytest.approx(amplification(r["search"]["mean"], r["prior"]["mean"]))

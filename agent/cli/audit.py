@@ -3,8 +3,9 @@
 Evaluates the policy prior alone, one-step greedy lookahead on the learned value, the full search,
 the full search with a uniform prior, and the search at each of the --sweep simulation counts, all
 on the same episodes; prints the search amplification (definition in agent/studies/audit.py; a
-ceiling when the prior alone reaches the reward threshold) and the capacity report. `--write` puts audit.json in the checkpoint's run directory (where `train.py
-compare` reads it); `--out FILE.json` writes it elsewhere. The environment flags (--env,
+ceiling when the prior alone reaches the reward threshold) and the capacity report. `--write`
+puts audit.json in the checkpoint's run directory (where `train.py compare` reads it); `--out
+FILE.json` writes it elsewhere. The environment flags (--env,
 --env-kwargs, --wrapper; agent/cli/env_flags.py) audit the checkpoint on another environment with
 the same spaces.
 """

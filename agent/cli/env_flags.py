@@ -75,7 +75,8 @@ def parse_env_kwargs(text: Optional[str]) -> dict:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ValueError(f"--env-kwargs must be a JSON object, e.g. '{{\"split\": \"test\"}}', got {text!r} ({e})") from e
+        raise ValueError(f"--env-kwargs must be a JSON object, e.g. '{{\"split\": \"test\"}}', got {text!r} "
+                         f"({e})") from e
     if not isinstance(value, dict):
         raise ValueError(f"--env-kwargs must be a JSON object, e.g. '{{\"split\": \"test\"}}', got {text!r} "
                          f"(a {type(value).__name__})")

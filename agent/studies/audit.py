@@ -110,7 +110,8 @@ def run_audit(agent, env_id: Optional[str] = None, seed: Optional[int] = None, e
               simulations: Optional[Sequence[int]] = DEFAULT_SWEEP, uniform_prior: bool = True,
               reward_threshold: Optional[float] = None, transfer_median: Optional[float] = None,
               out: Optional[str | Path] = None) -> dict:
-    """Evaluate the three policies on identical episodes and report the amplification (a dict).
+    """Evaluate the prior, one-step greedy and the full search, then the sweep's simulation counts and
+    the search with a uniform prior, all on identical episodes; report the amplification (a dict).
 
     env_id and seed default to the agent's own; `wrappers` to the agent's own, applied as in training
     (agent/cli/env_flags.py resolves another environment with the same spaces).
@@ -257,8 +258,9 @@ def format_audit(report: dict) -> str:
         rows.append(f"  {'(d) full search, uniform prior':<38} mean return {uniform['mean']:10.2f}  "
                     f"(std {uniform['std']:.2f})")
     if report.get("sweep"):
-        rows += ["", f"return against search simulations (prior {report['prior_setting']}; 0 = the policy prior "
-                     f"alone):", f"  {'simulations':>11}  {'mean return':>11}  {'std':>8}"]
+        title = (f"return against search simulations (prior {report['prior_setting']}; "
+                 f"0 = the policy prior alone):")
+        rows += ["", title, f"  {'simulations':>11}  {'mean return':>11}  {'std':>8}"]
         for row in report["sweep"]:
             mark = "  (c)" if row["simulations"] == report["num_simulations"] else ""
             rows.append(f"  {row['simulations']:>11}  {row['mean']:>11.2f}  {row['std']:>8.2f}{mark}")
