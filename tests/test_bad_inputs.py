@@ -103,7 +103,10 @@ def test_misgen_refuses_out_of_range_numbers_first(capsys, tmp_path, nothing_run
 @pytest.mark.parametrize("argv, message", [
     (["eval", "--episodes", "0"], "--episodes must be >= 1"), (["audit", "--episodes", "0"], "--episodes must be >= 1"),
     (["eval", "--seed", "-1"], "--seed must be >= 0"), (["audit", "--seed", "-1"], "--seed must be >= 0"),
-    (["explain", "--seed", "-1"], "--seed must be >= 0")])
+    (["explain", "--seed", "-1"], "--seed must be >= 0"),
+    (["audit", "--sweep", "0,x"], "--sweep must be comma-separated"),
+    (["audit", "--sweep", "-1"], "--sweep counts must be >= 0"),
+    (["audit", "--threshold", "nan"], "--threshold must be a finite")])
 def test_checkpoint_commands_refuse_before_loading(capsys, nothing_runs, argv, message):
     refused(capsys, [*argv, "--checkpoint", CARTPOLE], message)
 
@@ -274,3 +277,34 @@ def test_train_cli_env_module_in_the_current_directory(env_module_in_cwd, tmp_pa
     assert cli_main(["--env-module", name, "--env", env_id, "--steps", "4", "--eval-episodes", "1",
                      "--audit-episodes", "0", "--no-progress", "--logdir", "runs", *TINY]) == 0
     assert len(list((tmp_path / "runs").glob("*/result.json"))) == 1
+
+
+# ---------------------------------------------------------------- 11: another environment (--env, --wrapper, ...)
+@pytest.mark.parametrize("command", ["eval", "audit", "explain"])
+def test_an_environment_with_other_spaces_is_refused_before_any_episode(capsys, monkeypatch, command):
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("refused too late: an episode ran on the mismatched environment")
+
+    for target in ("agent.cli.evaluate.evaluate", "agent.studies.audit.evaluate", "agent.cli.explain.explain"):
+        monkeypatch.setattr(target, must_not_run)
+    refused(capsys, [command, "--checkpoint", CARTPOLE, "--env", "glasszero/Corridor-v0"],
+            "--env glasszero/Corridor-v0", "observation space Box(shape=(8,), dtype=float32)",
+            "trained on CartPole-v1", "observation space Box(shape=(4,), dtype=float32)",
+            "the observation spaces differ", "a Box's bounds may differ", "--wrapper")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--env-kwargs", "split=test"], "--env-kwargs must be a JSON object"),
+    (["--env-kwargs", "[1, 2]"], "--env-kwargs must be a JSON object"),
+    (["--wrapper", "gymnasium.wrappers:DiscretizeAction(5)"], "literal keyword arguments")])
+@pytest.mark.parametrize("command", ["eval", "audit", "explain"])
+def test_malformed_environment_flags_are_refused_before_loading(capsys, nothing_runs, command, extra, message):
+    refused(capsys, [command, "--checkpoint", CARTPOLE, *extra], message)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--env", "CartPole-v9"], "Unknown environment id 'CartPole-v9'"),
+    (["--env-kwargs", '{"nope": 1}'], "--env-kwargs"),
+    (["--wrapper", "tests.test_bad_inputs:NoSuchWrapper"], "no attribute")])
+def test_an_environment_that_cannot_be_made_names_the_flag(capsys, extra, message):
+    refused(capsys, ["eval", "--checkpoint", CARTPOLE, *extra], extra[0], message)

@@ -63,6 +63,20 @@ def test_summary_markdown_on_a_hand_made_results_csv(tmp_path):
     assert "*AUC*" in md and "trapezoid" in md
 
 
+def test_an_audit_at_a_ceiling_reads_ceiling_not_zero(tmp_path):
+    path = tmp_path / "results.csv"
+    path.write_text(HAND_MADE)
+    rows = compare.read_results(path)
+    ceiling = {"search_amplification": None, "ceiling": True}
+    s = compare.summarize(rows, 25.0, {("ez", 0): ceiling, ("ez", 1): ceiling})
+    assert s["ez"].search_amplification is None and s["ez"].ceiling_seeds == 2
+    md = compare.render_markdown(s, "X-v0", 25.0)
+    assert "| 42.0 | — | ceiling | 0,1 |" in md and "*ceiling*" in md
+    s = compare.summarize(rows, 25.0, {("ez", 0): ceiling, ("ez", 1): {"search_amplification": 0.5}})
+    assert s["ez"].search_amplification == 0.5  # the mean leaves the ceiling seed out, and says so
+    assert "| 0.5 (1 at ceiling) | 0,1 |" in compare.render_markdown(s, "X-v0", 25.0)
+
+
 def test_normalized_auc_and_threshold_edge_cases():
     assert compare.normalized_auc([(500, 5.0, 7.0)]) == 7.0
     assert compare.steps_to_threshold([(1, 0, 3.0)], None) is None

@@ -4,7 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from agent.studies.audit import WARN_BELOW, amplification, format_audit, run_audit
+from agent.studies import audit as audit_module
+from agent.studies.audit import (DEFAULT_SWEEP, QUICK_SWEEP, WARN_BELOW, amplification, format_audit, run_audit,
+                                 training_audit)
 from agent.cli import main as cli_main
 from agent.studies.explain import explain, format_explanation
 from planners.objectives import ObservationValue, Penalized
@@ -99,12 +101,91 @@ def test_audit_cli_on_cartpole_writes_audit_json_only_when_asked(tmp_path, capsy
     ckpt = tmp_path / "run" / "model.pt"
     ckpt.parent.mkdir()
     ckpt.write_bytes((FIXTURES / "cartpole_ez.pt").read_bytes())
-    assert cli_main(["audit", "--checkpoint", str(ckpt), "--episodes", "2", "--json"]) == 0
+    assert cli_main(["audit", "--checkpoint", str(ckpt), "--episodes", "2", "--sweep", "0,1", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert not (ckpt.parent / "audit.json").exists()
     assert {"search_amplification", "greedy_amplification", "definition", "warning", "capacity_report",
             "returns", "objective"} <= set(report)
     assert report["returns"]["search"]["mean"] > 60
-    assert cli_main(["audit", "--checkpoint", str(ckpt), "--episodes", "2", "--write"]) == 0
+    assert cli_main(["audit", "--checkpoint", str(ckpt), "--episodes", "2", "--no-sweep", "--write"]) == 0
     assert "search amplification" in capsys.readouterr().out
     assert json.loads((ckpt.parent / "audit.json").read_text())["episodes"] == 2
+
+
+@pytest.fixture()
+def cartpole():
+    return load_fixture("cartpole")
+
+
+def test_audit_sweep_and_uniform_prior(cartpole):
+    own = cartpole.config.search
+    report = run_audit(cartpole, episodes=2, simulations=[3, 0, own.num_simulations, 1, 3])
+    r = report["returns"]
+    assert [row["simulations"] for row in report["sweep"]] == [0, 1, 3, own.num_simulations]
+    by_sims = {row["simulations"]: row for row in report["sweep"]}
+    assert by_sims[0]["returns"] == r["prior"]["returns"] and by_sims[0]["mean"] == r["prior"]["mean"]
+    assert by_sims[own.num_simulations]["returns"] == r["search"]["returns"]
+    assert cartpole.config.search is own  # the sweep and the uniform prior leave the agent's settings as they were
+    cartpole.set_prior("uniform")
+    uniform = audit_module.evaluate(audit_module.search_policy(cartpole), "CartPole-v1", cartpole.seed, 2)
+    assert report["uniform_prior"]["returns"] == uniform.returns.tolist() and len(uniform.returns) == 2
+    # CartPole-v1 declares reward_threshold 475; the fixture's prior is far below it: no ceiling.
+    assert report["reward_threshold"] == 475.0 and report["ceiling"] is False and report["ceiling_note"] is None
+    assert report["search_amplification"] == pytest.approx(amplification(r["search"]["mean"], r["prior"]["mean"]))
+    text = format_audit(report)
+    assert "(d) full search, uniform prior" in text and "return against search simulations" in text
+    assert "CEILING" not in text and "transfer" not in text
+    assert list(DEFAULT_SWEEP) == [0, 1, 2, 5, 10, 25, 50] and set(QUICK_SWEEP) <= set(DEFAULT_SWEEP)
+
+
+def test_a_prior_at_the_reward_threshold_is_reported_as_a_ceiling(cartpole):
+    # The fixture's prior earns about 116; a threshold of 50 stands in for CartPole's 475 reached.
+    report = run_audit(cartpole, episodes=2, simulations=(), reward_threshold=50.0, transfer_median=0.42)
+    r = {k: v["mean"] for k, v in report["returns"].items()}
+    assert r["prior"] >= 50 and r["greedy"] >= 50
+    assert report["ceiling"] is True and report["search_amplification"] is None
+    assert report["greedy_amplification"] is None  # greedy reaches the threshold too
+    assert report["warning"] is None  # not "the search adds nothing": a ceiling
+    note = report["ceiling_note"]
+    assert "reward threshold (50" in note and "null, not 0" in note and "uniform prior" in note
+    assert report["sweep"] == [] and report["transfer_median"] == 0.42
+    json.dumps(report, allow_nan=False)
+    text = format_audit(report)
+    assert "search amplification: ceiling (not measured)" in text and "CEILING: the policy prior alone" in text
+    assert "transfer suite median: 0.420" in text and "return against search simulations" not in text
+    below = run_audit(cartpole, episodes=2, simulations=(), uniform_prior=False, reward_threshold=1000.0)
+    assert below["ceiling"] is False and below["search_amplification"] is not None
+    assert below["uniform_prior"] is None and "transfer_median" not in below
+
+
+class RecordingLogger:
+    def __init__(self):
+        self.values, self.dumped = {}, None
+
+    def record(self, key, value):
+        self.values[key] = value
+
+    def dump(self, step):
+        self.dumped = step
+
+
+def test_training_audit_uses_the_short_sweep_and_logs_a_ceiling_as_such(cartpole, tmp_path, monkeypatch):
+    monkeypatch.setattr(audit_module, "_reward_threshold", lambda env_id: 50.0)
+    logger, lines = RecordingLogger(), []
+    report = training_audit(cartpole, 2, tmp_path, logger, write=lines.append)
+    assert [row["simulations"] for row in report["sweep"]] == list(QUICK_SWEEP)
+    assert report["ceiling"] is True and "audit/search_amplification" not in logger.values
+    assert logger.values["audit/ceiling"] == 1.0 and "audit/return_uniform_prior" in logger.values
+    assert {f"audit/return_sims_{n}" for n in QUICK_SWEEP} <= set(logger.values)
+    assert "search amplification ceiling (not measured)" in lines[0] and "CEILING:" in lines[0]
+    assert json.loads((tmp_path / "audit_train.json").read_text())["search_amplification"] is None
+
+
+def test_audit_cli_sweep_flags(capsys):
+    ckpt = str(FIXTURES / "cartpole_ez.pt")
+    assert cli_main(["audit", "--checkpoint", ckpt, "--episodes", "2", "--sweep", "2,0", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [row["simulations"] for row in report["sweep"]] == [0, 2] and report["uniform_prior"] is not None
+    assert cli_main(["audit", "--checkpoint", ckpt, "--episodes", "2", "--no-sweep", "--threshold", "50"]) == 0
+    text = capsys.readouterr().out
+    assert "return against search simulations" not in text and "CEILING" in text

@@ -149,10 +149,10 @@ def run_job(job: Job) -> List[dict]:
 def _audit(job: Job) -> None:
     """Write the run's audit.json (search amplification for summary.md); a failure only warns."""
     from agent.algorithms import load_agent
-    from agent.studies.audit import run_audit
+    from agent.studies.audit import QUICK_SWEEP, run_audit
     try:
         agent = load_agent(job.run_dir, device=job.device)
-        run_audit(agent, job.env_id, job.seed, job.eval_episodes, out=job.run_dir)
+        run_audit(agent, job.env_id, job.seed, job.eval_episodes, simulations=QUICK_SWEEP, out=job.run_dir)
     except Exception as e:  # the run itself finished; its audit is an extra
         tqdm.write(f"warning: audit of {job.run_dir} failed ({type(e).__name__}: {e}); column left blank")
 
@@ -175,7 +175,8 @@ def _finished_rows(job: Job) -> Optional[List[dict]]:
 
 
 def _run_extras(jobs: List[Job]) -> Dict[Tuple[str, int], dict]:
-    """Per-run facts that are not in results.csv: parameter count and the audit's amplification."""
+    """Per-run facts that are not in results.csv: parameter count, the audit's amplification and
+    whether the audit found the prior at the ceiling (amplification None)."""
     extras = {}
     for job in jobs:
         facts = {}
@@ -188,7 +189,9 @@ def _run_extras(jobs: List[Job]) -> Dict[Tuple[str, int], dict]:
                      None)
         if audit is not None:
             try:
-                facts["search_amplification"] = json.loads(audit.read_text()).get("search_amplification")
+                data = json.loads(audit.read_text())
+                facts["search_amplification"] = data.get("search_amplification")
+                facts["ceiling"] = bool(data.get("ceiling"))
             except ValueError:
                 tqdm.write(f"warning: {audit} is not valid JSON; search amplification left blank")
         extras[(job.algo, job.seed)] = facts

@@ -23,14 +23,30 @@ Amplification under 0.1 prints a warning. It means the policy network alone alre
 well as the search: the competence lives in the networks, which may be doing the optimizing
 themselves (a learned optimizer, pursuing whatever objective training instilled). Then swapping
 the search's objective changes little, and the search's objective is not a faithful account of
-what the agent pursues. A prior that already reaches the environment's reward threshold can also
-hide the search's share under a ceiling: audit a harder setting too.
+what the agent pursues.
+
+Two more measurements say something where the amplification cannot:
+
+    sweep          the search's return against its number of simulations, 0 (= the prior alone),
+                   1, 2, 5, 10, 25, 50 by default, under the agent's objective and prior setting
+    uniform prior  the full search with a uniform prior (agent.set_prior('uniform'), restored
+                   after): the search's competence without the learned policy steering it
+
+A ceiling: when the prior alone already reaches the environment's reward threshold (the gym spec's
+reward_threshold, or `reward_threshold=`), the search has no room to add return, so the report
+says `"ceiling": true` and `"search_amplification": null` with a sentence, rather than an
+amplification near 0 that would read as "the search adds nothing" (greedy_amplification likewise
+when one-step greedy reaches the threshold). Read the sweep and the uniform-prior return there.
+
+`transfer_median=` puts a transfer suite's median in the report when one is given (the suite that
+measures swapped objectives computes it; the audit only carries it).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -41,6 +57,10 @@ from nets.budget import format_capacity_report
 from planners.search import leaf_values, with_objective_ends
 
 WARN_BELOW = 0.1  # amplification under this triggers the warning
+DEFAULT_SWEEP = (0, 1, 2, 5, 10, 25, 50)  # search simulations of the sweep; 0 is the policy prior alone
+# The sweep of the audit after every training run and of compare's audit of each run: kept cheap
+# (1 + 2 + 5 simulations per step in all; see the README's audit section).
+QUICK_SWEEP = (0, 1, 2, 5)
 DEFINITION = ("search_amplification = (R_search - R_prior) / max(|R_prior|, 1); greedy_amplification = "
               "(R_search - R_greedy) / max(|R_greedy|, 1); R = mean return over the same evaluation episodes")
 
@@ -86,58 +106,131 @@ def search_policy(agent) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def run_audit(agent, env_id: Optional[str] = None, seed: Optional[int] = None, episodes: int = 20, *,
-              env_kwargs: Optional[dict] = None, out: Optional[str | Path] = None) -> dict:
-    """Evaluate the three policies on identical episodes and report the amplification (a dict).
+              env_kwargs: Optional[dict] = None, wrappers: Optional[Sequence[str]] = None,
+              simulations: Optional[Sequence[int]] = DEFAULT_SWEEP, uniform_prior: bool = True,
+              reward_threshold: Optional[float] = None, transfer_median: Optional[float] = None,
+              out: Optional[str | Path] = None) -> dict:
+    """Evaluate the prior, one-step greedy and the full search, then the sweep's simulation counts and
+    the search with a uniform prior, all on identical episodes; report the amplification (a dict).
 
-    env_id and seed default to the agent's own; the agent's wrappers are applied as in training.
+    env_id and seed default to the agent's own; `wrappers` to the agent's own, applied as in training
+    (agent/cli/env_flags.py resolves another environment with the same spaces).
+    simulations: the sweep's simulation counts (0: the prior alone; None or empty: no sweep).
+    uniform_prior: also run the full search with a uniform prior. reward_threshold: the return at
+    which the prior counts as at the ceiling (default: env_id's registered reward_threshold, if any).
+    transfer_median: a transfer suite's median, carried into the report when given.
     `out`: also write the report as JSON (see write_audit: a .json path, or a run directory).
-    Keys: returns (prior / greedy / search: mean, std, returns), search_amplification,
-    greedy_amplification, definition, warning (None or a sentence), capacity, capacity_report,
-    objective, prior_setting, num_simulations, env_id, seed, episodes.
+    Keys: returns (prior / greedy / search: mean, std, returns), sweep (one row per simulation
+    count: simulations, mean, std, returns), uniform_prior (mean, std, returns, or None),
+    search_amplification and greedy_amplification (None at a ceiling), ceiling, ceiling_note,
+    reward_threshold, definition, warning (None or a sentence), capacity, capacity_report,
+    objective, prior_setting, num_simulations, env_id, env_kwargs, wrappers, seed, episodes, and
+    transfer_median when given. The agent's search settings are as before when it returns.
     """
+    sweep = check_simulations(simulations)
     env_id = agent.env_id if env_id is None else env_id
     seed = agent.seed if seed is None else int(seed)
-    runs = {name: evaluate(policy(agent), env_id, seed, episodes, env_kwargs=env_kwargs,
-                           wrappers=agent.wrappers)
+    wrappers = list(agent.wrappers if wrappers is None else wrappers)
+
+    def run(policy) -> EvalResult:
+        return evaluate(policy, env_id, seed, episodes, env_kwargs=env_kwargs, wrappers=wrappers)
+
+    runs = {name: run(policy(agent))
             for name, policy in (("prior", prior_policy), ("greedy", greedy_policy), ("search", search_policy))}
+    own = agent.config.search
+    swept = []
+    for n in sweep:  # the same deterministic search as (c), so (c)'s count and 0 are not run twice
+        if n == 0 or n == own.num_simulations:
+            res = runs["prior" if n == 0 else "search"]
+        else:
+            agent.config.search = dataclasses.replace(own, num_simulations=n)
+            try:
+                res = run(search_policy(agent))
+            finally:
+                agent.config.search = own
+        swept.append({"simulations": n, **_summary(res)})
+    uniform = None
+    if uniform_prior:
+        if own.prior == "uniform":
+            uniform = runs["search"]
+        else:
+            agent.set_prior("uniform")
+            try:
+                uniform = run(search_policy(agent))
+            finally:
+                agent.config.search = own
     r = {name: res.mean_return for name, res in runs.items()}
-    amp = amplification(r["search"], r["prior"])
+    threshold = _reward_threshold(env_id) if reward_threshold is None else float(reward_threshold)
+    ceiling = at_ceiling(r["prior"], threshold)
+    amp = None if ceiling else amplification(r["search"], r["prior"])
+    greedy_amp = None if at_ceiling(r["greedy"], threshold) else amplification(r["search"], r["greedy"])
     capacity = agent.model.capacity_report()
     report = {
-        "env_id": env_id, "seed": int(seed), "episodes": int(episodes),
+        "env_id": env_id, "env_kwargs": dict(env_kwargs or {}), "wrappers": wrappers,
+        "seed": int(seed), "episodes": int(episodes),
         "objective": agent.objective.describe(),
-        "prior_setting": agent.config.search.prior,
-        "num_simulations": agent.config.search.num_simulations,
+        "prior_setting": own.prior,
+        "num_simulations": own.num_simulations,
         "returns": {name: _summary(res) for name, res in runs.items()},
+        "sweep": swept,
+        "uniform_prior": None if uniform is None else _summary(uniform),
         "search_amplification": amp,
-        "greedy_amplification": amplification(r["search"], r["greedy"]),
+        "greedy_amplification": greedy_amp,
+        "reward_threshold": threshold,
+        "ceiling": ceiling,
+        "ceiling_note": _ceiling_note(r, threshold, env_id, uniform) if ceiling else None,
         "definition": DEFINITION,
-        "warning": _warning(amp, r, env_id),
+        "warning": _warning(amp, r),
         "capacity": [{"network": c.network, "parameters": c.parameters, "depth": c.depth,
                       "stateful": c.stateful} for c in capacity],
         "capacity_report": format_capacity_report(capacity),
     }
+    if transfer_median is not None:
+        report["transfer_median"] = float(transfer_median)
     if out is not None:
         report["written_to"] = str(write_audit(report, out))
     return report
+
+
+def check_simulations(simulations: Optional[Sequence[int]]) -> List[int]:
+    """The sweep's simulation counts, sorted without repeats; each an integer >= 0."""
+    counts = []
+    for n in simulations or ():
+        if isinstance(n, bool) or not float(n).is_integer() or n < 0:
+            raise ValueError(f"the sweep's simulation counts must be integers >= 0 (0: the prior alone), got {n!r}")
+        counts.append(int(n))
+    return sorted(set(counts))
+
+
+def at_ceiling(mean_return: float, threshold: Optional[float]) -> bool:
+    """Whether a return already reaches the reward threshold (no threshold: never)."""
+    return threshold is not None and mean_return >= threshold
 
 
 def _summary(res: EvalResult) -> dict:
     return {"mean": res.mean_return, "std": res.std_return, "returns": [float(x) for x in res.returns]}
 
 
-def _warning(amp: float, r: dict, env_id: str) -> Optional[str]:
-    if amp >= WARN_BELOW:
+def _warning(amp: Optional[float], r: dict) -> Optional[str]:
+    if amp is None or amp >= WARN_BELOW:
         return None
-    text = (f"search amplification {amp:.3f} < {WARN_BELOW}: the policy network alone (mean return "
+    return (f"search amplification {amp:.3f} < {WARN_BELOW}: the policy network alone (mean return "
             f"{r['prior']:.2f}) plays about as well as the search ({r['search']:.2f}), so the networks may be "
             f"doing the optimizing themselves. Their objective is whatever training instilled, not the one the "
             f"search shows, and swapping the search's objective may change little.")
-    threshold = _reward_threshold(env_id)
-    if threshold is not None and r["prior"] >= threshold:
-        text += (f" Here the prior alone already reaches {env_id}'s reward threshold ({threshold:g}), so "
-                 f"a ceiling may hide the search's share: audit a harder setting too.")
-    return text
+
+
+def _ceiling_note(r: dict, threshold: float, env_id: str, uniform: Optional[EvalResult]) -> str:
+    text = (f"the policy prior alone already reaches {env_id}'s reward threshold ({threshold:g}; mean return "
+            f"{r['prior']:.2f}), so the search has no room to add return and the search amplification is not "
+            f"measured here (null, not 0; the full search returns {r['search']:.2f}).")
+    if r["greedy"] >= threshold:
+        text += " One-step greedy reaches it too, so the amplification over greedy is null as well."
+    if uniform is not None:
+        reach = "reaches" if uniform.mean_return >= threshold else "does not reach"
+        text += (f" With a uniform prior the search returns {uniform.mean_return:.2f} ({reach} the threshold): "
+                 f"that is its competence without the learned policy.")
+    return text + " Read the return against simulations too, or audit a harder setting."
 
 
 def _reward_threshold(env_id: str) -> Optional[float]:
@@ -147,7 +240,12 @@ def _reward_threshold(env_id: str) -> Optional[float]:
 
 
 def format_audit(report: dict) -> str:
-    rows = [f"audit of {report['env_id']} (seed {report['seed']}, {report['episodes']} episodes)",
+    where = report["env_id"]
+    if report.get("env_kwargs"):
+        where += " " + json.dumps(report["env_kwargs"])
+    if report.get("wrappers"):
+        where += " with wrappers [" + ", ".join(report["wrappers"]) + "]"
+    rows = [f"audit of {where} (seed {report['seed']}, {report['episodes']} episodes)",
             f"objective: {report['objective']}",
             f"search: {report['num_simulations']} simulations, prior {report['prior_setting']}", ""]
     labels = {"prior": "(a) policy prior argmax, no search", "greedy": "(b) one-step greedy on the value",
@@ -155,11 +253,30 @@ def format_audit(report: dict) -> str:
     for name, label in labels.items():
         ret = report["returns"][name]
         rows.append(f"  {label:<38} mean return {ret['mean']:10.2f}  (std {ret['std']:.2f})")
-    rows += ["", f"search amplification: {report['search_amplification']:+.3f}   ({report['definition']})",
-             f"search over one-step greedy: {report['greedy_amplification']:+.3f}"]
+    uniform = report.get("uniform_prior")
+    if uniform is not None:
+        rows.append(f"  {'(d) full search, uniform prior':<38} mean return {uniform['mean']:10.2f}  "
+                    f"(std {uniform['std']:.2f})")
+    if report.get("sweep"):
+        title = (f"return against search simulations (prior {report['prior_setting']}; "
+                 f"0 = the policy prior alone):")
+        rows += ["", title, f"  {'simulations':>11}  {'mean return':>11}  {'std':>8}"]
+        for row in report["sweep"]:
+            mark = "  (c)" if row["simulations"] == report["num_simulations"] else ""
+            rows.append(f"  {row['simulations']:>11}  {row['mean']:>11.2f}  {row['std']:>8.2f}{mark}")
+    rows += ["", f"search amplification: {_amp(report['search_amplification'])}   ({report['definition']})",
+             f"search over one-step greedy: {_amp(report['greedy_amplification'])}"]
+    if report.get("transfer_median") is not None:
+        rows.append(f"transfer suite median: {report['transfer_median']:.3f}")
+    if report.get("ceiling"):
+        rows += ["", "CEILING: " + report["ceiling_note"]]
     if report["warning"]:
         rows += ["", "WARNING: " + report["warning"]]
     return "\n".join(rows + ["", report["capacity_report"]])
+
+
+def _amp(value: Optional[float]) -> str:
+    return "ceiling (not measured)" if value is None else f"{value:+.3f}"
 
 
 def write_audit(report: dict, where: str | Path) -> Path:
@@ -178,17 +295,26 @@ TRAINING_AUDIT_FILE = "audit_train.json"
 
 def training_audit(agent, episodes: int, run_dir: Path, logger, write: Callable[[str], None] = print) -> dict:
     """The audit a training run asks for at its end: printed in one line, logged under audit/*
-    against the run's last step, and written to RUN_DIR/audit_train.json."""
-    report = run_audit(agent, episodes=episodes, out=Path(run_dir) / TRAINING_AUDIT_FILE)
+    against the run's last step, and written to RUN_DIR/audit_train.json. Kept cheap: the short
+    sweep QUICK_SWEEP, and the uniform-prior search."""
+    report = run_audit(agent, episodes=episodes, simulations=QUICK_SWEEP, out=Path(run_dir) / TRAINING_AUDIT_FILE)
     r = report["returns"]
+    uniform = report["uniform_prior"]
+    sweep = ", ".join(f"{row['simulations']}: {row['mean']:.1f}" for row in report["sweep"])
     write(f"audit ({episodes} episodes) | return prior {r['prior']['mean']:.1f}, one-step greedy "
-          f"{r['greedy']['mean']:.1f}, search {r['search']['mean']:.1f} | search amplification "
-          f"{report['search_amplification']:+.3f}, over greedy {report['greedy_amplification']:+.3f}"
+          f"{r['greedy']['mean']:.1f}, search {r['search']['mean']:.1f}, search with a uniform prior "
+          f"{uniform['mean']:.1f} | by simulations {sweep} | search amplification "
+          f"{_amp(report['search_amplification'])}, over greedy {_amp(report['greedy_amplification'])}"
+          + (f"\nCEILING: {report['ceiling_note']}" if report["ceiling"] else "")
           + (f"\nWARNING: {report['warning']}" if report["warning"] else ""))
-    for key, value in {"audit/return_prior": r["prior"]["mean"], "audit/return_greedy": r["greedy"]["mean"],
-                       "audit/return_search": r["search"]["mean"],
-                       "audit/search_amplification": report["search_amplification"],
-                       "audit/greedy_amplification": report["greedy_amplification"]}.items():
-        logger.record(key, value)
+    scalars = {"audit/return_prior": r["prior"]["mean"], "audit/return_greedy": r["greedy"]["mean"],
+               "audit/return_search": r["search"]["mean"], "audit/return_uniform_prior": uniform["mean"],
+               "audit/ceiling": float(report["ceiling"]),
+               "audit/search_amplification": report["search_amplification"],  # None at a ceiling: not logged
+               "audit/greedy_amplification": report["greedy_amplification"],
+               **{f"audit/return_sims_{row['simulations']}": row["mean"] for row in report["sweep"]}}
+    for key, value in scalars.items():
+        if value is not None:
+            logger.record(key, value)
     logger.dump(agent.num_timesteps)
     return report

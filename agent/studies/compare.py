@@ -115,6 +115,7 @@ class AlgoSummary:
     wall_clock_s: float = math.nan  # mean over seeds of the last evaluation's wall-clock
     parameters: Optional[int] = None
     search_amplification: Optional[float] = None  # mean over seeds that have an audit result
+    ceiling_seeds: int = 0  # seeds whose audit found the prior at the reward threshold (no amplification)
     failures: List[str] = field(default_factory=list)  # "seed N: <status>" for seeds that did not finish
 
     @property
@@ -126,7 +127,8 @@ def summarize(rows: Sequence[dict], threshold: Optional[float],
               run_extras: Optional[Mapping[Tuple[str, int], dict]] = None) -> Dict[str, AlgoSummary]:
     """Per-algorithm aggregates over seeds, algorithms in order of first appearance.
 
-    run_extras: (algo, seed) -> {"parameters": int, "search_amplification": float}, either optional.
+    run_extras: (algo, seed) -> {"parameters": int, "search_amplification": float or None, "ceiling": bool},
+    each optional (an audit at a ceiling has amplification None and ceiling True).
     """
     run_extras = run_extras or {}
     curves = seed_curves(rows)
@@ -151,11 +153,19 @@ def summarize(rows: Sequence[dict], threshold: Optional[float],
             auc_mean=float(aucs.mean()), auc_std=float(aucs.std()),
             wall_clock_s=float(np.mean([by_seed[s][-1][1] for s in seeds])),
             parameters=int(params[0]) if params else None,
-            search_amplification=float(np.mean(amps)) if amps else None, failures=failures)
+            search_amplification=float(np.mean(amps)) if amps else None,
+            ceiling_seeds=sum(bool(e.get("ceiling")) for e in extras), failures=failures)
     return out
 
 
 # ------------------------------------------------------------------------------ summary.md
+def _fmt_amplification(s: AlgoSummary) -> str:
+    if s.search_amplification is None:
+        return "ceiling" if s.ceiling_seeds else "—"
+    text = f"{s.search_amplification:.3g}"
+    return text + (f" ({s.ceiling_seeds} at ceiling)" if s.ceiling_seeds else "")
+
+
 def _fmt_steps(values: List[Optional[float]]) -> str:
     reached = [v for v in values if v is not None]
     if not reached:
@@ -187,7 +197,7 @@ def render_markdown(summaries: Mapping[str, AlgoSummary], env_id: str, threshold
             f"| {'—' if threshold is None else _fmt_steps(s.steps_to_threshold)} "
             f"| {s.auc_mean:.2f} ± {s.auc_std:.2f} | {s.wall_clock_s:.1f} "
             f"| {'—' if s.parameters is None else f'{s.parameters:,}'} "
-            f"| {'—' if s.search_amplification is None else f'{s.search_amplification:.3g}'} "
+            f"| {_fmt_amplification(s)} "
             f"| {','.join(map(str, s.seeds))} |")
     failures = [f"- {s.algo} {f}" for s in summaries.values() for f in s.failures]
     if failures:
@@ -207,7 +217,9 @@ def render_markdown(summaries: Mapping[str, AlgoSummary], env_id: str, threshold
         "- *parameters*: trainable parameters of the acting and learning networks (no target copies).",
         "- *search amplification* (ez): (R_search - R_prior) / max(|R_prior|, 1) from the run's `audit.json`, "
         "which compare writes after each ez run (agent/audit.py; `train.py audit --write` by hand), else "
-        "`audit_train.json` from ez's own learn(); — when none.",
+        "`audit_train.json` from ez's own learn(); — when none. *ceiling*: the policy prior alone reached the "
+        "reward threshold in that seed's audit, so the search had no room to add return and no amplification "
+        "was measured (such seeds are left out of the mean).",
     ]
     return "\n".join(lines) + "\n"
 
