@@ -8,10 +8,11 @@ The representation and dynamics stay frozen; three small heads over their latent
                 reward, next_obs, terminated))
     end(z')     whether the new task ends the episode there: the environment's termination or
                 the task's own (`fn.ends(next_obs)` where the reward function has one), a logit
-    value(z)    the new objective's value, by fitted value iteration over replayed latents with
+    value(z)    the new objective's value, by fitted value iteration over replayed states with
                 the learned model: V(z) <- max_a reward(z'_a) + discount * [not end(z'_a)] * V~(z'_a),
-                z'_a = dynamics(z, a), on the replayed states and on their imagined successors (so
-                the head is trained where the search will query it), V~ a periodically copied target
+                z'_a = dynamics(z, a), V~ a periodically copied target; fitted on the
+                representation's latents of the replayed states and of their real successors, and
+                on the dynamics' latent of each real transition (the search reads values there)
 
 The objective they make (`refit:NAME`, a registered kind) puts reward(z') on the edges, value(z)
 at the leaves and treats end(z') as absorbing (Objective.ends). Value iteration, not the replayed
@@ -106,7 +107,8 @@ class RefitObjective(Objective):
 class RefitReport:
     name: str
     reward: str
-    transitions: int
+    transitions: int  # replayed transitions (unroll starts)
+    unrolled: int  # (start, k) pairs the heads were fitted on
     steps: int
     wall_s: float
     reward_mse: float  # on the real transitions, after fitting
@@ -120,21 +122,48 @@ class RefitReport:
 def replay_transitions(replay) -> Tuple[np.ndarray, ...]:
     """Every stored transition whose successor is still stored: (obs, action, reward, next_obs,
     terminated), numpy, in storage order."""
-    size, total, cap = replay.size, replay.total, replay.capacity
-    g = np.arange(total - size, total)
-    s = g % cap
-    nxt = replay.next[s]
-    ok = ~replay.final[s] & (nxt >= 0) & (nxt >= total - size)
-    s, ns = s[ok], nxt[ok] % cap
+    starts = _acted(replay)
+    s, ns = starts % replay.capacity, replay.next[starts % replay.capacity] % replay.capacity
     return replay.obs[s], replay.action[s], replay.reward[s], replay.obs[ns], replay.terminal[ns] & replay.final[ns]
 
 
+def _acted(replay) -> np.ndarray:
+    """Global indices of the stored states that were acted in and whose successor is stored."""
+    size, total, cap = replay.size, replay.total, replay.capacity
+    g = np.arange(total - size, total)
+    nxt = replay.next[g % cap]
+    return g[~replay.final[g % cap] & (nxt >= total - size)]
+
+
+def unroll_chains(replay, steps: int) -> np.ndarray:
+    """[N, steps+1] global indices along the stored episodes from every acted state (column 0),
+    -1 past an episode's end or the newest data: the real trajectories the heads are unrolled on."""
+    cap, oldest = replay.capacity, replay.total - replay.size
+    starts = _acted(replay)
+    idx = np.full((len(starts), steps + 1), -1, dtype=np.int64)
+    idx[:, 0] = starts
+    for k in range(1, steps + 1):
+        prev = idx[:, k - 1]
+        rows = np.flatnonzero(prev >= 0)
+        ps = prev[rows] % cap
+        nxt = replay.next[ps]
+        ok = ~replay.final[ps] & (nxt >= oldest)
+        idx[rows[ok], k] = nxt[ok]
+    return idx
+
+
 def refit(agent, reward: str, name: str = "refit", steps: int = 3000, batch_size: int = 256,
-          hidden: int = 64, lr: float = 1e-3, target_every: int = 100, seed: int = 0, imagined: bool = False,
+          hidden: int = 64, lr: float = 1e-3, target_every: int = 100, seed: int = 0,
           log: Optional[Callable[[str], None]] = None) -> RefitReport:
     """Fit the `refit:NAME` heads for `reward` ('module:attr', fn(obs, action, reward, next_obs,
     terminated) -> [B]) on the agent's replay and set that objective on the agent. Needs an agent
-    loaded with its training state (a resume.pt, or a run directory)."""
+    loaded with its training state (a resume.pt, or a run directory).
+
+    The heads are fitted where the search reads them: on the dynamics' latents unrolled K steps
+    (config.unroll_steps) along the stored trajectories from every replayed state, as the agent's
+    own reward and value heads are, and on the representation's latents of the real states. Fitted
+    on one-step latents alone, they were measured to mislead deeper trees (spurious rewards at
+    depths they never saw)."""
     if agent.replay is None or agent.replay.size == 0:
         raise ValueError("refit needs the run's stored replay: pass the run directory or its resume.pt, not "
                          "model.pt (which holds the weights only)")
@@ -145,59 +174,74 @@ def refit(agent, reward: str, name: str = "refit", steps: int = 3000, batch_size
         raise ValueError(f"--steps must be >= 1, got {steps}")
     start = time.perf_counter()
     fn = load_callable(reward, "reward function of train.py refit --reward")
-    obs, action, env_reward, next_obs, terminated = replay_transitions(agent.replay)
-    if len(action) == 0:
+    replay, cap = agent.replay, agent.replay.capacity
+    idx = unroll_chains(replay, agent.config.unroll_steps)
+    if len(idx) == 0:
         raise ValueError("the run's replay holds no complete transition to refit on")
-    target_r = _checked(name, fn, obs, action, env_reward, next_obs, terminated)
-    ends = terminated.copy()
-    if hasattr(fn, "ends"):
-        ends |= np.asarray(fn.ends(next_obs), bool)
-    model, device = agent.model, agent.device
-    A = agent.num_actions
+    model, device, A = agent.model, agent.device, agent.num_actions
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+
+    # The real states on the chains, once each: their latents, whether an episode ended there
+    # (the environment's termination, or the task's own end on arriving), and each transition's reward.
+    states = np.unique(idx[idx >= 0])
+    sid = np.where(idx >= 0, np.searchsorted(states, np.maximum(idx, 0)), -1)  # [N, K+1] -> row of `states`
+    obs = replay.obs[states % cap]
+    ended = replay.terminal[states % cap] & replay.final[states % cap]
+    if hasattr(fn, "ends"):
+        ended |= np.asarray(fn.ends(obs), bool) & _arrived(replay, states)
+    real = sid[:, 1:] >= 0  # [N, K] transition k-1 -> k happened
+    prev, nxt = sid[:, :-1][real], sid[:, 1:][real]
+    prev_g = states[prev] % cap
+    rewards = np.zeros(real.shape, np.float32)
+    rewards[real] = _checked(name, fn, obs[prev], replay.action[prev_g], replay.reward[prev_g], obs[nxt],
+                             replay.terminal[states[nxt] % cap] & replay.final[states[nxt] % cap])
     with torch.no_grad():  # the frozen model's latents, computed once
-        z0 = torch.cat([model.initial_inference(obs[i:i + 4096]).latent for i in range(0, len(obs), 4096)])
-        z0 = z0.flatten(1)
-        taken, _ = _successors(model, z0, torch.as_tensor(action, device=device))
-    heads = RefitHeads(z0.shape[1], hidden).to(device)
-    # 1. reward and end, supervised on the real transitions
+        z_real = _latents(model, obs)  # [U, D]
+        unrolled = _unroll(model, z_real[torch.as_tensor(sid[:, 0])], torch.as_tensor(replay.action[idx[:, :-1] % cap]))
+    real_t = torch.as_tensor(real, device=device)
+    z_dyn = unrolled[real_t]  # [M, D]: dynamics latents of real states k >= 1 steps after a replayed one
+    dyn_sid = torch.as_tensor(sid[:, 1:][real], device=device)
+    heads = RefitHeads(z_real.shape[1], hidden).to(device)
+
+    # 1. reward and end of each real transition, at the dynamics latent it leads to
+    r_t = torch.as_tensor(rewards[real], device=device)
+    e_t = torch.as_tensor(ended, device=device)[dyn_sid].float()
     opt = torch.optim.Adam(list(heads.reward.parameters()) + list(heads.end.parameters()), lr=lr)
-    r_t = torch.as_tensor(target_r, device=device)
-    e_t = torch.as_tensor(ends, device=device, dtype=torch.float32)
     pos = float(e_t.mean())
     pos_weight = torch.tensor((1 - pos) / max(pos, 1e-3), device=device)  # ends are rare: balance them
     for _ in range(steps):
         i = torch.as_tensor(rng.integers(0, len(r_t), batch_size), device=device)
-        loss = ((heads.reward_of(taken[i]) - r_t[i]) ** 2).mean() + torch.nn.functional.binary_cross_entropy_with_logits(
-            heads.end_logit(taken[i]), e_t[i], pos_weight=pos_weight)
+        loss = ((heads.reward_of(z_dyn[i]) - r_t[i]) ** 2).mean() + torch.nn.functional.binary_cross_entropy_with_logits(
+            heads.end_logit(z_dyn[i]), e_t[i], pos_weight=pos_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    # 2. value iteration over replayed latents and their imagined successors
+
+    # 2. value iteration: each real state's target looks one model step ahead of its real latent,
+    # max over actions; V is fitted on that latent and on every dynamics latent of the same state.
     with torch.no_grad():
-        z1, t1 = _all_successors(model, z0, A)  # [N, A, D]: the replayed states' imagined successors
-        states, succ, succ_terminal = z0, z1, t1
-        if imagined:
-            deeper = [_all_successors(model, z1[:, a], A) for a in range(A)]
-            states = torch.cat([z0, z1.transpose(0, 1).flatten(0, 1)])  # where V is fitted, [M, D]
-            succ = torch.cat([z1, *(z for z, _ in deeper)])  # their successors, [M, A, D]
-            succ_terminal = torch.cat([t1, *(t for _, t in deeper)])
+        succ, succ_terminal = _all_successors(model, z_real, A)  # [U, A, D]
         flat = succ.flatten(0, 1)
         succ_r = heads.reward_of(flat).reshape(len(states), A)
         succ_live = (~((heads.end_logit(flat) > 0).reshape(len(states), A) | succ_terminal)).float()
-    target_net = RefitHeads(z0.shape[1], hidden).to(device)
+    dead = torch.as_tensor(ended, device=device)
+    fit_latents = torch.cat([z_real, z_dyn])
+    fit_sid = torch.cat([torch.arange(len(states), device=device), dyn_sid])
+    target_net = RefitHeads(z_real.shape[1], hidden).to(device)
     opt = torch.optim.Adam(heads.value.parameters(), lr=lr)
     discount = agent.config.discount
     td = []
     for step in range(steps):
         if step % target_every == 0:
             target_net.load_state_dict(heads.state_dict())
-        i = torch.as_tensor(rng.integers(0, len(states), batch_size), device=device)
+        i = torch.as_tensor(rng.integers(0, len(fit_latents), batch_size), device=device)
+        u = fit_sid[i]
         with torch.no_grad():
-            v_next = target_net.value_of(succ[i].flatten(0, 1)).reshape(batch_size, A)
-            target = (succ_r[i] + discount * succ_live[i] * v_next).max(dim=1).values
-        err = heads.value(states[i]).squeeze(-1) - scalar_transform(target)
+            v_next = target_net.value_of(succ[u].flatten(0, 1)).reshape(batch_size, A)
+            target = (succ_r[u] + discount * succ_live[u] * v_next).max(dim=1).values
+            target = torch.where(dead[u], torch.zeros_like(target), target)
+        err = heads.value(fit_latents[i]).squeeze(-1) - scalar_transform(target)
         loss = (err ** 2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -205,17 +249,39 @@ def refit(agent, reward: str, name: str = "refit", steps: int = 3000, batch_size
         td.append(float(err.detach().abs().mean()))
     heads.eval()
     with torch.no_grad():
-        reward_mse = float(((heads.reward_of(taken) - r_t) ** 2).mean())
-        end_accuracy = float(((heads.end_logit(taken) > 0).float() == e_t).float().mean())
+        reward_mse = float(((heads.reward_of(z_dyn) - r_t) ** 2).mean())
+        end_accuracy = float(((heads.end_logit(z_dyn) > 0).float() == e_t).float().mean())
     agent.add_refit(name, heads, reward)
     agent.set_objective(f"{PREFIX}{name}")
-    report = RefitReport(name=name, reward=reward, transitions=int(len(action)), steps=int(steps),
+    report = RefitReport(name=name, reward=reward, transitions=len(idx), unrolled=int(real.sum()), steps=int(steps),
                          wall_s=time.perf_counter() - start, reward_mse=reward_mse, end_accuracy=end_accuracy,
                          value_td_error=float(np.mean(td[-100:])))
     if log is not None:
-        log(f"refit {PREFIX}{name}: {report.transitions:,} transitions, {steps} steps, {report.wall_s:.1f} s | "
+        log(f"refit {PREFIX}{name}: {report.transitions:,} transitions ({report.unrolled:,} unrolled), {steps} steps, {report.wall_s:.1f} s | "
             f"reward MSE {reward_mse:.4f}, end accuracy {end_accuracy:.3f}, value TD error {report.value_td_error:.3f}")
     return report
+
+
+def _arrived(replay, states: np.ndarray) -> np.ndarray:
+    """Whether each stored state was arrived at by a transition (not an episode's first state)."""
+    cap = replay.capacity
+    arrived = np.zeros(len(states), bool)
+    acted = _acted(replay)
+    arrived[np.isin(states, replay.next[acted % cap])] = True
+    return arrived
+
+
+def _unroll(model, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """[N, K, D]: the dynamics' latents after 1..K of `actions` [N, K] from `z` [N, D]."""
+    out, latent = [], z
+    for k in range(actions.shape[1]):
+        latent, _ = _successors(model, latent, actions[:, k].to(z.device))
+        out.append(latent)
+    return torch.stack(out, dim=1)
+
+
+def _latents(model, obs: np.ndarray) -> torch.Tensor:
+    return torch.cat([model.initial_inference(obs[i:i + 4096]).latent.flatten(1) for i in range(0, len(obs), 4096)])
 
 
 def _successors(model, z: torch.Tensor, action: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
