@@ -94,6 +94,11 @@ class Learner:
         # copy, so that the targets do not chase the weights being trained on them.
         self.target_model = copy.deepcopy(model).eval().requires_grad_(False)
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        # A probe decoder (net.decoder_joint false) has its gradient norm clipped apart from the rest.
+        probe = model.decoder if model.decoder is not None and not model.config.decoder_joint else None
+        probe_ids = {id(p) for p in probe.parameters()} if probe is not None else set()
+        self._clipped = [p for p in model.parameters() if id(p) not in probe_ids]
+        self._probe = list(probe.parameters()) if probe is not None else []
         self.train_steps = 0
         self.planned_steps = 1  # training steps the whole run will take (for the LR schedule)
 
@@ -222,10 +227,13 @@ class Learner:
             latents.append(out.latent)
             latent, reward_state = scale_gradient(out.latent, 0.5), out.reward_state
         if model.decoder is not None:  # predicted observations, against the real ones where known
-            loss["reconstruction"] = model.reconstruction_loss(latents[0], batch.obs[:, 0])
+            # As a probe (net.decoder_joint false) the decoder reads detached latents: it learns to
+            # decode them and never changes them.
+            read = (lambda z: z) if model.config.decoder_joint else (lambda z: z.detach())
+            loss["reconstruction"] = model.reconstruction_loss(read(latents[0]), batch.obs[:, 0])
             for k in range(1, K + 1):
                 loss["reconstruction"] = loss["reconstruction"] + model.reconstruction_loss(
-                    latents[k], batch.obs[:, k]) * batch.obs_mask[:, k] / K
+                    read(latents[k]), batch.obs[:, k]) * batch.obs_mask[:, k] / K
         if self.aux is not None:  # detached latents: the heads never move the model
             loss.update(self.aux.losses(latents, batch.aux_value, batch.value_mask))
         return loss, value_error
@@ -252,7 +260,9 @@ class Learner:
         if self.aux is not None:
             self.aux.zero_grad()
         (total + aux_total).backward()  # aux losses reach only the aux heads (detached latents)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.max_grad_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self._clipped, c.max_grad_norm)
+        if self._probe:  # clipped on its own: a probe's gradient must not rescale the others'
+            torch.nn.utils.clip_grad_norm_(self._probe, c.max_grad_norm)
         self.optimizer.step()
         if self.aux is not None:
             self.aux.step(lr, c.max_grad_norm)

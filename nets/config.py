@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Tuple
+from typing import Optional, Tuple
 
 from nets.budget import CapacityBudget
 
@@ -25,7 +25,15 @@ class NetConfig:
     # its min and max entries; LayerNorm fitted the dynamics better (README, "Choices measured").
     # NetConfig.atari() keeps EfficientZero's min-max.
     latent_norm: str = "layernorm"
-    use_decoder: bool = False  # decode(latent) -> predicted observation (MLP family)
+    # The observation decoder, decode(latent) -> predicted observation, which objectives over
+    # observations read. None (the default): on for the MLP family, off for conv (no image decoder yet).
+    use_decoder: Optional[bool] = None
+    # Whether the reconstruction loss shapes the latents (True, "joint") or the decoder only reads
+    # them (False, a probe; the default). As a probe it cannot change what the other networks
+    # learn, so having it on costs the training task nothing: the core networks' weights are
+    # identical with and without it (tests/test_agent_ez.py). Joint training was measured to slow
+    # CartPole down (README, "Choices measured").
+    decoder_joint: bool = False
     num_value_heads: int = 1  # >1: an ensemble of independent value heads (pessimistic objectives)
     # A continuation head in the prediction network: a terminal logit per state, so the search can
     # stop at predicted episode ends (nets/model.py). Off until it is measured on CartPole.
@@ -50,6 +58,8 @@ class NetConfig:
             raise ValueError(f"NetConfig.latent_norm must be one of {LATENT_NORMS}, got {self.latent_norm!r}")
         if self.value_prefix_horizon < 1:
             raise ValueError(f"NetConfig.value_prefix_horizon must be >= 1, got {self.value_prefix_horizon}")
+        if self.use_decoder not in (None, True, False):
+            raise ValueError(f"NetConfig.use_decoder must be true, false or null (auto), got {self.use_decoder!r}")
         if self.num_value_heads < 1:
             raise ValueError(f"NetConfig.num_value_heads must be >= 1, got {self.num_value_heads}")
         if min(self.value_support_size, self.reward_support_size) < 1:

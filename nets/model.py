@@ -91,21 +91,24 @@ class Model(nn.Module):
             if len(self.obs_shape) != 3:
                 raise ValueError(f"the conv family needs image observations [C, H, W], got shape {self.obs_shape}")
             if config.use_decoder:
-                raise ValueError("NetConfig.use_decoder is supported by the MLP family only")
+                raise ValueError("net.use_decoder=true is supported by the MLP family only (no image decoder "
+                                 "yet); leave it unset or false for image observations")
             spatial = latent_spatial_shape(self.obs_shape, config)
             self.latent_shape = (config.conv_channels, *spatial)
             self.representation = ConvRepresentation(self.obs_shape, config)
             self.dynamics = ConvDynamics(self.num_actions, spatial, config)
             self.prediction = ConvPrediction(self.num_actions, spatial, config)
-            self.decoder = None
+            decoder = None
         else:
             self.latent_shape = (config.latent_dim,)
             self.representation = MLPRepresentation(self.obs_shape, config)
             self.dynamics = MLPDynamics(self.num_actions, config)
             self.prediction = MLPPrediction(self.num_actions, config)
-            self.decoder = MLPDecoder(self.obs_shape, config) if config.use_decoder else None
+            decoder = MLPDecoder if config.use_decoder is not False else None
         self.projection = ConsistencyProjection(math.prod(self.latent_shape), config.projection_hidden,
                                                 config.projection_dim, config.projection_head_hidden)
+        # Built last, so that the other networks' initial weights do not depend on it.
+        self.decoder = decoder(self.obs_shape, config) if decoder is not None else None
         check_budget(self.capacity_report(), config.budget)
 
     @property
@@ -210,7 +213,8 @@ class Model(nn.Module):
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """Predicted observation [B, *obs_shape] for each latent."""
         if self.decoder is None:
-            raise RuntimeError("this model has no observation decoder: build it with NetConfig.use_decoder=True")
+            raise RuntimeError("this model has no observation decoder: it was trained with net.use_decoder=false, "
+                               "or is a conv model (no image decoder yet)")
         return self.decoder(latent)
 
     def reconstruction_loss(self, latent: torch.Tensor, obs: ArrayLike) -> torch.Tensor:

@@ -405,3 +405,24 @@ def test_batched_reanalyze_trains_every_due_step_on_batches_reanalyzed_together(
     other = tiny_agent(seed=4)
     one.learn(160), other.learn(160)
     assert one.learner.train_steps == other.learner.train_steps > 0
+
+
+def test_the_default_decoder_is_a_probe_that_changes_no_other_weight_and_accepts_value_functions(tmp_path):
+    """The decoder is on by default (vector observations) and reads detached latents: the core
+    networks train to exactly the weights they reach without it, and the checkpoint accepts an
+    objective over predicted observations (`eval --value`) with no retraining."""
+    from agent.cli import main
+
+    def trained(**overrides):
+        agent = EZAgent("glasszero/Corridor-v0", {"replay_capacity": 2000, **overrides}, seed=0, device="cpu")
+        return agent.learn(700)
+
+    with_decoder, without = trained(), trained(**{"net.use_decoder": False})
+    assert with_decoder.model.has_decoder and not without.model.has_decoder
+    assert with_decoder._last_stats["loss/reconstruction"] > 0  # the probe did train
+    core = without.model.state_dict()
+    probe = with_decoder.model.state_dict()
+    assert all(torch.equal(core[k], probe[k]) for k in core)
+    path = with_decoder.save(tmp_path / "model.pt")
+    assert main(["eval", "--checkpoint", str(path), "--episodes", "2",
+                 "--value", "tests.test_objective_swap:prefer_right"]) == 0

@@ -144,8 +144,9 @@ def test_decoder_and_reconstruction_loss():
     loss = model.reconstruction_loss(latent, obs.numpy())
     assert loss.shape == (6,) and (loss >= 0).all()
     assert "decoder" in format_capacity_report(model.capacity_report())
+    assert cartpole_model().has_decoder  # on by default for vector observations
     with pytest.raises(RuntimeError, match="use_decoder"):
-        cartpole_model().decode(latent)
+        cartpole_model(use_decoder=False).decode(latent)
 
 
 # ------------------------------------------------------------------ budget
@@ -153,7 +154,7 @@ def test_decoder_and_reconstruction_loss():
 
 def test_capacity_report_cartpole_default_is_under_100k():
     rows = cartpole_model().capacity_report()
-    assert [r.network for r in rows] == ["representation", "dynamics", "prediction", "projection"]
+    assert [r.network for r in rows] == ["representation", "dynamics", "prediction", "projection", "decoder"]
     assert sum(r.parameters for r in rows[:3]) < 100_000
     assert all(r.depth >= 2 and not r.stateful for r in rows)
     table = format_capacity_report(rows)

@@ -184,6 +184,6 @@ def test_the_objective_is_a_config_key_and_agent_explain_renders_it(corridor):
     fresh = EZAgent(CORRIDOR, config, device="cpu")
     assert fresh.objective.describe().startswith(f"ObservationValue({__name__}:prefer_right, discount=0.9)")
     with pytest.raises(ValueError, match="no observation decoder"):
-        EZAgent(CORRIDOR, resolve(CORRIDOR, sets=[f"objective='{spec}'"]), device="cpu")
+        EZAgent(CORRIDOR, resolve(CORRIDOR, sets=["net.use_decoder=false", f"objective='{spec}'"]), device="cpu")
     out = corridor.explain(np.eye(8, dtype=np.float32)[4])
     assert out["principal_variation"] and "principal variation" in out["text"] and "objective:" in out["text"]

@@ -18,9 +18,10 @@ from typing import Dict, List, Optional, Sequence
 
 SPLITS = ("dev", "eval")
 
-# What the base agents and the ez oracles are trained with: the decoder makes objectives over
-# predicted observations possible, the terminal head makes predicted episode ends absorbing.
-TRAIN_OVERRIDES = {"net.use_decoder": True, "net.terminal_head": True}
+# What the base agents and the ez oracles are trained with beside the defaults (whose probe decoder
+# makes objectives over predicted observations possible): the terminal head, so that predicted
+# episode ends are absorbing in the search.
+TRAIN_OVERRIDES = {"net.terminal_head": True}
 
 # Environment steps of every training run on a base environment (base agent, ez and PPO oracles).
 BUDGETS: Dict[str, int] = {
