@@ -37,6 +37,7 @@ from agent.refit import RefitHeads  # also registers the 'refit:NAME' objective 
 from agent.replay import Replay
 from agent.selfplay import SelfPlay, StepReport
 from nets import NonFiniteObservation, build_model, format_capacity_report, resolve_device
+from planners.config import PRIOR_AFTER_SWAP
 from planners.objectives import Objective, ObjectiveNotRestorable, objective_from_spec
 from planners.plugins import validate
 from planners.policies import plan
@@ -79,8 +80,8 @@ class EZAgent(Agent):
         self.refits: Dict[str, tuple] = {}  # NAME -> (RefitHeads, reward 'module:attr'): train.py refit
         self.learner = Learner(self.model, config, self.aux)
         self.objective: Objective = objective_from_spec("learned", config.discount)
-        if config.objective != "learned":
-            self.set_objective(config.objective)
+        if config.objective != "learned":  # trained under it: the prior learns it too
+            self.set_objective(config.objective, prior=config.search.prior)
         self.rng = np.random.default_rng(self.seed)  # search noise, action sampling, replay sampling
         self._act_rng = np.random.default_rng(self.seed + 1)  # stochastic predict() outside training
         self._num_timesteps = 0
@@ -137,12 +138,21 @@ class EZAgent(Agent):
         d = explain(self, observation)
         return {**d, "text": format_explanation(d)}
 
-    def set_objective(self, objective: Objective | str | dict) -> None:
+    def set_objective(self, objective: Objective | str | dict, prior: Optional[str] = None) -> None:
         """What every later search maximizes (acting, self-play and reanalyze); no retraining.
         A name or spec is built through the objective registry; 'aux:NAME' plugs in the auxiliary
-        value head NAME trained with the agent (config.aux_values). Checked once on a dummy batch."""
+        value head NAME trained with the agent (config.aux_values). Checked once on a dummy batch.
+
+        prior: the policy prior's setting from now on ('learned', 'uniform', 'mixed(A)'). By
+        default the learned objective keeps the current one and any other objective gets
+        PRIOR_AFTER_SWAP (planners/config.py): the learned prior imitates searches under the
+        objective it was trained with, and pulls a swapped one back toward it."""
         objective = objective_from_spec(objective, self.config.discount, self.objective_context())
         validate(objective, self.model, self.obs_shape)
+        if prior is None and objective.to_spec().get("name") != "learned":
+            prior = PRIOR_AFTER_SWAP
+        if prior is not None:
+            self.set_prior(prior)
         self.objective = objective
 
     def objective_context(self) -> dict:

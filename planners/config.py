@@ -5,6 +5,12 @@ import re
 from dataclasses import dataclass
 
 
+# The prior setting an agent takes when its objective is swapped (EZAgent.set_objective, `eval
+# --value` and the other objective flags) unless one is given: chosen on the transfer suite's
+# development objectives (agent/studies/transfer.py, choose_prior), never on its evaluation ones.
+PRIOR_AFTER_SWAP = "uniform"
+
+
 @dataclass
 class SearchConfig:
     num_simulations: int = 50

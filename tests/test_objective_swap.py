@@ -126,7 +126,7 @@ def test_cartpole_hand_written_objective_moves_the_cart_toward_x_one():
     # `lambda obs: -abs(obs[:, 0] - 1.0)`: the value is the predicted cart position's closeness to 1.
     # The learned prior stays (it keeps the pole up); the search now ranks actions by where the
     # decoder says the cart will be. (Measured: mean x -0.60 -> -0.12; returns 114 -> 76.)
-    agent.set_objective(ObservationValue(near_x_one))
+    agent.set_objective(ObservationValue(near_x_one), prior="learned")
     swapped_x, _ = cart_positions(agent)
     assert swapped_x > default_x + 0.2, (default_x, swapped_x)
     agent.set_objective(Learned(agent.config.discount))
@@ -187,3 +187,25 @@ def test_the_objective_is_a_config_key_and_agent_explain_renders_it(corridor):
         EZAgent(CORRIDOR, resolve(CORRIDOR, sets=["net.use_decoder=false", f"objective='{spec}'"]), device="cpu")
     out = corridor.explain(np.eye(8, dtype=np.float32)[4])
     assert out["principal_variation"] and "principal variation" in out["text"] and "objective:" in out["text"]
+
+
+def test_a_swapped_objective_takes_the_prior_chosen_for_swaps_unless_told_otherwise():
+    from planners.config import PRIOR_AFTER_SWAP
+    agent = load_fixture("corridor")
+    assert agent.config.search.prior == "learned"
+    agent.set_objective(ObservationValue(prefer_right))
+    assert agent.config.search.prior == PRIOR_AFTER_SWAP
+    agent.set_objective(ObservationValue(prefer_right), prior="mixed(0.3)")
+    assert agent.config.search.prior == "mixed(0.3)"
+    agent.set_objective(Learned(agent.config.discount))  # the learned objective keeps what is set
+    assert agent.config.search.prior == "mixed(0.3)"
+
+
+def test_a_swapped_value_reaches_the_new_goal_from_varied_starts_with_the_default_prior():
+    """Corridor's test split starts anywhere inside; the fixture was trained to walk left. With the
+    prior setting a swap gets by default, `prefer_right` ends at the right end in >= 19 of 20."""
+    agent = load_fixture("corridor")
+    agent.set_objective(ObservationValue(prefer_right))
+    result = evaluate(lambda obs: agent.predict(obs)[0], CORRIDOR, 0, 20, env_kwargs={"split": "test"})
+    right = sum(bool(info["at_right_end"]) for info in result.final_infos)
+    assert right >= 19, right

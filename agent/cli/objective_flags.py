@@ -22,6 +22,7 @@ from typing import Optional
 from common.checks import at_least, non_negative_seed
 from common.imports import import_from_cwd
 from nets import resolve_device
+from planners.config import PRIOR_AFTER_SWAP
 from planners.objectives import (LatentValue, Objective, ObservationReward, ObservationValue, Penalized,
                                  objective_from_spec, short_names)
 
@@ -46,8 +47,9 @@ def add_objective_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--penalty-weight", type=float, default=1.0, metavar="W")
     g.add_argument("--prior", metavar="P",
                    help="the learned policy prior's weight in selection: learned | uniform | mixed(A). A prior "
-                        "trained for the old objective can pull the search back toward it; use uniform "
-                        "(or mixed) after swapping the objective")
+                        "trained for the old objective can pull the search back toward it, so a swapped "
+                        f"objective gets {PRIOR_AFTER_SWAP!r} unless this is given (chosen on the transfer "
+                        "suite's development objectives)")
 
 
 def objective_from_args(args: argparse.Namespace, discount: float,
@@ -92,10 +94,11 @@ def apply_objective_args(agent, args: argparse.Namespace) -> None:
         raise ValueError(f"objective flags apply to agents that plan; a {agent.algo} checkpoint has no search "
                          f"to steer")
     objective = objective_from_args(args, agent.objective.discount, agent.objective_context())
+    prior = getattr(args, "prior", None)
     if objective is not None:
-        agent.set_objective(objective)
-    if getattr(args, "prior", None):
-        agent.set_prior(args.prior)
+        agent.set_objective(objective, prior=prior)
+    elif prior:
+        agent.set_prior(prior)
 
 
 def check_shared_flags(args: argparse.Namespace) -> None:
