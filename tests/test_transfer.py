@@ -152,3 +152,14 @@ def test_transfer_command_writes_its_report_and_resumes_without_retraining(tmp_p
     assert main(argv + ["--resume"]) == 0
     assert (tmp_path / "results.csv").read_text() == rows
     assert "training" not in capsys.readouterr().out
+
+
+def test_audit_reports_a_transfer_studys_median_and_refuses_another_file(tmp_path, capsys):
+    study = tmp_path / "transfer.json"
+    study.write_text(json.dumps({"median_pct_oracle_refit": 87.5}))
+    argv = ["audit", "--checkpoint", "tests/fixtures/corridor_ez.pt", "--episodes", "2", "--no-sweep", "--json"]
+    assert main(argv + ["--transfer", str(study)]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["transfer_median"] == 87.5
+    (tmp_path / "other.json").write_text("{}")
+    assert main(argv + ["--transfer", str(tmp_path / "other.json")]) == 2
+    assert "--transfer" in capsys.readouterr().err

@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, metavar="R",
                         help="return at which the prior alone counts as at the ceiling, where the search "
                              "amplification is not measured (default: the environment's reward_threshold)")
+    parser.add_argument("--transfer", metavar="FILE",
+                        help="a transfer study's transfer.json (train.py transfer): report its median scores "
+                             "beside the audit, competence under swapped objectives")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--write", action="store_true",
                         help="write audit.json in the checkpoint's run directory (read by train.py compare)")
@@ -55,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--write puts audit.json in the run directory, where `train.py compare` reads the run's "
                          "audit on its own environment; with --env, --env-kwargs or --wrapper write the report "
                          "elsewhere with --out FILE.json")
+    transfer = _transfer_median(args.transfer) if args.transfer else None
     agent = load_planner(args.checkpoint, args.device, "audit")
     env = resolve_env(agent, args)
     apply_objective_args(agent, args)
@@ -62,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         agent.config.search = dataclasses.replace(agent.config.search, num_simulations=args.simulations)
     report = run_audit(agent, env.env_id, agent.seed if args.seed is None else args.seed, args.episodes,
                        env_kwargs=env.env_kwargs, wrappers=env.wrappers, simulations=sweep,
-                       reward_threshold=args.threshold)
+                       reward_threshold=args.threshold, transfer_median=transfer)
     report.update(checkpoint=str(args.checkpoint), checkpoint_env_id=agent.env_id)
     path = None
     if args.out or args.write:
@@ -84,3 +88,13 @@ def parse_sweep(text: str) -> List[int]:
         return check_simulations(counts)
     except ValueError:
         raise ValueError(f"--sweep counts must be >= 0 (0: the policy prior alone), got {text!r}") from None
+
+
+def _transfer_median(path: str) -> float:
+    """The median % of the ez oracle after refit over a transfer study's evaluation objectives."""
+    try:
+        study = json.loads(open(path).read())
+        return float(study["median_pct_oracle_refit"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"--transfer {path}: not a transfer study's transfer.json ({type(e).__name__}: {e}); "
+                         f"write one with train.py transfer") from None

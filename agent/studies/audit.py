@@ -267,7 +267,8 @@ def format_audit(report: dict) -> str:
     rows += ["", f"search amplification: {_amp(report['search_amplification'])}   ({report['definition']})",
              f"search over one-step greedy: {_amp(report['greedy_amplification'])}"]
     if report.get("transfer_median") is not None:
-        rows.append(f"transfer suite median: {report['transfer_median']:.3f}")
+        rows.append(f"transfer suite: median {report['transfer_median']:.0f} % of the ez oracle after refit, "
+                    f"over its evaluation objectives (competence under swapped objectives)")
     if report.get("ceiling"):
         rows += ["", "CEILING: " + report["ceiling_note"]]
     if report["warning"]:
