@@ -149,7 +149,9 @@ class EZAgent(Agent):
         objective it was trained with, and pulls a swapped one back toward it."""
         objective = objective_from_spec(objective, self.config.discount, self.objective_context())
         validate(objective, self.model, self.obs_shape)
-        if prior is None and objective.to_spec().get("name") != "learned":
+        if prior is None and objective.has_prior:
+            prior = "learned"  # the objective's own prior, fitted for it (Objective.policy_logits)
+        elif prior is None and objective.to_spec().get("name") != "learned":
             prior = PRIOR_AFTER_SWAP
         if prior is not None:
             self.set_prior(prior)
@@ -302,7 +304,7 @@ class EZAgent(Agent):
                 "model": self.model.state_dict(),
                 "aux_values": self.aux.heads.state_dict() if self.aux is not None else {},
                 "refit_heads": {name: {"reward": reward, "latent_dim": heads.latent_dim, "hidden": heads.hidden,
-                                       "state": heads.state_dict()} for name, (heads, reward) in self.refits.items()},
+                                       "num_actions": heads.num_actions, "state": heads.state_dict()} for name, (heads, reward) in self.refits.items()},
                 "objective": self.objective.to_spec(), "objective_description": self.objective.describe()}
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -334,7 +336,7 @@ class EZAgent(Agent):
             agent.aux.heads.load_state_dict(payload["aux_values"])
         agent._num_timesteps = int(payload["num_timesteps"])
         for name, saved in payload.get("refit_heads", {}).items():
-            heads = RefitHeads(saved["latent_dim"], saved["hidden"])
+            heads = RefitHeads(saved["latent_dim"], saved["hidden"], saved["num_actions"])
             heads.load_state_dict(saved["state"])
             agent.add_refit(name, heads, saved["reward"])
         try:

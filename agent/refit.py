@@ -14,14 +14,20 @@ The representation and dynamics stay frozen; three small heads over their latent
                 representation's latents of the replayed states and of their real successors, and
                 on the dynamics' latent of each real transition (the search reads values there)
 
+    policy(z)   a policy prior for the new objective: the visit distributions of searches under
+                it (uniform prior) at the replayed states, imitated as the agent's own prior
+                imitates its searches
+
 The objective they make (`refit:NAME`, a registered kind) puts reward(z') on the edges, value(z)
-at the leaves and treats end(z') as absorbing (Objective.ends). Value iteration, not the replayed
+at the leaves, treats end(z') as absorbing (Objective.ends) and gives the search policy(z) as
+its prior (Objective.policy_logits) in place of the one trained under the old objective. Value iteration, not the replayed
 returns: those are returns of the *old* policy, while the max over actions evaluates the policy the
 search will follow under the new reward. The heads are stored in the checkpoint with the reward
 function's 'module:attr' string, so the objective reloads.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Optional, Tuple
@@ -33,24 +39,28 @@ from agent.aux_values import _checked
 from common.imports import load_callable
 from nets.support import inverse_scalar_transform, scalar_transform
 from planners.objectives import DEFAULT_DISCOUNT, Objective, register
+from planners.policies import plan
 
 PREFIX = "refit:"
+PRIOR_SMOOTHING = 0.1  # the fitted prior's target: the search's action, with this mass spread over all
 
 
-def _mlp(latent_dim: int, hidden: int) -> torch.nn.Module:
+def _mlp(latent_dim: int, hidden: int, out: int = 1) -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(latent_dim, hidden), torch.nn.ReLU(),
-                               torch.nn.Linear(hidden, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1))
+                               torch.nn.Linear(hidden, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, out))
 
 
 class RefitHeads(torch.nn.Module):
-    """reward, end (logit) and value (in h(x)-space) over latents; see the module docstring."""
+    """reward, end (logit), value (in h(x)-space) and policy prior (logits) over latents; see the
+    module docstring."""
 
-    def __init__(self, latent_dim: int, hidden: int = 64):
+    def __init__(self, latent_dim: int, hidden: int = 64, num_actions: int = 2):
         super().__init__()
-        self.latent_dim, self.hidden = int(latent_dim), int(hidden)
+        self.latent_dim, self.hidden, self.num_actions = int(latent_dim), int(hidden), int(num_actions)
         self.reward = _mlp(self.latent_dim, self.hidden)
         self.end = _mlp(self.latent_dim, self.hidden)
         self.value = _mlp(self.latent_dim, self.hidden)
+        self.policy = _mlp(self.latent_dim, self.hidden, self.num_actions)
 
     def reward_of(self, z: torch.Tensor) -> torch.Tensor:
         return self.reward(z).squeeze(-1)
@@ -95,6 +105,11 @@ class RefitObjective(Objective):
     def ends(self, model, out):
         return self.heads.end_logit(out.latent) > 0
 
+    has_prior = True  # the policy the search under this objective follows, fitted from replay
+
+    def policy_logits(self, model, out):
+        return self.heads.policy(out.latent)
+
     def describe(self) -> str:
         return (f"{PREFIX}{self.name} (discount={self.discount:g}): reward, episode end and value of "
                 f"{self.reward_ref or 'a reward function'} fitted from replay over the frozen model's latents")
@@ -114,6 +129,7 @@ class RefitReport:
     reward_mse: float  # on the real transitions, after fitting
     end_accuracy: float
     value_td_error: float  # mean |V - target| in h(x)-space over the last 100 steps
+    policy_agreement: float  # the fitted prior's argmax = the search's most visited action, on real states
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -202,7 +218,7 @@ def refit(agent, reward: str, name: str = "refit", steps: int = 3000, batch_size
     real_t = torch.as_tensor(real, device=device)
     z_dyn = unrolled[real_t]  # [M, D]: dynamics latents of real states k >= 1 steps after a replayed one
     dyn_sid = torch.as_tensor(sid[:, 1:][real], device=device)
-    heads = RefitHeads(z_real.shape[1], hidden).to(device)
+    heads = RefitHeads(z_real.shape[1], hidden, A).to(device)
 
     # 1. reward and end of each real transition, at the dynamics latent it leads to
     r_t = torch.as_tensor(rewards[real], device=device)
@@ -228,7 +244,7 @@ def refit(agent, reward: str, name: str = "refit", steps: int = 3000, batch_size
     dead = torch.as_tensor(ended, device=device)
     fit_latents = torch.cat([z_real, z_dyn])
     fit_sid = torch.cat([torch.arange(len(states), device=device), dyn_sid])
-    target_net = RefitHeads(z_real.shape[1], hidden).to(device)
+    target_net = RefitHeads(z_real.shape[1], hidden, A).to(device)
     opt = torch.optim.Adam(heads.value.parameters(), lr=lr)
     discount = agent.config.discount
     td = []
@@ -247,18 +263,40 @@ def refit(agent, reward: str, name: str = "refit", steps: int = 3000, batch_size
         loss.backward()
         opt.step()
         td.append(float(err.detach().abs().mean()))
+
+    # 3. the objective's own policy prior: the searches under it (with a uniform prior) at the
+    # replayed states, imitated on their real and unrolled latents, as the agent's prior imitates
+    # its searches. A prior trained under the old objective would pull the search back to it.
+    objective = RefitObjective(name, heads.eval(), reward, discount)
+    search = dataclasses.replace(agent.config.search, prior="uniform")
+    with torch.no_grad():  # the action the search acts on (its most visited), smoothed: visit shares
+        # of near-tied actions would give a prior too flat to steer the next search
+        chosen = np.concatenate([plan(model, objective, obs[i:i + 1024], search, rng=np.random.default_rng(seed),
+                                      add_noise=False, deterministic=True).action for i in range(0, len(obs), 1024)])
+        pi = torch.full((len(obs), A), PRIOR_SMOOTHING / A, device=device)
+        pi[torch.arange(len(obs)), torch.as_tensor(chosen, device=device)] += 1.0 - PRIOR_SMOOTHING
+    heads.train()
+    opt = torch.optim.Adam(heads.policy.parameters(), lr=lr)
+    for _ in range(steps):
+        i = torch.as_tensor(rng.integers(0, len(fit_latents), batch_size), device=device)
+        loss = -(pi[fit_sid[i]] * torch.log_softmax(heads.policy(fit_latents[i]), dim=-1)).sum(-1).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
     heads.eval()
     with torch.no_grad():
+        policy_agreement = float((heads.policy(z_real).argmax(-1) == pi.argmax(-1)).float().mean())
         reward_mse = float(((heads.reward_of(z_dyn) - r_t) ** 2).mean())
         end_accuracy = float(((heads.end_logit(z_dyn) > 0).float() == e_t).float().mean())
     agent.add_refit(name, heads, reward)
     agent.set_objective(f"{PREFIX}{name}")
     report = RefitReport(name=name, reward=reward, transitions=len(idx), unrolled=int(real.sum()), steps=int(steps),
                          wall_s=time.perf_counter() - start, reward_mse=reward_mse, end_accuracy=end_accuracy,
-                         value_td_error=float(np.mean(td[-100:])))
+                         value_td_error=float(np.mean(td[-100:])), policy_agreement=policy_agreement)
     if log is not None:
         log(f"refit {PREFIX}{name}: {report.transitions:,} transitions ({report.unrolled:,} unrolled), {steps} steps, {report.wall_s:.1f} s | "
-            f"reward MSE {reward_mse:.4f}, end accuracy {end_accuracy:.3f}, value TD error {report.value_td_error:.3f}")
+            f"reward MSE {reward_mse:.4f}, end accuracy {end_accuracy:.3f}, value TD error {report.value_td_error:.3f}, "
+            f"prior agreement {policy_agreement:.3f}")
     return report
 
 

@@ -14,6 +14,8 @@ Contract (all batched over B, torch in, torch out, on the model's device):
                                                  (optional: 0 by default; see Objective)
     ends(model, out) -> Tensor[B] bool | None -- states the objective itself ends the episode in
                                                  (optional: none by default)
+    policy_logits(model, out) -> Tensor[B, A] | None -- a policy prior fitted for the objective
+                                                 (optional: the model's own by default)
     discount: float
     max_depth: int | None    -- a tree-depth limit (None: unlimited)
     observe(root_obs)        -- the real observations at the B roots, before each search (optional)
@@ -117,6 +119,14 @@ class Objective(ABC):
     def ends(self, model, out: ModelOutput) -> Optional[torch.Tensor]:
         """[B] bool: states this objective ends the episode in (a target reached), absorbing for
         the search exactly as the model's predicted terminals; None (the default): no others."""
+        return None
+
+    # Whether `policy_logits` gives a policy prior of the objective's own (fitted for it), which
+    # then stands in for the model's, trained under the old objective.
+    has_prior: ClassVar[bool] = False
+
+    def policy_logits(self, model, out: ModelOutput) -> Optional[torch.Tensor]:
+        """[B, A]: the objective's own policy prior at out.latent, or None (the model's)."""
         return None
 
     @classmethod

@@ -107,6 +107,7 @@ def search(model, objective: Objective, root: ModelOutput, num_simulations: int,
     backend: the Numba kernels, or the pure-Python reference the tests compare them with.
     """
     with torch.no_grad():
+        root = objective_view(objective, model, root, root=True)
         B, A = root.policy_logits.shape
         tree = Tree.allocate(B, num_simulations + 1, A, objective.discount,
                              _depth_limit(objective, num_simulations))
@@ -178,7 +179,7 @@ def _simulate(model, objective, root, tree, num_simulations, root_rule, explorat
             out = recurrent_inference(parent_latent, action, state)
             state_pool.scatter(slot_index, slot_rows, out.reward_state)
         pool.scatter(slot_index, slot_rows, out.latent)
-        out = with_objective_ends(objective, model, out)
+        out = objective_view(objective, model, out)
         reward = edge_reward(model, parent_latent, action, out)
         value = leaf_values(objective, model, out)
         terminal_column, mask_column = packer.pack(reward, value, out, objective)
@@ -189,15 +190,24 @@ def _simulate(model, objective, root, tree, num_simulations, root_rule, explorat
                              f"({packed[bad, kernels.COL_VALUE]}) for tree {bad}")
 
 
-def with_objective_ends(objective: Objective, model, out: ModelOutput) -> ModelOutput:
-    """`out` with the states the objective ends the episode in (Objective.ends) marked terminal
-    beside the model's own predicted terminals: both are absorbing for the search."""
-    ends = objective.ends(model, out)
-    if ends is None:
-        return out
-    buffers.check_scalars(ends, "ends", objective, out.latent.shape[0])
-    ends = ends.to(torch.bool)
-    return dataclasses.replace(out, terminal=ends if out.terminal is None else (out.terminal.to(torch.bool) | ends))
+def objective_view(objective: Objective, model, out: ModelOutput, root: bool = False) -> ModelOutput:
+    """`out` as the objective sees it: the states it ends the episode in (Objective.ends) marked
+    terminal beside the model's predicted terminals (both absorbing; never at a root, a real
+    state the environment has not ended), and its own policy prior where it has one."""
+    B = out.latent.shape[0]
+    changes = {}
+    ends = None if root else objective.ends(model, out)
+    if ends is not None:
+        buffers.check_scalars(ends, "ends", objective, B)
+        ends = ends.to(torch.bool)
+        changes["terminal"] = ends if out.terminal is None else (out.terminal.to(torch.bool) | ends)
+    logits = objective.policy_logits(model, out) if objective.has_prior else None
+    if logits is not None:
+        if not isinstance(logits, torch.Tensor) or logits.shape != out.policy_logits.shape:
+            raise ValueError(f"objective {objective.describe()!r}: policy_logits must return a tensor of shape "
+                             f"{tuple(out.policy_logits.shape)}")
+        changes["policy_logits"] = logits
+    return dataclasses.replace(out, **changes) if changes else out
 
 
 def leaf_values(objective: Objective, model, out: ModelOutput) -> torch.Tensor:

@@ -140,7 +140,7 @@ def test_audit_sweep_and_uniform_prior(cartpole):
 
 def test_a_prior_at_the_reward_threshold_is_reported_as_a_ceiling(cartpole):
     # The fixture's prior earns about 116; a threshold of 50 stands in for CartPole's 475 reached.
-    report = run_audit(cartpole, episodes=2, simulations=(), reward_threshold=50.0, transfer_median=0.42)
+    report = run_audit(cartpole, episodes=2, simulations=(), reward_threshold=50.0, transfer_median=42.0)
     r = {k: v["mean"] for k, v in report["returns"].items()}
     assert r["prior"] >= 50 and r["greedy"] >= 50
     assert report["ceiling"] is True and report["search_amplification"] is None
@@ -148,11 +148,11 @@ def test_a_prior_at_the_reward_threshold_is_reported_as_a_ceiling(cartpole):
     assert report["warning"] is None  # not "the search adds nothing": a ceiling
     note = report["ceiling_note"]
     assert "reward threshold (50" in note and "null, not 0" in note and "uniform prior" in note
-    assert report["sweep"] == [] and report["transfer_median"] == 0.42
+    assert report["sweep"] == [] and report["transfer_median"] == 42.0
     json.dumps(report, allow_nan=False)
     text = format_audit(report)
     assert "search amplification: ceiling (not measured)" in text and "CEILING: the policy prior alone" in text
-    assert "transfer suite median: 0.420" in text and "return against search simulations" not in text
+    assert "transfer suite: median 42 %" in text and "return against search simulations" not in text
     below = run_audit(cartpole, episodes=2, simulations=(), uniform_prior=False, reward_threshold=1000.0)
     assert below["ceiling"] is False and below["search_amplification"] is not None
     assert below["uniform_prior"] is None and "transfer_median" not in below

@@ -54,7 +54,7 @@ import torch
 from agent.evaluation import EvalResult, evaluate
 from common.files import atomic_write_text
 from nets.budget import format_capacity_report
-from planners.search import leaf_values, with_objective_ends
+from planners.search import leaf_values, objective_view
 
 WARN_BELOW = 0.1  # amplification under this triggers the warning
 DEFAULT_SWEEP = (0, 1, 2, 5, 10, 25, 50)  # search simulations of the sweep; 0 is the policy prior alone
@@ -94,7 +94,7 @@ def greedy_policy(agent) -> Callable[[np.ndarray], np.ndarray]:
             if root.reward_state is not None:
                 kwargs["reward_state"] = root.reward_state.repeat_interleave(actions, dim=0)
             objective.observe(np.repeat(obs, actions, axis=0))  # row b*A + a belongs to root b
-            child = with_objective_ends(objective, model, model.recurrent_inference(latent, action, **kwargs))
+            child = objective_view(objective, model, model.recurrent_inference(latent, action, **kwargs))
             q = (objective.edge_reward(model, latent, action, child)
                  + objective.discount * leaf_values(objective, model, child))
             return q.reshape(batch, actions).argmax(dim=-1).cpu().numpy()
