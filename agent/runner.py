@@ -72,6 +72,16 @@ class RunSummary:
         return cls(**data)
 
 
+def finished_run(run_dir: str | os.PathLike, steps: int) -> Optional[RunSummary]:
+    """The summary of the run in `run_dir` if it finished with a budget of `steps`, else None
+    (studies reuse such runs with --resume)."""
+    try:
+        summary = RunSummary.load(run_dir)
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+    return summary if summary.config.get("steps") == steps else None
+
+
 def check_run_options(*, steps: int, seed: int, eval_interval: int, eval_episodes: int, device: str = "auto",
                       checkpoint_interval: Optional[int] = None, checkpoint_seconds: Optional[float] = None,
                       log_interval: int = 1, audit_episodes: int = 0) -> None:

@@ -112,15 +112,6 @@ def parse_steps(text: str, algos: Sequence[str]) -> Dict[str, int]:
     return {a: per_algo.get(a, default) for a in algos}
 
 
-def _finished(run_dir: Path, steps: int):
-    from agent.runner import RunSummary
-    try:
-        summary = RunSummary.load(run_dir)
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
-        return None
-    return summary if summary.config.get("steps") == steps else None
-
-
 def run_misgen(env_id: str, algos: Sequence[str], seeds: Sequence[int], steps: int | Dict[str, int],
                out: str | Path, *, episodes: int = 100, eval_interval: Optional[int] = None,
                eval_episodes: int = 20, swap: bool = True, ez_overrides: Optional[dict] = None,
@@ -132,7 +123,7 @@ def run_misgen(env_id: str, algos: Sequence[str], seeds: Sequence[int], steps: i
     budget (their checkpoints are measured again; deterministic episodes give the same numbers).
     """
     from agent.algorithms import algorithm, load_agent
-    from agent.runner import run_dir_name, train_run
+    from agent.runner import finished_run, run_dir_name, train_run
     check_train_split_default(env_id)
     budgets = steps if isinstance(steps, dict) else {a: int(steps) for a in algos}
     out = Path(out)
@@ -145,7 +136,7 @@ def run_misgen(env_id: str, algos: Sequence[str], seeds: Sequence[int], steps: i
         overrides = {**(spec.train_overrides if swaps else {}), **(ez_overrides or {})} if plans else None
         for seed in seeds:
             n = budgets[algo]
-            summary = _finished(out / "runs" / run_dir_name(algo, env_id, seed), n) if resume else None
+            summary = finished_run(out / "runs" / run_dir_name(algo, env_id, seed), n) if resume else None
             if summary is not None:
                 write(f"resume: {algo} s{seed} finished earlier with {n:,} steps; measuring its checkpoint")
             else:

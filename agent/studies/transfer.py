@@ -78,15 +78,6 @@ def write_measurements(rows: Sequence[Measurement], path: Path) -> None:
             w.writerow({k: getattr(m, k) for k in FIELDS})
 
 
-def _finished(run_dir: Path, steps: int):
-    from agent.runner import RunSummary
-    try:
-        summary = RunSummary.load(run_dir)
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
-        return None
-    return summary if summary.config.get("steps") == steps else None
-
-
 class TransferRun:
     """One study in OUT: trains what is missing, measures what is missing, keeps every row."""
 
@@ -105,11 +96,10 @@ class TransferRun:
 
     # ---------------------------------------------------------------- training
     def _train(self, algo: str, env_id: str, label: str, wrappers: Sequence[str] = ()) -> Path:
-        from agent.runner import train_run
+        from agent.runner import finished_run, run_dir_name, train_run
         steps = self.budgets[_base_of(env_id, self.budgets)]
         logdir = self.out / "runs" / label
-        from agent.runner import run_dir_name
-        summary = _finished(logdir / run_dir_name(algo, env_id, self.seed), steps)
+        summary = finished_run(logdir / run_dir_name(algo, env_id, self.seed), steps)
         if summary is None:
             self.write(f"training {algo} on {env_id} {label} ({steps:,} steps)")
             summary = train_run(algo, env_id, self.seed, steps, logdir, overwrite=True,
