@@ -89,8 +89,9 @@ def test_the_prior_after_a_swap_is_chosen_on_dev_objectives_only():
         for prior in ("learned", "uniform"):
             r = 1.0 if prior == good else 0.0
             rows += [Measurement(o.name, o.env, o.split, m, prior, r, r) for m in ("zero_shot", "refit")]
-    prior, medians = choose_prior(rows, [dev, ev], ("learned", "uniform"))
-    assert prior == "uniform" and medians == {"learned": 0.0, "uniform": 100.0}
+    for method in ("zero_shot", "refit"):
+        prior, medians = choose_prior(rows, [dev, ev], ("learned", "uniform"), method)
+        assert prior == "uniform" and medians == {"learned": 0.0, "uniform": 100.0}
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,8 @@ through envs.tasks.TaskReward, on the objective's environment):
 (a task a random policy half-solves cannot inflate it). Every measurement is one row of
 OUT/results.csv (long format; --resume skips the rows there), every training run a directory
 under OUT/runs. The prior used after a swap is chosen on the dev objectives alone: the setting
-with the highest median score (mean of zero-shot and refit) over them.
+with the highest median zero-shot score over them; refit's (whose 'learned' is its own fitted
+prior) likewise from its refit scores.
 """
 from __future__ import annotations
 
@@ -207,8 +208,10 @@ def _nanmedian(values: Sequence[float]) -> float:
     return float(np.median(v)) if v else float("nan")
 
 
-def table(rows: Sequence[Measurement], objectives: Sequence[SuiteObjective], prior: str) -> List[dict]:
-    """One dict per objective measured: returns, success rates and scores at `prior`."""
+def table(rows: Sequence[Measurement], objectives: Sequence[SuiteObjective], prior: str,
+          refit_prior: Optional[str] = None) -> List[dict]:
+    """One dict per objective measured: returns, success rates and scores, zero-shot at `prior`
+    and refit at `refit_prior` (default: `prior`)."""
     by = {m.key: m for m in rows}
     out = []
     for o in objectives:
@@ -219,13 +222,14 @@ def table(rows: Sequence[Measurement], objectives: Sequence[SuiteObjective], pri
         entry = {"env": o.env, "objective": o.name, "split": o.split, "task": o.reward,
                  "random": rand.mean_return, "oracle_ez": oracle.mean_return,
                  "oracle_ez_wall_s": oracle.wall_s, "oracle_ez_success": oracle.success}
-        for method, p in (("floor", "learned"), ("zero_shot", prior), ("refit", prior), ("oracle_ppo", "")):
+        for method, p in (("floor", "learned"), ("zero_shot", prior), ("refit", refit_prior or prior),
+                          ("oracle_ppo", "")):
             m = get(method, p)
             if m is not None:
                 entry[method] = m.mean_return
                 entry[f"{method}_success"] = m.success
                 entry[f"pct_oracle_{method}"] = score(m.mean_return, rand.mean_return, oracle.mean_return)
-        refit = get("refit", prior)
+        refit = get("refit", refit_prior or prior)
         if refit is not None and oracle.wall_s > 0:
             entry["refit_wall_s"] = refit.wall_s
             entry["refit_wall_fraction"] = refit.wall_s / oracle.wall_s
@@ -234,29 +238,28 @@ def table(rows: Sequence[Measurement], objectives: Sequence[SuiteObjective], pri
 
 
 def choose_prior(rows: Sequence[Measurement], objectives: Sequence[SuiteObjective],
-                 priors: Sequence[str] = PRIORS) -> tuple:
-    """(the prior setting with the highest median over the DEV objectives of the mean of its
-    zero-shot and refit scores, {prior: that median}). Evaluation objectives are never read."""
+                 priors: Sequence[str] = PRIORS, method: str = "zero_shot") -> tuple:
+    """(the prior setting with the highest median % of the oracle of `method` ('zero_shot' or
+    'refit') over the DEV objectives, {prior: that median}). Evaluation objectives are never read."""
     dev = [o for o in objectives if o.split == "dev"]
-    medians = {}
-    for p in priors:
-        entries = table(rows, dev, p)
-        medians[p] = _nanmedian([_nanmean([e.get("pct_oracle_zero_shot", math.nan), e.get("pct_oracle_refit", math.nan)])
-                                 for e in entries])
+    medians = {p: _nanmedian([e.get(f"pct_oracle_{method}", math.nan) for e in table(rows, dev, p)])
+               for p in priors}
     valid = {p: v for p, v in medians.items() if not math.isnan(v)}
     return (max(valid, key=valid.get) if valid else priors[0]), medians
 
 
 def summary(rows: Sequence[Measurement], objectives: Sequence[SuiteObjective], priors: Sequence[str] = PRIORS,
             command: str = "") -> dict:
-    prior, dev_medians = choose_prior(rows, objectives, priors)
-    entries = table(rows, objectives, prior)
+    prior, dev_medians = choose_prior(rows, objectives, priors, "zero_shot")
+    refit_prior, refit_medians = choose_prior(rows, objectives, priors, "refit")
+    entries = table(rows, objectives, prior, refit_prior)
     for e in entries:
         e["command"] = command
     evaluation = [e for e in entries if e["split"] == "eval"]
     key = lambda k, es: _nanmedian([e.get(k, float("nan")) for e in es])  # noqa: E731
     return {
-        "prior_after_swap": prior, "dev_median_by_prior": dev_medians,
+        "prior_after_swap": prior, "dev_median_zero_shot_by_prior": dev_medians,
+        "refit_prior": refit_prior, "dev_median_refit_by_prior": refit_medians,
         "median_pct_oracle_refit": key("pct_oracle_refit", evaluation),
         "median_pct_oracle_zero_shot": key("pct_oracle_zero_shot", evaluation),
         "median_pct_oracle_floor": key("pct_oracle_floor", evaluation),
@@ -271,7 +274,8 @@ def summary(rows: Sequence[Measurement], objectives: Sequence[SuiteObjective], p
 def render_markdown(s: dict) -> str:
     f = lambda x: "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.0f}"  # noqa: E731
     g = lambda x: "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"  # noqa: E731
-    lines = [f"# Transfer: % of the ez oracle, prior after a swap: {s['prior_after_swap']} (chosen on dev objectives)",
+    lines = [f"# Transfer: % of the ez oracle; prior after a swap {s['prior_after_swap']}, with refit "
+             f"{s['refit_prior']} ('learned' is refit's own prior; both chosen on the dev objectives)",
              "", f"Evaluation objectives, median: refit {f(s['median_pct_oracle_refit'])} %, zero-shot "
              f"{f(s['median_pct_oracle_zero_shot'])} %, learned objective unchanged {f(s['median_pct_oracle_floor'])} %, "
              f"PPO oracle {f(s['median_pct_oracle_ppo'])} %; refit wall-clock / oracle's: "
@@ -285,8 +289,9 @@ def render_markdown(s: dict) -> str:
                      f"{f(e.get('pct_oracle_zero_shot'))} | {f(e.get('pct_oracle_refit'))} | "
                      f"{f(e.get('pct_oracle_oracle_ppo'))} | {g(e.get('zero_shot_success'))} / "
                      f"{g(e.get('refit_success'))} / {g(e.get('oracle_ez_success'))} |")
-    lines += ["", "Dev medians by prior (mean of zero-shot and refit %): "
-              + ", ".join(f"{p} {f(v)}" for p, v in s["dev_median_by_prior"].items())]
+    lines += ["", "Dev medians by prior, zero-shot %: "
+              + ", ".join(f"{p} {f(v)}" for p, v in s["dev_median_zero_shot_by_prior"].items())
+              + "; refit %: " + ", ".join(f"{p} {f(v)}" for p, v in s["dev_median_refit_by_prior"].items())]
     return "\n".join(lines) + "\n"
 
 
