@@ -164,3 +164,14 @@ def test_audit_reports_a_transfer_studys_median_and_refuses_another_file(tmp_pat
     (tmp_path / "other.json").write_text("{}")
     assert main(argv + ["--transfer", str(tmp_path / "other.json")]) == 2
     assert "--transfer" in capsys.readouterr().err
+
+
+def test_transfer_loads_a_base_agent_instead_of_training_one_and_refuses_a_wrong_one(corridor_run, tmp_path, capsys):
+    argv = ["transfer", "--envs", CORRIDOR, "--split", "dev", "--out", str(tmp_path), "--steps", f"{CORRIDOR}=300",
+            "--oracles", "ez", "--priors", "uniform", "--episodes", "2", "--refit-steps", "20"]
+    assert main(argv + ["--base", f"CartPole-v1={corridor_run}"]) == 2
+    assert "not ez on CartPole-v1" in capsys.readouterr().err
+    assert main(argv + ["--base", f"{CORRIDOR}={tmp_path / 'nowhere'}"]) == 2
+    assert "resume.pt" in capsys.readouterr().err
+    assert main(argv + ["--base", f"{CORRIDOR}={corridor_run}"]) == 0
+    assert not (tmp_path / "runs" / "base").exists()

@@ -38,6 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", action="append", default=[], metavar="ENV=N",
                    help="training budget of a base environment (repeatable; default: "
                         + ", ".join(f"{k}={v}" for k, v in BUDGETS.items()) + ")")
+    p.add_argument("--base", action="append", default=[], metavar="ENV=RUN_DIR",
+                   help="use the ez run in RUN_DIR (trained on ENV's own reward; it keeps its replay in resume.pt) "
+                        "as the base agent of ENV instead of training one (repeatable)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--resume", action="store_true", help="reuse the runs and measurements already in OUT")
     p.add_argument("--progress", action="store_true", help="progress bars for the training runs")
@@ -54,6 +57,25 @@ def _budgets(items) -> dict:
         except ValueError:
             raise ValueError(f"--steps {item!r}: N must be an integer") from None
         at_least(f"--steps {env}", out[env], 1)
+    return out
+
+
+def _bases(items) -> dict:
+    from agent.checkpoint import load as load_checkpoint
+    out = {}
+    for item in items:
+        env, sep, path = item.partition("=")
+        if not sep or not env or not path:
+            raise ValueError(f"--base takes ENV=RUN_DIR, got {item!r}")
+        resume = Path(path) / "resume.pt"
+        if not resume.exists():
+            raise ValueError(f"--base {item}: {resume} does not exist; the base agent's run directory must keep "
+                             f"its resume.pt (refit reads the replay stored there)")
+        payload = load_checkpoint(resume)
+        if (payload.get("algo"), payload.get("env_id")) != ("ez", env):
+            raise ValueError(f"--base {item}: that run is {payload.get('algo')} on {payload.get('env_id')}, "
+                             f"not ez on {env}")
+        out[env] = Path(path)
     return out
 
 
@@ -76,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.resume and (out / "results.csv").exists():
         raise ValueError(f"{out} already holds a transfer study; continue it with --resume or pick another --out")
     study = TransferRun(out, seed=args.seed, episodes=args.episodes, priors=priors, oracles=oracles,
-                        refit_steps=args.refit_steps, budgets=_budgets(args.steps), device=args.device,
+                        refit_steps=args.refit_steps, budgets=_budgets(args.steps), bases=_bases(args.base),
+                        device=args.device,
                         progress_bar=args.progress, write=tqdm.write)
     rows = study.run(objectives)
     command = "python train.py transfer " + " ".join(shlex.quote(a) for a in sys.argv[2:])

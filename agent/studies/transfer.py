@@ -84,13 +84,16 @@ class TransferRun:
 
     def __init__(self, out: str | Path, seed: int = 0, episodes: int = 20, priors: Sequence[str] = PRIORS,
                  oracles: Sequence[str] = ("ez", "ppo"), refit_steps: int = 3000,
-                 budgets: Optional[Dict[str, int]] = None, device: str = "auto", progress_bar: bool = False,
-                 write: Callable[[str], None] = print):
+                 budgets: Optional[Dict[str, int]] = None, bases: Optional[Dict[str, str | Path]] = None,
+                 device: str = "auto", progress_bar: bool = False, write: Callable[[str], None] = print):
+        """bases: {base env id: run directory} of agents trained earlier, loaded instead of trained
+        (each needs its resume.pt: refit reads its replay)."""
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.seed, self.episodes, self.priors = int(seed), int(episodes), list(priors)
         self.oracles, self.refit_steps = list(oracles), int(refit_steps)
         self.budgets = {**BUDGETS, **(budgets or {})}
+        self.bases = {env: Path(p) for env, p in (bases or {}).items()}
         self.device, self.progress_bar, self.write = device, progress_bar, write
         self.path = self.out / "results.csv"
         self.rows = read_measurements(self.path)
@@ -111,6 +114,8 @@ class TransferRun:
         return summary.run_dir
 
     def base(self, env_id: str) -> Path:
+        if env_id in self.bases:
+            return self.bases[env_id]
         return self._train("ez", env_id, "base")
 
     # ---------------------------------------------------------------- measuring
