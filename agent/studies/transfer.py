@@ -286,14 +286,15 @@ def render_markdown(s: dict) -> str:
              f"PPO oracle {f(s['median_pct_oracle_ppo'])} %; refit wall-clock / oracle's: "
              f"{g(s['refit_wall_fraction'])}", "",
              "| objective | split | env | random | floor | zero-shot | refit | ez oracle | PPO oracle | "
-             "% zero-shot | % refit | % PPO | success zero-shot / refit / oracle |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "% zero-shot | % refit | % PPO | success zero-shot / refit / oracle | wall s refit / oracle |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for e in s["objectives"]:
         lines.append(f"| {e['objective']} | {e['split']} | {e['env']} | {g(e['random'])} | {g(e.get('floor'))} | "
                      f"{g(e.get('zero_shot'))} | {g(e.get('refit'))} | {g(e['oracle_ez'])} | {g(e.get('oracle_ppo'))} | "
                      f"{f(e.get('pct_oracle_zero_shot'))} | {f(e.get('pct_oracle_refit'))} | "
                      f"{f(e.get('pct_oracle_oracle_ppo'))} | {g(e.get('zero_shot_success'))} / "
-                     f"{g(e.get('refit_success'))} / {g(e.get('oracle_ez_success'))} |")
+                     f"{g(e.get('refit_success'))} / {g(e.get('oracle_ez_success'))} | "
+                     f"{f(e.get('refit_wall_s'))} / {f(e.get('oracle_ez_wall_s'))} |")
     lines += ["", "Dev medians by prior, zero-shot %: "
               + ", ".join(f"{p} {f(v)}" for p, v in s["dev_median_zero_shot_by_prior"].items())
               + "; refit %: " + ", ".join(f"{p} {f(v)}" for p, v in s["dev_median_refit_by_prior"].items())]
