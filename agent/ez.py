@@ -304,7 +304,8 @@ class EZAgent(Agent):
                 "model": self.model.state_dict(),
                 "aux_values": self.aux.heads.state_dict() if self.aux is not None else {},
                 "refit_heads": {name: {"reward": reward, "latent_dim": heads.latent_dim, "hidden": heads.hidden,
-                                       "num_actions": heads.num_actions, "state": heads.state_dict()} for name, (heads, reward) in self.refits.items()},
+                                       "num_actions": heads.num_actions, "reward_values": heads.reward_values,
+                                       "state": heads.state_dict()} for name, (heads, reward) in self.refits.items()},
                 "objective": self.objective.to_spec(), "objective_description": self.objective.describe()}
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -336,7 +337,7 @@ class EZAgent(Agent):
             agent.aux.heads.load_state_dict(payload["aux_values"])
         agent._num_timesteps = int(payload["num_timesteps"])
         for name, saved in payload.get("refit_heads", {}).items():
-            heads = RefitHeads(saved["latent_dim"], saved["hidden"], saved["num_actions"])
+            heads = RefitHeads(saved["latent_dim"], saved["hidden"], saved["num_actions"], saved["reward_values"])
             heads.load_state_dict(saved["state"])
             agent.add_refit(name, heads, saved["reward"])
         try:
