@@ -88,8 +88,9 @@ def _abs(x):
 
 @register_task("cartpole-at")
 class CartPoleAt(Task):
-    """Balance with the cart held at position x: reward 1 - min(|cart - x|, 1) per step (so
-    balancing anywhere still pays, at the target most). Success: the episode runs to its time
+    """Balance with the cart held at position x: reward 0.5 + 0.5 * (1 - min(|cart - x|, 1)) per
+    step, so balancing anywhere pays half (an agent learning the task learns to balance first, as
+    on CartPole's own reward) and the target twice that. Success: the episode runs to its time
     limit and the cart is within 0.25 of x on at least half of its steps."""
 
     NEAR = 0.25
@@ -99,7 +100,7 @@ class CartPoleAt(Task):
         self.x = float(x)
 
     def reward(self, next_obs, env_reward):
-        return (1.0 - np.minimum(np.abs(next_obs[:, 0] - self.x), 1.0)).astype(np.float32)
+        return (1.0 - 0.5 * np.minimum(np.abs(next_obs[:, 0] - self.x), 1.0)).astype(np.float32)
 
     def value(self, obs):  # with the learned rewards kept on the edges: stay up, and near x
         return -_abs(obs[:, 0] - self.x)

@@ -49,7 +49,7 @@ def test_cartpole_task_rewards_the_distance_to_its_target():
     obs, _ = env.reset(seed=0)
     _, r, *_ = env.step(0)
     x = float(env.unwrapped.state[0])
-    assert r == pytest.approx(1.0 - min(abs(x - 1.0), 1.0), abs=1e-6)
+    assert r == pytest.approx(1.0 - 0.5 * min(abs(x - 1.0), 1.0), abs=1e-6)
 
 
 def test_factory_strings_build_functions_with_their_literal_arguments():
@@ -77,6 +77,7 @@ def test_the_suite_declares_its_splits_and_refuses_unknown_selections():
 def test_scores_are_relative_to_random_and_undefined_without_a_working_oracle():
     assert score(0.75, 0.5, 1.0) == pytest.approx(50.0)
     assert np.isnan(score(0.75, 0.5, 0.5))
+    assert np.isnan(score(50.0, 1.46, 1.61))  # an oracle that did not learn the task is no reference
 
 
 def test_the_prior_after_a_swap_is_chosen_on_dev_objectives_only():

@@ -16,7 +16,8 @@ through envs.tasks.TaskReward, on the objective's environment):
 
     normalized score = 100 * (R - R_random) / (R_oracle_ez - R_random)
 
-(a task a random policy half-solves cannot inflate it). Every measurement is one row of
+(a task a random policy half-solves cannot inflate it); undefined, and left out of the medians,
+where the oracle did not learn the task (it beats random by less than MIN_ORACLE_GAIN). Every measurement is one row of
 OUT/results.csv (long format; --resume skips the rows there), every training run a directory
 under OUT/runs. The prior used after a swap is chosen on the dev objectives alone: the setting
 with the highest median zero-shot score over them; refit's (whose 'learned' is its own fitted
@@ -39,7 +40,9 @@ from common.files import atomic_path, atomic_write_text
 
 FIELDS = ("objective", "env", "split", "method", "prior", "mean_return", "success", "wall_s")
 PRIORS = ("learned", "mixed(0.5)", "uniform")
-MIN_ORACLE_GAIN = 1e-6  # an oracle no better than random: the objective's score is undefined
+# An oracle must beat random by this fraction of the larger of their returns (in size) to be a
+# reference: an oracle that did not learn the task would otherwise blow scores up to thousands of %.
+MIN_ORACLE_GAIN = 0.1
 
 
 @dataclass
@@ -198,9 +201,12 @@ def _num_actions(env_id: str) -> int:
 
 # -------------------------------------------------------------------- scoring
 def score(r: float, r_random: float, r_oracle: float) -> float:
-    """100 * (r - r_random) / (r_oracle - r_random); NaN when the oracle is no better than random."""
+    """100 * (r - r_random) / (r_oracle - r_random); NaN when the oracle beats random by less than
+    MIN_ORACLE_GAIN of the larger return (it did not learn the task: no reference)."""
     gain = r_oracle - r_random
-    return float("nan") if gain <= MIN_ORACLE_GAIN else 100.0 * (r - r_random) / gain
+    if gain <= MIN_ORACLE_GAIN * max(abs(r_oracle), abs(r_random), 1e-6):
+        return float("nan")
+    return 100.0 * (r - r_random) / gain
 
 
 def _nanmean(values: Sequence[float]) -> float:
