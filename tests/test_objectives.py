@@ -115,7 +115,7 @@ def test_objectives_over_observations_need_a_decoder():
     from nets.config import NetConfig
     from nets.model import build_model
     with pytest.raises(ValueError, match="no observation decoder"):
-        validate(ObservationValue(right_end), build_model((4,), 2, NetConfig(), device="cpu"), (4,))
+        validate(ObservationValue(right_end), build_model((4,), 2, NetConfig(use_decoder=False), device="cpu"), (4,))
 
 
 def test_pessimistic_refuses_a_single_value_head():
