@@ -192,7 +192,7 @@ def test_the_objective_is_a_config_key_and_agent_explain_renders_it(corridor):
 def test_a_swapped_objective_takes_the_prior_chosen_for_swaps_unless_told_otherwise():
     from planners.config import PRIOR_AFTER_SWAP
     agent = load_fixture("corridor")
-    assert agent.config.search.prior == "learned"
+    agent.set_prior("mixed(0.9)")
     agent.set_objective(ObservationValue(prefer_right))
     assert agent.config.search.prior == PRIOR_AFTER_SWAP
     agent.set_objective(ObservationValue(prefer_right), prior="mixed(0.3)")
@@ -201,11 +201,13 @@ def test_a_swapped_objective_takes_the_prior_chosen_for_swaps_unless_told_otherw
     assert agent.config.search.prior == "mixed(0.3)"
 
 
-def test_a_swapped_value_reaches_the_new_goal_from_varied_starts_with_the_default_prior():
-    """Corridor's test split starts anywhere inside; the fixture was trained to walk left. With the
-    prior setting a swap gets by default, `prefer_right` ends at the right end in >= 19 of 20."""
+def test_a_swapped_value_reaches_the_new_goal_from_varied_starts_with_a_flat_prior():
+    """Corridor's test split starts anywhere inside; the fixture was trained to walk left. With a
+    uniform prior, `prefer_right` ends at the right end in >= 19 of 20. (The default after a swap,
+    chosen on the transfer suite's dev objectives, is the learned prior, which CartPole needs; here
+    it still walks left from some starts: README, "Transfer".)"""
     agent = load_fixture("corridor")
-    agent.set_objective(ObservationValue(prefer_right))
+    agent.set_objective(ObservationValue(prefer_right), prior="uniform")
     result = evaluate(lambda obs: agent.predict(obs)[0], CORRIDOR, 0, 20, env_kwargs={"split": "test"})
     right = sum(bool(info["at_right_end"]) for info in result.final_infos)
     assert right >= 19, right

@@ -46,10 +46,10 @@ def add_objective_arguments(parser: argparse.ArgumentParser) -> None:
                    help="subtract --penalty-weight * fn(predicted obs) from every transition's reward")
     g.add_argument("--penalty-weight", type=float, default=1.0, metavar="W")
     g.add_argument("--prior", metavar="P",
-                   help="the learned policy prior's weight in selection: learned | uniform | mixed(A). A prior "
-                        "trained for the old objective can pull the search back toward it, so a swapped "
-                        f"objective gets {PRIOR_AFTER_SWAP!r} unless this is given (chosen on the transfer "
-                        "suite's development objectives)")
+                   help="the learned policy prior's weight in selection: learned | uniform | mixed(A). A swapped "
+                        f"objective gets {PRIOR_AFTER_SWAP!r} unless this is given (chosen on the transfer suite's "
+                        "development objectives); uniform or mixed(A) flattens a prior trained for the old "
+                        "objective, which can pull the search back toward it")
 
 
 def objective_from_args(args: argparse.Namespace, discount: float,
