@@ -37,7 +37,7 @@ from agent.refit import RefitHeads  # also registers the 'refit:NAME' objective 
 from agent.replay import Replay
 from agent.selfplay import SelfPlay, StepReport
 from nets import NonFiniteObservation, build_model, format_capacity_report, resolve_device
-from planners.config import PRIOR_AFTER_SWAP
+from planners.config import PRIOR_AFTER_SWAP, PRIOR_OWN_PRIOR
 from planners.objectives import Objective, ObjectiveNotRestorable, objective_from_spec
 from planners.plugins import validate
 from planners.policies import plan
@@ -145,12 +145,13 @@ class EZAgent(Agent):
 
         prior: the policy prior's setting from now on ('learned', 'uniform', 'mixed(A)'). By
         default the learned objective keeps the current one and any other objective gets
-        PRIOR_AFTER_SWAP (planners/config.py): the learned prior imitates searches under the
-        objective it was trained with, and pulls a swapped one back toward it."""
+        PRIOR_AFTER_SWAP, and an objective with a prior of its own PRIOR_OWN_PRIOR (both chosen on
+        the transfer suite's dev objectives, planners/config.py): the learned prior imitates
+        searches under the objective it was trained with, and can pull a swapped one back."""
         objective = objective_from_spec(objective, self.config.discount, self.objective_context())
         validate(objective, self.model, self.obs_shape)
-        if prior is None and objective.has_prior:
-            prior = "learned"  # the objective's own prior, fitted for it (Objective.policy_logits)
+        if prior is None and objective.has_prior:  # 'learned' would be its own (Objective.policy_logits)
+            prior = PRIOR_OWN_PRIOR
         elif prior is None and objective.to_spec().get("name") != "learned":
             prior = PRIOR_AFTER_SWAP
         if prior is not None:

@@ -115,6 +115,8 @@ def test_refit_fits_the_new_reward_from_replay_and_round_trips_a_checkpoint(corr
     assert target.sum() > 0 and report.reward_mse < 0.05 * max(target.var(), 1e-3) + 1e-3
     assert report.end_accuracy > 0.9
     assert agent.objective.to_spec() == {"name": "refit", "head": "right", "discount": agent.config.discount}
+    from planners.config import PRIOR_OWN_PRIOR
+    assert agent.config.search.prior == PRIOR_OWN_PRIOR  # chosen on the suite's dev objectives
     path = agent.save(tmp_path / "refit.pt")
     again = EZAgent.load(path)
     assert "corridor-cell" in again.objective.describe()
