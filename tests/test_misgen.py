@@ -161,7 +161,8 @@ def test_tiny_misgen_run_writes_the_table(tmp_path):
     assert len(per_seed) == 1 + 3 * 2  # ppo, ez, ez+swap x (test, train)
     assert (tmp_path / "runs" / "ez_glasszero-CornerGoal-v0_s0" / "model.pt").exists()
     config = json.loads((tmp_path / "runs" / "ez_glasszero-CornerGoal-v0_s0" / "result.json").read_text())["config"]
-    assert config["hyperparameters"]["net"]["use_decoder"] is True  # trained so that the swap applies
+    net = config["hyperparameters"]["net"]
+    assert net["use_decoder"] in (None, True) and net["terminal_head"] is True  # trained so that the swap applies
 
 
 def test_parse_steps_default_and_per_algo_budgets():

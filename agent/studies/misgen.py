@@ -43,9 +43,12 @@ class Swap:
 
 
 SWAPS: Dict[str, Swap] = {
-    "glasszero/CornerGoal-v0": Swap("ez, swapped objective: −‖predicted agent − observed goal‖₁, 1-step",
-                                    lambda discount: ObservedGoalDistance(horizon=1, discount=discount), "uniform",
-                                    {"net.use_decoder": True}),
+    # Unlimited depth: with the terminal head, reaching a goal is absorbing in the search, so no
+    # horizon is chosen for the environment. The uniform prior is what CornerGoal's development
+    # objective in the transfer suite preferred (agent/studies/transfer_suite.py).
+    "glasszero/CornerGoal-v0": Swap("ez, swapped objective: −‖predicted agent − observed goal‖₁",
+                                    lambda discount: ObservedGoalDistance(discount=discount), "uniform",
+                                    {"net.terminal_head": True}),
 }
 
 
