@@ -201,6 +201,24 @@ def unroll_chains(replay, steps: int) -> np.ndarray:
     return idx
 
 
+@dataclass
+class _Replayed:
+    """What refit fits on, from the replay's chains (unroll_chains), all on the agent's device.
+
+    States are the distinct real states on the chains (rows of `z_real`); transitions are the
+    (prev -> next) pairs along them, in one order shared by `prev`, `next`, `reward`."""
+
+    obs: np.ndarray  # [U, ...] each state's observation
+    z_real: torch.Tensor  # [U, D] the representation's latents of the states
+    ended: torch.Tensor  # [U] bool: an episode ended on arriving there (the env's end, or the task's)
+    prev: torch.Tensor  # [T] state row each transition leaves
+    next: torch.Tensor  # [T] state row it reaches
+    reward: torch.Tensor  # [T] the new reward of each transition
+    z_dyn: torch.Tensor  # [T, D] the dynamics' latent each transition reaches, unrolled from a replayed state
+    transitions: int  # replayed transitions (unroll starts)
+    reward_values: Optional[list]  # the reward's few distinct values, or None (regressed)
+
+
 def refit(agent, reward: str, name: str = "refit", steps: int = 3000, batch_size: int = 256,
           hidden: int = 64, lr: float = 1e-3, target_every: int = 100, seed: int = 0,
           discount: Optional[float] = None, log: Optional[Callable[[str], None]] = None) -> RefitReport:
@@ -223,16 +241,33 @@ def refit(agent, reward: str, name: str = "refit", steps: int = 3000, batch_size
         raise ValueError(f"--steps must be >= 1, got {steps}")
     start = time.perf_counter()
     fn = load_callable(reward, "reward function of train.py refit --reward")
-    replay, cap = agent.replay, agent.replay.capacity
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    data = _replayed(agent, fn, name)
+    discount = agent.config.discount if discount is None else float(discount)
+    heads = RefitHeads(data.z_real.shape[1], hidden, agent.num_actions, data.reward_values).to(agent.device)
+    fit = dict(steps=steps, batch_size=batch_size, lr=lr, rng=rng)
+    reward_mse, end_accuracy = _fit_reward_and_end(heads, data, **fit)
+    td_error = _fit_value(heads, data, discount, target_every, **fit)
+    objective = RefitObjective(name, heads.eval(), reward, discount)
+    agreement = _fit_prior(heads, data, agent, objective, seed, **fit)
+    agent.add_refit(name, heads, reward)
+    agent.set_objective({"name": RefitObjective.kind, "head": name, "discount": discount})
+    report = RefitReport(name=name, reward=reward, transitions=data.transitions, unrolled=len(data.prev),
+                         steps=int(steps), wall_s=time.perf_counter() - start, reward_mse=reward_mse,
+                         end_accuracy=end_accuracy, value_td_error=td_error, policy_agreement=agreement)
+    if log is not None:
+        log(f"refit {PREFIX}{name}: {report.transitions:,} transitions ({report.unrolled:,} unrolled), {steps} "
+            f"steps, {report.wall_s:.1f} s | reward MSE {reward_mse:.4f}, end accuracy {end_accuracy:.3f}, "
+            f"value TD error {td_error:.3f}, prior agreement {agreement:.3f}")
+    return report
+
+
+def _replayed(agent, fn, name: str) -> _Replayed:
+    replay, cap, device, model = agent.replay, agent.replay.capacity, agent.device, agent.model
     idx = unroll_chains(replay, agent.config.unroll_steps)
     if len(idx) == 0:
         raise ValueError("the run's replay holds no complete transition to refit on")
-    model, device, A = agent.model, agent.device, agent.num_actions
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-
-    # The real states on the chains, once each: their latents, whether an episode ended there
-    # (the environment's termination, or the task's own end on arriving), and each transition's reward.
     states = np.unique(idx[idx >= 0])
     sid = np.where(idx >= 0, np.searchsorted(states, np.maximum(idx, 0)), -1)  # [N, K+1] -> row of `states`
     obs = replay.obs[states % cap]
@@ -241,110 +276,116 @@ def refit(agent, reward: str, name: str = "refit", steps: int = 3000, batch_size
         ended |= np.asarray(fn.ends(obs), bool) & _arrived(replay, states)
     real = sid[:, 1:] >= 0  # [N, K] transition k-1 -> k happened
     prev, nxt = sid[:, :-1][real], sid[:, 1:][real]
-    prev_g = states[prev] % cap
-    rewards = np.zeros(real.shape, np.float32)
-    rewards[real] = _checked(name, fn, obs[prev], replay.action[prev_g], replay.reward[prev_g], obs[nxt],
-                             replay.terminal[states[nxt] % cap] & replay.final[states[nxt] % cap])
+    prev_g, next_g = states[prev] % cap, states[nxt] % cap
+    rewards = _checked(name, fn, obs[prev], replay.action[prev_g], replay.reward[prev_g], obs[nxt],
+                       replay.terminal[next_g] & replay.final[next_g])
     with torch.no_grad():  # the frozen model's latents, computed once
         z_real = _latents(model, obs)  # [U, D]
-        unrolled = _unroll(model, z_real[torch.as_tensor(sid[:, 0])], torch.as_tensor(replay.action[idx[:, :-1] % cap]))
-    real_t = torch.as_tensor(real, device=device)
-    z_dyn = unrolled[real_t]  # [M, D]: dynamics latents of real states k >= 1 steps after a replayed one
-    dyn_sid = torch.as_tensor(sid[:, 1:][real], device=device)
-    distinct = np.unique(rewards[real])
-    reward_values = distinct.tolist() if len(distinct) <= MAX_REWARD_CLASSES else None
-    heads = RefitHeads(z_real.shape[1], hidden, A, reward_values).to(device)
-    if reward_values:
-        counts = torch.bincount(heads.reward_class(torch.as_tensor(rewards[real], device=device)),
-                                minlength=len(reward_values)).float()
-        heads.class_weight = counts.sum() / (len(reward_values) * counts.clamp(min=1.0))
+        unrolled = _unroll(model, z_real[torch.as_tensor(sid[:, 0], device=device)],
+                           torch.as_tensor(replay.action[idx[:, :-1] % cap], device=device))
+    distinct = np.unique(rewards)
+    return _Replayed(obs=obs, z_real=z_real, ended=torch.as_tensor(ended, device=device),
+                     prev=torch.as_tensor(prev, device=device), next=torch.as_tensor(nxt, device=device),
+                     reward=torch.as_tensor(rewards, device=device),
+                     z_dyn=unrolled[torch.as_tensor(real, device=device)], transitions=len(idx),
+                     reward_values=distinct.tolist() if len(distinct) <= MAX_REWARD_CLASSES else None)
 
-    # 1. reward and end of each real transition, at the dynamics latent it leads to
-    r_t = torch.as_tensor(rewards[real], device=device)
-    r_all = r_t  # the same transitions, in the same order as prev / nxt
-    e_t = torch.as_tensor(ended, device=device)[dyn_sid].float()
-    opt = torch.optim.Adam(list(heads.reward.parameters()) + list(heads.end.parameters()), lr=lr)
-    pos = float(e_t.mean())
-    pos_weight = torch.tensor((1 - pos) / max(pos, 1e-3), device=device)  # ends are rare: balance them
+
+def _batches(n: int, steps: int, batch_size: int, rng: np.random.Generator, device):
     for _ in range(steps):
-        i = torch.as_tensor(rng.integers(0, len(r_t), batch_size), device=device)
-        loss = heads.reward_loss(z_dyn[i], r_t[i]) + torch.nn.functional.binary_cross_entropy_with_logits(
-            heads.end_logit(z_dyn[i]), e_t[i], pos_weight=pos_weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        yield torch.as_tensor(rng.integers(0, n, batch_size), device=device)
 
-    # 2. value iteration: each real state's target looks one model step ahead of its real latent,
-    # max over actions; V is fitted on that latent and on every dynamics latent of the same state.
-    dead = torch.as_tensor(ended, device=device)
-    prev_t, next_t = torch.as_tensor(prev, device=device), torch.as_tensor(nxt, device=device)
-    # Each fitted latent (a real state's, or the dynamics' latent of one) is paired with a
-    # transition out of that state: its targets are r + discount * V~(next real state).
-    order = np.argsort(prev, kind="stable")
-    first = np.searchsorted(prev[order], np.arange(len(states)))
-    has_out = first < len(prev)
-    has_out[has_out] = prev[order][first[has_out]] == np.arange(len(states))[has_out]
-    out_of = np.where(has_out, order[np.minimum(first, len(prev) - 1)], -1)  # a transition out of each state
-    dyn_out = out_of[dyn_sid.cpu().numpy()]
-    keep = (dyn_out >= 0) | ended[dyn_sid.cpu().numpy()]
-    fit_latents = torch.cat([z_real[prev_t], z_dyn[torch.as_tensor(keep, device=device)]])
-    fit_sid = torch.cat([prev_t, dyn_sid[torch.as_tensor(keep, device=device)]])
-    fit_tr = torch.cat([torch.arange(len(prev), device=device), torch.as_tensor(np.maximum(dyn_out[keep], 0), device=device)])
-    target_net = RefitHeads(z_real.shape[1], hidden, A, reward_values).to(device)
+
+def _step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def _fit_reward_and_end(heads: RefitHeads, data: _Replayed, steps: int, batch_size: int, lr: float,
+                        rng: np.random.Generator) -> Tuple[float, float]:
+    """The reward and the end of each real transition, at the dynamics latent it reaches;
+    returns (reward MSE, end accuracy) after fitting."""
+    if heads.reward_values:  # classes weighted inversely to their frequency
+        counts = torch.bincount(heads.reward_class(data.reward), minlength=len(heads.reward_values)).float()
+        heads.class_weight = counts.sum() / (len(heads.reward_values) * counts.clamp(min=1.0))
+    ends = data.ended[data.next].float()
+    pos = float(ends.mean())
+    pos_weight = torch.tensor((1 - pos) / max(pos, 1e-3), device=ends.device)  # ends are rare: balance them
+    opt = torch.optim.Adam(list(heads.reward.parameters()) + list(heads.end.parameters()), lr=lr)
+    for i in _batches(len(ends), steps, batch_size, rng, ends.device):
+        _step(opt, heads.reward_loss(data.z_dyn[i], data.reward[i]) + torch.nn.functional.binary_cross_entropy_with_logits(
+            heads.end_logit(data.z_dyn[i]), ends[i], pos_weight=pos_weight))
+    with torch.no_grad():
+        return (float(((heads.reward_of(data.z_dyn) - data.reward) ** 2).mean()),
+                float(((heads.end_logit(data.z_dyn) > 0).float() == ends).float().mean()))
+
+
+def _fit_value(heads: RefitHeads, data: _Replayed, discount: float, target_every: int, steps: int,
+               batch_size: int, lr: float, rng: np.random.Generator) -> float:
+    """In-sample value iteration (module docstring): every fitted latent, a state's real one or a
+    dynamics latent reaching it, is paired with a transition out of that state, and regressed to
+    the upper expectile of r + discount * V~(next real state); a state the episode ended in is
+    worth 0. Returns the mean |error| in h(x)-space over the last 100 steps."""
+    device = data.z_real.device
+    fit_latents, fit_sid, fit_tr = _fit_set(data)
+    live_next = (~data.ended[data.next]).float()
+    target_net = RefitHeads(heads.latent_dim, heads.hidden, heads.num_actions, heads.reward_values).to(device)
     opt = torch.optim.Adam(heads.value.parameters(), lr=lr)
-    discount = agent.config.discount if discount is None else float(discount)
-    live_next = (~dead[next_t]).float()
     td = []
-    for step in range(steps):
+    for step, i in enumerate(_batches(len(fit_latents), steps, batch_size, rng, device)):
         if step % target_every == 0:
             target_net.load_state_dict(heads.state_dict())
-        i = torch.as_tensor(rng.integers(0, len(fit_latents), batch_size), device=device)
         j = fit_tr[i]
         with torch.no_grad():
-            target = r_all[j] + discount * live_next[j] * target_net.value_of(z_real[next_t[j]])
-            target = torch.where(dead[fit_sid[i]], torch.zeros_like(target), target)
+            target = data.reward[j] + discount * live_next[j] * target_net.value_of(data.z_real[data.next[j]])
+            target = torch.where(data.ended[fit_sid[i]], torch.zeros_like(target), target)
         err = scalar_transform(target).unsqueeze(-1) - heads.value(fit_latents[i])
-        weight = torch.where(err < 0, 1.0 - EXPECTILE, EXPECTILE)
-        loss = (weight * err ** 2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        _step(opt, (torch.where(err < 0, 1.0 - EXPECTILE, EXPECTILE) * err ** 2).mean())
         td.append(float(err.detach().abs().mean()))
+    return float(np.mean(td[-100:]))
 
-    # 3. the objective's own policy prior: the searches under it (with a uniform prior) at the
-    # replayed states, imitated on their real and unrolled latents, as the agent's prior imitates
-    # its searches. A prior trained under the old objective would pull the search back to it.
-    objective = RefitObjective(name, heads.eval(), reward, discount)
+
+def _fit_set(data: _Replayed) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(latents, their state rows, a transition out of each state) where the value and the prior
+    are fitted: the real latent of every state a transition leaves, and every dynamics latent of a
+    state that a transition leaves or an episode ended in."""
+    device, U = data.z_real.device, len(data.z_real)
+    prev, nxt = data.prev.cpu().numpy(), data.next.cpu().numpy()
+    order = np.argsort(prev, kind="stable")
+    first = np.searchsorted(prev[order], np.arange(U))
+    has_out = first < len(prev)
+    has_out[has_out] = prev[order][first[has_out]] == np.arange(U)[has_out]
+    out_of = np.where(has_out, order[np.minimum(first, len(prev) - 1)], -1)  # a transition out of each state
+    dyn_out = out_of[nxt]
+    keep = torch.as_tensor((dyn_out >= 0) | data.ended.cpu().numpy()[nxt], device=device)
+    return (torch.cat([data.z_real[data.prev], data.z_dyn[keep]]), torch.cat([data.prev, data.next[keep]]),
+            torch.cat([torch.arange(len(prev), device=device),
+                       torch.as_tensor(np.maximum(dyn_out, 0), device=device)[keep]]))
+
+
+def _fit_prior(heads: RefitHeads, data: _Replayed, agent, objective: "RefitObjective", seed: int, steps: int,
+               batch_size: int, lr: float, rng: np.random.Generator) -> float:
+    """The objective's own policy prior: the action a search under it (uniform prior) chooses at
+    each replayed state, smoothed (visit shares of near-tied actions would give a prior too flat
+    to steer the next search), imitated on the state's real and dynamics latents. Returns the
+    share of states where the fitted prior's argmax is the search's action."""
+    device, A = data.z_real.device, heads.num_actions
     search = dataclasses.replace(agent.config.search, prior="uniform")
-    with torch.no_grad():  # the action the search acts on (its most visited), smoothed: visit shares
-        # of near-tied actions would give a prior too flat to steer the next search
-        chosen = np.concatenate([plan(model, objective, obs[i:i + 1024], search, rng=np.random.default_rng(seed),
-                                      add_noise=False, deterministic=True).action for i in range(0, len(obs), 1024)])
-        pi = torch.full((len(obs), A), PRIOR_SMOOTHING / A, device=device)
-        pi[torch.arange(len(obs)), torch.as_tensor(chosen, device=device)] += 1.0 - PRIOR_SMOOTHING
+    with torch.no_grad():
+        chosen = np.concatenate([plan(agent.model, objective, data.obs[i:i + 1024], search,
+                                      rng=np.random.default_rng(seed), add_noise=False, deterministic=True).action
+                                 for i in range(0, len(data.obs), 1024)])
+    pi = torch.full((len(data.obs), A), PRIOR_SMOOTHING / A, device=device)
+    pi[torch.arange(len(data.obs), device=device), torch.as_tensor(chosen, device=device)] += 1.0 - PRIOR_SMOOTHING
+    latents, sid, _ = _fit_set(data)
     heads.train()
     opt = torch.optim.Adam(heads.policy.parameters(), lr=lr)
-    for _ in range(steps):
-        i = torch.as_tensor(rng.integers(0, len(fit_latents), batch_size), device=device)
-        loss = -(pi[fit_sid[i]] * torch.log_softmax(heads.policy(fit_latents[i]), dim=-1)).sum(-1).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    for i in _batches(len(latents), steps, batch_size, rng, device):
+        _step(opt, -(pi[sid[i]] * torch.log_softmax(heads.policy(latents[i]), dim=-1)).sum(-1).mean())
     heads.eval()
     with torch.no_grad():
-        policy_agreement = float((heads.policy(z_real).argmax(-1) == pi.argmax(-1)).float().mean())
-        reward_mse = float(((heads.reward_of(z_dyn) - r_t) ** 2).mean())
-        end_accuracy = float(((heads.end_logit(z_dyn) > 0).float() == e_t).float().mean())
-    agent.add_refit(name, heads, reward)
-    agent.set_objective({"name": RefitObjective.kind, "head": name, "discount": discount})
-    report = RefitReport(name=name, reward=reward, transitions=len(idx), unrolled=int(real.sum()), steps=int(steps),
-                         wall_s=time.perf_counter() - start, reward_mse=reward_mse, end_accuracy=end_accuracy,
-                         value_td_error=float(np.mean(td[-100:])), policy_agreement=policy_agreement)
-    if log is not None:
-        log(f"refit {PREFIX}{name}: {report.transitions:,} transitions ({report.unrolled:,} unrolled), {steps} steps, {report.wall_s:.1f} s | "
-            f"reward MSE {reward_mse:.4f}, end accuracy {end_accuracy:.3f}, value TD error {report.value_td_error:.3f}, "
-            f"prior agreement {policy_agreement:.3f}")
-    return report
+        return float((heads.policy(data.z_real).argmax(-1) == pi.argmax(-1)).float().mean())
 
 
 def _arrived(replay, states: np.ndarray) -> np.ndarray:
