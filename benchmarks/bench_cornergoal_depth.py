@@ -45,7 +45,8 @@ def main() -> None:
         for seed in [int(s) for s in args.seeds.split(",")]:
             run = train_run("ez", ENV, seed, args.steps, logdir, eval_interval=args.steps, eval_episodes=20,
                             progress_bar=False, verbose=False,
-                            config_overrides={"net.use_decoder": True, "net.terminal_head": True})
+                            config_overrides={"net.use_decoder": True, "net.decoder_joint": True,  # as measured
+                                              "net.terminal_head": True})
             for horizon in (1, None, "learned objective"):
                 agent = load_agent(run.run_dir, device="cpu")
                 if horizon != "learned objective":
