@@ -19,7 +19,7 @@ import torch
 
 from common.imports import load_callable
 from nets.support import inverse_scalar_transform, scalar_transform
-from planners.objectives import DEFAULT_DISCOUNT, Objective, register
+from planners.objectives import DEFAULT_DISCOUNT, Objective, register, spec_discount
 
 PREFIX = "aux:"
 
@@ -58,8 +58,7 @@ class AuxValue(Objective):
             raise ValueError(f"objective {PREFIX}{name}: this agent has no auxiliary value head of that name "
                              f"(it has: {', '.join(heads) or 'none'}; train one with train.py --aux-value "
                              f"NAME --aux-reward module:fn)")
-        g = spec.get("discount", discount)
-        return cls(name, heads[name], spec.get("with_reward", False), DEFAULT_DISCOUNT if g is None else g)
+        return cls(name, heads[name], spec.get("with_reward", False), spec_discount(spec, discount))
 
     @classmethod
     def parse_short(cls, arg: str) -> dict:

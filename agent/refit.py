@@ -40,7 +40,7 @@ import torch
 from agent.aux_values import _checked
 from common.imports import load_callable
 from nets.support import inverse_scalar_transform, scalar_transform
-from planners.objectives import DEFAULT_DISCOUNT, Objective, register
+from planners.objectives import DEFAULT_DISCOUNT, Objective, register, spec_discount
 from planners.policies import plan
 
 PREFIX = "refit:"
@@ -120,8 +120,7 @@ class RefitObjective(Objective):
             raise ValueError(f"objective {PREFIX}{name}: this agent has no refitted heads of that name (it has: "
                              f"{', '.join(refits) or 'none'}; make them with train.py refit --reward module:fn)")
         heads, reward_ref = refits[name]
-        g = spec.get("discount", discount)
-        return cls(name, heads, reward_ref, DEFAULT_DISCOUNT if g is None else g)
+        return cls(name, heads, reward_ref, spec_discount(spec, discount))
 
     @classmethod
     def parse_short(cls, arg: str) -> dict:

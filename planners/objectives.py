@@ -292,7 +292,7 @@ class LatentValue(Objective):
     @classmethod
     def from_spec(cls, spec, discount=None, context=None):
         return cls(_fn_from_spec(spec, "module", "latent value module"), spec.get("with_reward", False),
-                   _discount(spec, discount))
+                   spec_discount(spec, discount))
 
 
 @register("observation-value")
@@ -334,7 +334,7 @@ class ObservationValue(Objective):
     @classmethod
     def from_spec(cls, spec, discount=None, context=None):
         return cls(_fn_from_spec(spec, "fn", "observation value function"), spec.get("with_reward", False),
-                   _discount(spec, discount))
+                   spec_discount(spec, discount))
 
 
 @register("observation-reward")
@@ -376,7 +376,7 @@ class ObservationReward(Objective):
     @classmethod
     def from_spec(cls, spec, discount=None, context=None):
         return cls(_fn_from_spec(spec, "fn", "observation reward function"), spec.get("horizon"),
-                   _discount(spec, discount))
+                   spec_discount(spec, discount))
 
 
 @register("pessimistic")
@@ -470,7 +470,8 @@ class Penalized(Objective):
                    _fn_from_spec(spec, "penalty", "penalty function"), spec.get("weight", 1.0))
 
 
-def _discount(spec: dict, default: Optional[float]) -> float:
+def spec_discount(spec: dict, default: Optional[float]) -> float:
+    """The discount a spec names, else `default`, else DEFAULT_DISCOUNT."""
     g = spec.get("discount", default)
     return DEFAULT_DISCOUNT if g is None else float(g)
 

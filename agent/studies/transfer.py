@@ -138,6 +138,7 @@ class TransferRun:
         from agent.algorithms import load_agent
         from agent.ez import EZAgent
         from agent.refit import refit
+        from agent.runner import RunSummary
         row = lambda method, prior, r, wall=0.0: self._add(  # noqa: E731
             Measurement(o.name, o.env, o.split, method, prior, r[0], r[1], wall))
         if not self._have((o.name, "random", "")):
@@ -167,7 +168,6 @@ class TransferRun:
                 continue
             run_dir = self._train(algo, o.env, _slug(o.name), wrappers=[o.wrapper])
             agent = load_agent(run_dir, device=self.device)
-            from agent.runner import RunSummary
             wall = RunSummary.load(run_dir).wall_clock_s
             row(f"oracle_{algo}", "", self._evaluate(lambda obs: np.asarray(agent.predict(obs, deterministic=True)[0]),
                                                       o, check=type(agent).can_swap_objective), wall)
