@@ -35,6 +35,12 @@ class AgentConfig:
     # Visit-count temperature over training: [[fraction of the run, temperature], ...] (EfficientZero:
     # 1.0, then 0.5 after half the run, 0.25 after three quarters). Evaluation is always greedy.
     temperature: List[List[float]] = field(default_factory=lambda: [[0.0, 1.0], [0.5, 0.5], [0.75, 0.25]])
+    # Coverage off the training policy (agent/explore.py): this share of the self-play envs act
+    # under the training objective plus a target of their own (one observation entry held at a
+    # random value, explore_weight per spread of distance per step); their states train the model,
+    # not the policy or value. Needs the observation decoder.
+    explore_fraction: float = 0.0
+    explore_weight: float = 1.0
     # --- replay and targets
     replay_capacity: int = 100_000
     batch_size: int = 128
@@ -83,6 +89,10 @@ class AgentConfig:
                 raise ValueError(f"AgentConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 < self.discount <= 1.0:
             raise ValueError(f"AgentConfig.discount must be in (0, 1], got {self.discount}")
+        if not 0.0 <= self.explore_fraction < 1.0:
+            raise ValueError(f"AgentConfig.explore_fraction must be in [0, 1), got {self.explore_fraction}")
+        if self.explore_weight <= 0:
+            raise ValueError(f"AgentConfig.explore_weight must be > 0, got {self.explore_weight}")
         if not 0.0 <= self.reanalyze_fraction <= 1.0:
             raise ValueError(f"AgentConfig.reanalyze_fraction must be in [0, 1], got {self.reanalyze_fraction}")
         if self.replay_ratio <= 0:
@@ -120,7 +130,7 @@ class AgentConfig:
 
 # Settings that shape the networks, the replay or the data collected so far: a resumed run keeps
 # them (changing one would not continue the same run). Everything else may change with --resume.
-FIXED_ON_RESUME = ("net.", "num_envs", "replay_capacity", "aux_values", "aux_hidden", "discount", "objective")
+FIXED_ON_RESUME = ("net.", "num_envs", "explore_fraction", "replay_capacity", "aux_values", "aux_hidden", "discount", "objective")
 
 # Settings older checkpoints carry that are now options of a run (agent/runner.py), not the agent's.
 RETIRED_KEYS = frozenset({"checkpoint_interval", "log_interval", "audit_episodes"})

@@ -31,6 +31,7 @@ from agent.aux_values import AuxValues
 from agent.callbacks import ProgressBarCallback, as_callback
 from agent.checkpoint import atomic_save, load as load_checkpoint
 from agent.config import AgentConfig, flatten, resolve_config, resume_overrides
+from agent.explore import Explorers, explorer_count
 from agent.learner import Learner
 from agent.protocol import Agent
 from agent.refit import RefitHeads  # also registers the 'refit:NAME' objective kind
@@ -77,6 +78,10 @@ class EZAgent(Agent):
         torch.manual_seed(self.seed)
         self.model = build_model(self.obs_shape, self.num_actions, config.net, self.device).eval()
         self.aux = self._build_aux() if config.aux_values else None
+        if explorer_count(config.explore_fraction, config.num_envs) and not self.model.has_decoder:
+            raise ValueError(f"explore_fraction={config.explore_fraction} needs the observation decoder, which "
+                             f"this network has not (net.use_decoder): set --set explore_fraction=0, or "
+                             f"--set net.use_decoder=true where the network family has one")
         self.refits: Dict[str, tuple] = {}  # NAME -> (RefitHeads, reward 'module:attr'): train.py refit
         self.learner = Learner(self.model, config, self.aux)
         self.objective: Objective = objective_from_spec("learned", config.discount)
@@ -94,6 +99,7 @@ class EZAgent(Agent):
         self._last_stats: dict = {}  # the latest training step's statistics
         self._last_play: Optional[StepReport] = None
         self._recent_returns: deque = deque(maxlen=20)
+        self._explorer_returns: deque = deque(maxlen=20)
 
     def _build_aux(self) -> AuxValues:
         with torch.no_grad():
@@ -213,6 +219,7 @@ class EZAgent(Agent):
                                               self.rng, self.num_timesteps)
         self._num_timesteps += c.num_envs
         self._recent_returns.extend(self._last_play.finished_returns)
+        self._explorer_returns.extend(self._last_play.explorer_returns)
         if self.num_timesteps >= c.learning_starts:
             self._train_credit += c.num_envs * c.replay_ratio
             beta = c.priority_beta + (1 - c.priority_beta) * progress
@@ -233,7 +240,10 @@ class EZAgent(Agent):
                                  alpha=c.priority_alpha, obs_dtype=self.obs_dtype, num_aux=len(c.aux_values))
         venv = envs.make_vec(self.env_id, c.num_envs, self.seed, wrappers=self.wrappers,
                              env_module=self.env_module)
-        self._selfplay = SelfPlay(venv, self.replay, seed=self.seed + self.num_timesteps, aux=self.aux)
+        explorers = Explorers(explorer_count(c.explore_fraction, c.num_envs), int(np.prod(self.obs_shape)),
+                              c.explore_weight)
+        self._selfplay = SelfPlay(venv, self.replay, seed=self.seed + self.num_timesteps, aux=self.aux,
+                                  explorers=explorers)
         if self._saved_selfplay is not None:
             # A resumed run continues the very episodes it stopped in when the envs' state is
             # plain data; otherwise it goes on from fresh episodes seeded by the step count.
@@ -273,6 +283,8 @@ class EZAgent(Agent):
             out["replay/size"] = self.replay.size
         if self._recent_returns:
             out["rollout/ep_rew_mean"] = float(np.mean(self._recent_returns))
+        if self._explorer_returns:  # the training objective's return while pursuing other targets
+            out["explore/ep_rew_mean"] = float(np.mean(self._explorer_returns))
         return out
 
     def progress_postfix(self) -> dict:

@@ -5,10 +5,12 @@ for a fraction of the batch, fresh searches with the target network (agent/reana
 
     policy       cross-entropy with the search's visit distribution      (acted states only)
     value        categorical cross-entropy with the n-step target        (absorbing states: 0)
+                 (policy and value skip the states explorers acted in, agent/explore.py, unless
+                 their policy target was reanalyzed under the training objective)
     reward       categorical cross-entropy, k >= 1                       (absorbing states: 0)
     terminal     binary cross-entropy of the terminal head (net.terminal_head) with the unroll's
                  absorbing flags: 1 at and after a terminal state, 0 elsewhere (a truncated final
-                 state is a real state, not an end), wherever the value loss applies
+                 state is a real state, not an end), wherever the state is known
     consistency  negative cosine between the projected predicted latent and the stop-gradient
                  projection of the real observation's latent, k >= 1     (EfficientZero's SimSiam)
 
@@ -45,6 +47,7 @@ class Batch:
     actions: torch.Tensor  # [B, K]
     target_value: torch.Tensor  # [B, K+1]
     value_mask: torch.Tensor  # [B, K+1]
+    state_mask: torch.Tensor  # [B, K+1]  a known state, whoever acted in it (terminal head)
     target_reward: torch.Tensor  # [B, K]
     reward_mask: torch.Tensor  # [B, K]
     target_policy: torch.Tensor  # [B, K+1, A]
@@ -168,9 +171,13 @@ class Learner:
 
         dev = self.model.device
         f = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32), device=dev)  # noqa: E731
+        # An explorer's actions and returns follow its own target: its states teach the model, not
+        # the policy or the value of the training objective (a reanalyzed policy target does).
+        policy_mask = u.acted & (~u.explore | d.redo)
         return Batch(obs=f(obs), obs_mask=f(stored), actions=torch.as_tensor(u.actions, device=dev),
-                     target_value=f(d.z), value_mask=f(u.known), target_reward=f(rewards),
-                     reward_mask=f(reward_mask), target_policy=f(policy), policy_mask=f(u.acted),
+                     target_value=f(d.z), value_mask=f(u.known & ~u.explore), state_mask=f(u.known),
+                     target_reward=f(rewards), reward_mask=f(reward_mask), target_policy=f(policy),
+                     policy_mask=f(policy_mask),
                      absorbing=f(u.absorbing), weights=f(d.weights), index=d.index,
                      aux_value={k: f(v) for k, v in d.aux_value.items()})
 
@@ -189,9 +196,9 @@ class Learner:
             ce = -(batch.target_policy[:, k] * F.log_softmax(out.policy_logits, dim=-1)).sum(-1)
             return ce * batch.policy_mask[:, k]
 
-        def terminal_loss(out, k):  # where the state is known, as the value loss
+        def terminal_loss(out, k):  # wherever the state is known
             bce = F.binary_cross_entropy_with_logits(out.terminal_logit, batch.absorbing[:, k], reduction="none")
-            return bce * batch.value_mask[:, k]
+            return bce * batch.state_mask[:, k]
 
         out = model.initial_inference(batch.obs[:, 0])
         latents = [out.latent]

@@ -38,6 +38,7 @@ class Unroll:
     actions: np.ndarray  # [B, K] action applied at step k (random past the end, as in MuZero)
     rewards: np.ndarray  # [B, K] reward of the transition k -> k+1 (0 past a terminal)
     reward_mask: np.ndarray  # [B, K] bool: the reward target of transition k is known
+    explore: np.ndarray  # bool: a stored state an explorer acted in (agent/explore.py)
 
 
 class Replay:
@@ -59,6 +60,7 @@ class Replay:
         self.next = np.full(n, PENDING, dtype=np.int64)
         self.terminal = np.zeros(n, dtype=bool)  # final entry of an episode that terminated
         self.final = np.zeros(n, dtype=bool)  # final entry (terminal or truncated)
+        self.explore = np.zeros(n, dtype=bool)  # acted in by an explorer, under another objective
         self.env_step = np.zeros(n, dtype=np.int64)  # when it was collected (off-policy correction)
         self.priority = np.zeros(n, dtype=np.float64)
         self.total = 0  # entries ever written; the valid range is [total - size, total)
@@ -84,8 +86,10 @@ class Replay:
         ok = (prev >= 0) & (prev >= self.total - self.capacity)
         self.next[prev[ok] % self.capacity] = g[ok]
 
-    def add(self, prev: np.ndarray, obs, action, reward, policy, env_step: int, aux_reward=None) -> np.ndarray:
+    def add(self, prev: np.ndarray, obs, action, reward, policy, env_step: int, aux_reward=None,
+            explore=None) -> np.ndarray:
         """Write one acted state per env; link it after `prev` (-1: first state of an episode).
+        `explore` [B] bool flags the states explorers acted in (default: none).
 
         Returns the global indices written, which the caller passes back as `prev` next time.
         New entries get the current maximum priority so that they are sampled at least once soon.
@@ -100,6 +104,7 @@ class Replay:
         self.next[s] = PENDING
         self.terminal[s] = False
         self.final[s] = False
+        self.explore[s] = False if explore is None else explore
         self.env_step[s] = env_step
         self.priority[s] = self.max_priority
         self._link(np.asarray(prev), g)
@@ -117,6 +122,7 @@ class Replay:
         self.next[s] = NO_NEXT
         self.terminal[s] = terminated
         self.final[s] = True
+        self.explore[s] = False
         self.env_step[s] = env_step
         self.priority[s] = 0.0  # no action here: never the start of a sampled sequence
         self._link(np.asarray(prev), g)
@@ -175,7 +181,8 @@ class Replay:
             nxt = self.next[s]
             stored = a & (nxt >= 0)
             cur = np.where(stored, nxt, 0)
-        return Unroll(index, acted, absorbing, known, actions, rewards, reward_mask)
+        explore = acted & self.explore[np.where(index >= 0, index, 0) % self.capacity]
+        return Unroll(index, acted, absorbing, known, actions, rewards, reward_mask, explore)
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
@@ -189,8 +196,8 @@ class Replay:
             raise ValueError(f"resume replay has capacity {state['capacity']}, config says {self.capacity}")
         self.total, self.max_priority = int(state["total"]), float(state["max_priority"])
         for k in self._ARRAYS:
-            if k in state:  # resume files written before aux rewards existed lack that one
+            if k in state:  # resume files written before aux rewards or explorers existed lack those
                 getattr(self, k)[: len(state[k])] = state[k]
 
-    _ARRAYS = ("obs", "action", "reward", "aux_reward", "policy", "next", "terminal", "final", "env_step",
-               "priority")
+    _ARRAYS = ("obs", "action", "reward", "aux_reward", "policy", "next", "terminal", "final", "explore",
+               "env_step", "priority")
