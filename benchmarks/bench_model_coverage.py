@@ -1,9 +1,11 @@
 #!/usr/bin/env python
 """How well a trained world model predicts what OTHER policies would see: the k-step observation
-prediction error on held-out trajectories of a random policy, of the trained agent itself, and of
-the same networks searching for other goals (swapped objectives).
+prediction error on held-out trajectories of a random policy, of each trained agent itself, of
+the first model's networks searching for other goals (swapped objectives), and of other trained
+agents (--policy: e.g. PPO trained on another goal). Every model is scored on the same trajectories,
+so two models (with and without explorers, say) compare on equal ground.
 
-    python benchmarks/bench_model_coverage.py [--checkpoint tests/fixtures/cartpole_ez.pt]
+    python benchmarks/bench_model_coverage.py [--checkpoint [LABEL=]PATH ...] [--policy LABEL=RUN ...]
         [--episodes 10] [--steps 1,5,10] [--out FILE]
 
 For every trajectory (o_0, a_0, o_1, ...) and start t: the model encodes o_t, steps its dynamics
@@ -93,7 +95,11 @@ def prediction_errors(model, episodes, steps: List[int]) -> Dict[str, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", default=str(ROOT / "tests/fixtures/cartpole_ez.pt"))
+    p.add_argument("--checkpoint", action="append", metavar="[LABEL=]PATH",
+                   help="a model to score (repeatable; all are scored on the same trajectories)")
+    p.add_argument("--policy", action="append", default=[], metavar="LABEL=RUN",
+                   help="also roll out this trained agent (any algorithm: a run directory or checkpoint), e.g. "
+                        "a PPO agent trained on another goal (repeatable)")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--steps", default="1,5,10")
     p.add_argument("--seed", type=int, default=2_000_003, help="episode seeds (apart from training's and evaluation's)")
@@ -101,32 +107,58 @@ def main() -> None:
     args = p.parse_args()
     import torch
 
+    from agent.algorithms import load_agent
     from agent.ez import EZAgent
     from planners.objectives import ObservationValue
 
     torch.set_num_threads(1)
     steps = [int(k) for k in args.steps.split(",")]
-    agent = EZAgent.load(args.checkpoint, device="cpu")
-    if not agent.model.has_decoder:
-        raise SystemExit(f"{args.checkpoint} has no observation decoder (train with --set net.use_decoder=true)")
+    checkpoints = dict(_labelled(c) for c in (args.checkpoint or [str(ROOT / "tests/fixtures/cartpole_ez.pt")]))
+    models = {}
+    for label, path in checkpoints.items():
+        agent = load_agent(path, device="cpu")
+        if not isinstance(agent, EZAgent) or not agent.model.has_decoder:
+            raise SystemExit(f"--checkpoint {path}: not an ez model with an observation decoder")
+        models[label] = agent
+    first_label, first = next(iter(models.items()))
+    env_id = first.env_id
     rng = np.random.default_rng(args.seed)
-    policies = {"random": lambda obs: rng.integers(agent.num_actions),
-                "trained (learned objective)": lambda obs: agent.predict(obs)[0]}
-    for goal in GOALS.get(agent.env_id, []):
-        swapped = EZAgent.load(args.checkpoint, device="cpu")
-        swapped.set_objective(ObservationValue(goal))
-        swapped.set_prior("uniform")
-        policies[f"searching for {goal.__name__}"] = lambda obs, s=swapped: s.predict(obs)[0]
+    # Trajectories come from policies none of the scored models is (the random policy, other
+    # trained agents), plus each model's own greedy policy and the first model's searches for
+    # other goals; every model is scored on all of them.
+    policies = {"random": lambda obs: rng.integers(first.num_actions)}
+    for label, agent in models.items():
+        policies[f"trained ({label})"] = lambda obs, a=agent: a.predict(obs)[0]
+    for goal in GOALS.get(env_id, []):
+        swapped = load_agent(checkpoints[first_label], device="cpu")
+        swapped.set_objective(ObservationValue(goal), prior="uniform")
+        policies[f"{first_label} searching for {goal.__name__}"] = lambda obs, s=swapped: s.predict(obs)[0]
+    for label, path in map(_labelled, args.policy):
+        other = load_agent(path, device="cpu")
+        policies[label] = lambda obs, o=other: o.predict(obs, deterministic=True)[0]
     rows = []
     for name, policy in policies.items():
-        episodes = rollouts(policy, agent.env_id, args.episodes, args.seed)
-        row = {"policy": name, "transitions": int(sum(len(a) for _, a in episodes)),
-               **prediction_errors(agent.model, episodes, steps)}
-        rows.append(row)
-        print(f"{name:36s} {row['transitions']:6d} transitions   " +
-              "   ".join(f"{k}-step MSE {row[f'mse_{k}']:.4f}" for k in steps))
-    emit({"benchmark": "model_coverage", "env": agent.env_id, "checkpoint": str(args.checkpoint),
-          "episodes": args.episodes, "rows": rows}, args.out)
+        episodes = rollouts(policy, env_id, args.episodes, args.seed)
+        for label, agent in models.items():
+            row = {"policy": name, "model": label, "transitions": int(sum(len(a) for _, a in episodes)),
+                   **prediction_errors(agent.model, episodes, steps)}
+            rows.append(row)
+            print(f"{name:36s} {label:14s} {row['transitions']:6d} transitions   " +
+                  "   ".join(f"{k}-step MSE {row[f'mse_{k}']:.4f}" for k in steps), flush=True)
+    # Per model, the mean over every policy but its own: the error where a swapped objective would go.
+    off_policy = {label: {f"mse_{k}": float(np.mean([r[f"mse_{k}"] for r in rows if r["model"] == label
+                                                       and r["policy"] != f"trained ({label})"])) for k in steps}
+                  for label in models}
+    for label, errors in off_policy.items():
+        print(f"off its own policy, mean   {label:14s} " + "   ".join(f"{k}: {v:.4f}" for k, v in errors.items()))
+    emit({"benchmark": "model_coverage", "env": env_id, "checkpoints": checkpoints, "policies": args.policy,
+          "episodes": args.episodes, "off_policy_mse": off_policy, "rows": rows}, args.out)
+
+
+def _labelled(text: str) -> Tuple[str, str]:
+    """'LABEL=PATH' -> (LABEL, PATH); a bare PATH is its own label."""
+    label, sep, path = text.partition("=")
+    return (label, path) if sep else (text, text)
 
 
 if __name__ == "__main__":

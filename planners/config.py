@@ -28,7 +28,8 @@ class SearchConfig:
     # How much the learned policy prior steers selection: "learned", "uniform" or "mixed(alpha)"
     # (alpha * learned + (1 - alpha) * uniform). A prior trained under one objective is itself a
     # learned proxy for it: after swapping the objective, a learned prior can pull the search back
-    # toward the old goal, so it can be flattened here.
+    # toward the old goal, so it can be flattened here; "root-uniform" (or "root-mixed(alpha)")
+    # flattens it at the root only.
     prior: str = "learned"
     # Gumbel MuZero settings (algorithm="gumbel").
     gumbel_max_considered: int = 16
@@ -40,16 +41,25 @@ class SearchConfig:
             raise ValueError(f"num_simulations must be >= 1, got {self.num_simulations}")
         if self.algorithm not in ("puct", "gumbel"):
             raise ValueError(f"search algorithm must be 'puct' or 'gumbel', got {self.algorithm!r}")
-        self.prior_mix()  # validate early
+        self.root_prior_mix()  # validate early
 
     def prior_mix(self) -> float:
-        """Weight of the learned prior against a uniform one: 1.0 learned, 0.0 uniform."""
-        if self.prior == "learned":
+        """Weight of the learned prior against a uniform one below the root: 1.0 learned, 0.0 uniform."""
+        return 1.0 if self.prior.startswith("root-") else self._mix(self.prior)
+
+    def root_prior_mix(self) -> float:
+        """The same weight at the root: 'root-X' sets X there and keeps the learned prior below,
+        so every first action gets looked at while the learned policy still guides the rollouts
+        that value it (CartPole's balance lives in that policy)."""
+        return self._mix(self.prior[len("root-"):] if self.prior.startswith("root-") else self.prior)
+
+    def _mix(self, prior: str) -> float:
+        if prior == "learned":
             return 1.0
-        if self.prior == "uniform":
+        if prior == "uniform":
             return 0.0
-        m = re.fullmatch(r"mixed\(\s*([0-9.]+)\s*\)", self.prior)
+        m = re.fullmatch(r"mixed\(\s*([0-9.]+)\s*\)", prior)
         if m and 0.0 <= float(m.group(1)) <= 1.0:
             return float(m.group(1))
-        raise ValueError(f"prior must be 'learned', 'uniform' or 'mixed(alpha)' with alpha in [0, 1], "
-                         f"got {self.prior!r}")
+        raise ValueError(f"prior must be 'learned', 'uniform' or 'mixed(alpha)' with alpha in [0, 1], each "
+                         f"optionally for the root only ('root-uniform'), got {self.prior!r}")

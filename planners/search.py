@@ -97,12 +97,13 @@ class GumbelRoot(RootRule):
 
 def search(model, objective: Objective, root: ModelOutput, num_simulations: int, *,
            root_rule: RootRule, interior_rule: PUCT = PUCT(), prior_mix: float = 1.0,
-           action_mask=None, backend: ModuleType = kernels) -> Tree:
+           root_prior_mix: Optional[float] = None, action_mask=None, backend: ModuleType = kernels) -> Tree:
     """Run `num_simulations` simulations from B roots at once and return the searched trees.
 
     root: the model's output at the B root observations (`model.initial_inference`).
     root_rule / interior_rule: how actions are selected at the root and below it.
-    prior_mix: the learned prior's weight against a uniform one (SearchConfig.prior_mix()).
+    prior_mix: the learned prior's weight against a uniform one (SearchConfig.prior_mix()), and
+    root_prior_mix at the root (SearchConfig.root_prior_mix(); None: prior_mix).
     action_mask: [B, A] bool, legal actions at the root (ANDed with the model's own mask, if any).
     backend: the Numba kernels, or the pure-Python reference the tests compare them with.
     """
@@ -121,7 +122,7 @@ def search(model, objective: Objective, root: ModelOutput, num_simulations: int,
             raise ValueError(f"objective {objective.describe()!r} returned a non-finite leaf value "
                              f"({value[bad]}) at the root of tree {bad}")
         backend.init_roots(tree, packer.host, terminal_column, mask_column, _root_mask(action_mask, B, A),
-                           prior_mix)
+                           prior_mix if root_prior_mix is None else root_prior_mix)
         stuck = ~tree.legal[:, ROOT].any(axis=1) & ~tree.terminal[:, ROOT]
         if stuck.any():
             raise ValueError("every root that is not terminal needs at least one legal action (check "

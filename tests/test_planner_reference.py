@@ -90,7 +90,7 @@ def search_cases(draw):
         terminal_values=draw(st.booleans()),
         root_mask=draw(st.booleans()),
         noise=draw(st.booleans()),
-        prior=draw(st.sampled_from(["learned", "uniform", "mixed(0.3)"])),
+        prior=draw(st.sampled_from(["learned", "uniform", "mixed(0.3)", "root-uniform"])),
         algorithm=draw(st.sampled_from(["puct", "gumbel"])),
         float64=draw(st.booleans()),
     )

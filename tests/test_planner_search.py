@@ -140,6 +140,19 @@ def test_root_may_be_a_model_output_and_prior_setting_flattens_it():
     n = uniform.tree.num_nodes[0]
     in_use = uniform.tree.prior[0, 1:n][~uniform.tree.terminal[0, 1:n]]
     assert np.allclose(in_use[in_use > 0], 1 / 3)
+    # 'root-uniform' flattens the root only: below it the learned prior steers.
+    root_flat = _run(model, root, sims=5, add_noise=False, config={"prior": "root-uniform"})
+    np.testing.assert_allclose(root_flat.prior[0], legal / legal.sum())
+    n = root_flat.tree.num_nodes[0]
+    in_use = root_flat.tree.prior[0, 1:n][~root_flat.tree.terminal[0, 1:n]]
+    assert not np.allclose(in_use[in_use > 0], 1 / 3)
+
+
+def test_a_prior_setting_that_cannot_be_read_is_refused_naming_the_forms():
+    with pytest.raises(ValueError, match="root-uniform"):
+        SearchConfig(prior="root-flat")
+    assert SearchConfig(prior="root-mixed(0.25)").root_prior_mix() == 0.25
+    assert SearchConfig(prior="root-mixed(0.25)").prior_mix() == 1.0
 
 
 def test_reward_only_depth_limit_bounds_the_tree():

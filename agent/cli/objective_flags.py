@@ -8,7 +8,8 @@
     --reward MODULE:ATTR         ObservationReward: fn(predicted observation) credited per step
     --penalty MODULE:ATTR        Penalized: subtract --penalty-weight * fn(predicted obs) per step
                                  (--reward and --penalty take root_obs as a second argument too)
-    --prior learned | uniform | mixed(A)    the learned policy prior's weight in selection
+    --prior learned | uniform | mixed(A) | root-uniform | root-mixed(A)
+                                 the learned policy prior's weight in selection (root-: at the root only)
 
 All of it is applied to a loaded agent with `set_objective`, which checks plugged functions once on
 a dummy batch: no retraining, and a broken function fails before the first episode. The flags the
@@ -46,7 +47,8 @@ def add_objective_arguments(parser: argparse.ArgumentParser) -> None:
                    help="subtract --penalty-weight * fn(predicted obs) from every transition's reward")
     g.add_argument("--penalty-weight", type=float, default=1.0, metavar="W")
     g.add_argument("--prior", metavar="P",
-                   help="the learned policy prior's weight in selection: learned | uniform | mixed(A). A swapped "
+                   help="the learned policy prior's weight in selection: learned | uniform | mixed(A), or "
+                        "root-uniform | root-mixed(A) to flatten it at the root only. A swapped "
                         f"objective gets {PRIOR_AFTER_SWAP!r} unless this is given (chosen on the transfer suite's "
                         "development objectives); uniform or mixed(A) flattens a prior trained for the old "
                         "objective, which can pull the search back toward it")
