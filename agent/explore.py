@@ -3,7 +3,7 @@
 A model trained only on its own policy's states predicts badly where a swapped objective takes the
 agent. So the last `round(explore_fraction * num_envs)` self-play envs (the *explorers*) act under
 the training objective plus a per-episode target: one observation entry j, drawn at random, to be
-held at t (in units of that entry's spread over replay, t ~ U(-2, 2)). Each edge of their search is
+held at t (in units of that entry's spread over the observations self-play has seen, t ~ U(-2, 2)). Each edge of their search is
 credited
 
     base reward  -  explore_weight * |(o'_j - mean_j) / std_j - t|        (o' = decode(latent'))
@@ -80,38 +80,49 @@ class HoldEntry(Objective):
 
 
 class Explorers:
-    """The targets of the explorer envs (the last `count` of the vector env) and when to redraw them."""
+    """The targets of the explorer envs (the last `count` of the vector env), when to redraw them,
+    and the running statistics of the observations self-play acted in that targets are drawn against."""
 
     def __init__(self, count: int, obs_size: int, weight: float):
         self.count, self.obs_size, self.weight = int(count), int(obs_size), float(weight)
         self.entry = np.zeros(self.count, np.int64)  # [n] observation entry each explorer holds
-        self.target = np.zeros(self.count, np.float64)  # [n] where, in spreads from the replay mean
-        self.mean = np.zeros(self.obs_size)  # [D] replay statistics the targets were drawn against
-        self.std = np.ones(self.obs_size)  # [D]
+        self.target = np.zeros(self.count, np.float64)  # [n] where, in spreads from the mean
+        self.seen = 0  # observations counted in the statistics below
+        self.mean = np.zeros(self.obs_size)  # [D] their mean
+        self.sq = np.zeros(self.obs_size)  # [D] their sum of squared deviations (Chan et al.'s update)
 
-    def redraw(self, which: np.ndarray, replay_obs: np.ndarray, rng: np.random.Generator) -> None:
-        """New targets for the explorers flagged in `which` [n] (their episodes just started),
-        against the spread of the observations in replay so far."""
-        if not which.any():
-            return
-        if len(replay_obs):
-            flat = replay_obs.reshape(len(replay_obs), -1).astype(np.float64)
-            self.mean, spread = flat.mean(0), flat.std(0)
-            # An entry that never varied (a wall in a grid) gets unit spread: its target is then a
-            # nearby value it may never reach, which costs nothing but that explorer's bonus.
-            self.std = np.where(spread > 1e-6, spread, 1.0)
+    def observe(self, obs: np.ndarray) -> None:
+        """Count a batch of observations [B, *obs] into the running mean and spread."""
+        x = obs.reshape(len(obs), -1).astype(np.float64)
+        n, mean = len(x), x.mean(0)
+        total = self.seen + n
+        delta = mean - self.mean
+        self.sq += ((x - mean) ** 2).sum(0) + delta ** 2 * self.seen * n / total
+        self.mean += delta * n / total
+        self.seen = total
+
+    @property
+    def std(self) -> np.ndarray:
+        """[D] spread of each entry; an entry that never varied (a wall in a grid) gets 1, so its
+        target is a nearby value it may never reach, which costs nothing but that explorer's bonus."""
+        spread = np.sqrt(self.sq / max(self.seen, 1))
+        return np.where(spread > 1e-6, spread, 1.0)
+
+    def redraw(self, which: np.ndarray, rng: np.random.Generator) -> None:
+        """New targets for the explorers flagged in `which` [n] (their episodes just started)."""
         k = int(which.sum())
-        self.entry[which] = rng.integers(0, self.obs_size, size=k)
-        self.target[which] = rng.uniform(-TARGET_RANGE, TARGET_RANGE, size=k)
+        if k:
+            self.entry[which] = rng.integers(0, self.obs_size, size=k)
+            self.target[which] = rng.uniform(-TARGET_RANGE, TARGET_RANGE, size=k)
 
     def objective(self, base: Objective) -> HoldEntry:
         return HoldEntry(base, self.entry, self.target, self.mean, self.std, self.weight)
 
     def state_dict(self) -> dict:
-        return {"entry": self.entry.copy(), "target": self.target.copy(), "mean": self.mean.copy(),
-                "std": self.std.copy()}
+        return {"entry": self.entry.copy(), "target": self.target.copy(), "seen": self.seen,
+                "mean": self.mean.copy(), "sq": self.sq.copy()}
 
     def load_state_dict(self, state: Optional[dict]) -> None:
         if state is not None:
             self.entry, self.target = np.array(state["entry"]), np.array(state["target"])
-            self.mean, self.std = np.array(state["mean"]), np.array(state["std"])
+            self.seen, self.mean, self.sq = int(state["seen"]), np.array(state["mean"]), np.array(state["sq"])

@@ -89,7 +89,8 @@ class SelfPlay:
                       temperature=temperature)
         actions, weights = result.action, result.action_weights
         if self.explorers is not None:
-            self.explorers.redraw(self.fresh[m:], self.replay.obs[: self.replay.size], rng)
+            self.explorers.observe(self.obs)
+            self.explorers.redraw(self.fresh[m:], rng)
             self.fresh[m:] = False
             explored = plan(model, self.explorers.objective(objective), self.obs[m:], search_config, rng=rng,
                             add_noise=True, temperature=temperature)

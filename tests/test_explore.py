@@ -38,15 +38,18 @@ def test_each_explorer_tree_is_credited_for_its_own_target():
     torch.testing.assert_close(hold.leaf_value(IdentityDecoder(), out), out.value)
 
 
-def test_targets_are_redrawn_only_for_new_episodes_against_the_replay_spread():
+def test_targets_are_drawn_against_the_running_spread_and_redrawn_only_for_new_episodes():
     explorers = Explorers(3, obs_size=2, weight=1.0)
-    replay_obs = np.array([[0.0, 5.0], [2.0, 5.0]])
-    explorers.redraw(np.array([True, True, True]), replay_obs, np.random.default_rng(0))
-    np.testing.assert_allclose(explorers.mean, [1.0, 5.0])
-    np.testing.assert_allclose(explorers.std, [1.0, 1.0])  # the constant entry gets unit spread
+    batches = [np.array([[0.0, 5.0], [2.0, 5.0]]), np.array([[4.0, 5.0]])]
+    for b in batches:
+        explorers.observe(b)
+    seen = np.concatenate(batches)
+    np.testing.assert_allclose(explorers.mean, seen.mean(0))
+    np.testing.assert_allclose(explorers.std, [seen[:, 0].std(), 1.0])  # the constant entry gets unit spread
+    explorers.redraw(np.array([True, True, True]), np.random.default_rng(0))
     assert ((explorers.target >= -2) & (explorers.target <= 2)).all()
     before = explorers.state_dict()
-    explorers.redraw(np.array([False, True, False]), replay_obs, np.random.default_rng(1))
+    explorers.redraw(np.array([False, True, False]), np.random.default_rng(1))
     assert explorers.entry[0] == before["entry"][0] and explorers.target[2] == before["target"][2]
     assert explorers.target[1] != before["target"][1]
     assert explorer_count(0.25, 8) == 2 and explorer_count(0.0, 8) == 0 and explorer_count(0.99, 4) == 3
