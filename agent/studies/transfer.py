@@ -39,7 +39,7 @@ from agent.studies.transfer_suite import BUDGETS, TRAIN_OVERRIDES, SuiteObjectiv
 from common.files import atomic_path, atomic_write_text
 
 FIELDS = ("objective", "env", "split", "method", "prior", "mean_return", "success", "wall_s")
-PRIORS = ("learned", "mixed(0.5)", "uniform")
+PRIORS = ("learned", "mixed(0.5)", "uniform", "root-uniform", "root-mixed(0.5)")
 # An oracle must beat random by this fraction of the larger of their returns (in size) to be a
 # reference: an oracle that did not learn the task would otherwise blow scores up to thousands of %.
 MIN_ORACLE_GAIN = 0.1
