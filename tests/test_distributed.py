@@ -75,41 +75,16 @@ def connected(cluster):
     return ray
 
 
-def test_a_multi_node_run_joins_the_cluster_and_trains_to_the_end(cluster, tmp_path):
+def test_a_single_process_run_resumes_on_a_multi_node_cluster(cluster, tmp_path):
     import ray
     if ray.is_initialized():  # this test joins by address itself
         ray.shutdown()
-    summary = train_run("ez", "CartPole-v1", 0, STEPS, tmp_path, config_overrides=_overrides(), workers=2,
-                        ray_address=cluster.address, **RUN)
+    first = train_run("ez", "CartPole-v1", 0, 200, tmp_path, config_overrides=_overrides(), **RUN)
+    summary = train_run("ez", "CartPole-v1", 0, STEPS, tmp_path, resume=str(first.run_dir / "resume.pt"),
+                        workers=2, ray_address=cluster.address, **RUN)
     assert summary.env_steps == STEPS
     assert summary.config["distributed"]["workers"] == 2
     assert not ray.is_initialized()  # the run disconnected from the cluster it joined
-
-
-def test_a_distributed_run_writes_the_usual_files_and_resumes_single_process(connected, tmp_path):
-    summary = train_run("ez", "CartPole-v1", 0, STEPS, tmp_path, config_overrides=_overrides(), workers=2,
-                        reanalyze_workers=1, **RUN)
-    run_dir = summary.run_dir
-    for name in ("model.pt", "resume.pt", RESULT_FILE, EVALUATIONS_FILE, "config.yaml"):
-        assert (run_dir / name).exists(), name
-    assert [r.env_steps for r in summary.history] == [200, STEPS]
-    agent = EZAgent.load(run_dir / "resume.pt", device="cpu")
-    assert agent.num_timesteps == STEPS
-    c = agent.config  # replay_ratio training steps per env step, from learning_starts on, as single-process
-    assert agent.learner.train_steps == ((STEPS - c.learning_starts) // c.num_envs + 1) * c.num_envs * c.replay_ratio
-    assert agent.replay.total >= STEPS
-
-    # ... and back: the single-process loop continues it, closing the actors' open episodes.
-    more = train_run("ez", "CartPole-v1", 0, STEPS + 200, tmp_path, resume=str(run_dir / "resume.pt"), **RUN)
-    assert more.env_steps == STEPS + 200
-    resumed = EZAgent.load(run_dir / "resume.pt", device="cpu")
-    r = resumed.replay
-    linked = r.next[: r.size]
-    assert (linked[linked >= 0] < r.total).all()
-    # ... and forth again: a single-process checkpoint resumes distributed.
-    again = train_run("ez", "CartPole-v1", 0, STEPS + 400, tmp_path, resume=str(run_dir / "resume.pt"),
-                      workers=1, **RUN)
-    assert again.env_steps == STEPS + 400
 
 
 @pytest.fixture
@@ -129,6 +104,48 @@ def actor_handles(monkeypatch):
     return handles
 
 
+def test_ctrl_c_then_a_distributed_run_with_the_usual_files_then_single_process(connected, actor_handles, tmp_path,
+                                                                              monkeypatch):
+    from agent.callbacks import LogCallback
+    log_step = LogCallback._on_step
+
+    def ctrl_c_at_200(self):
+        if self.num_timesteps >= 200 and not actor_handles[-1:] == ["sent"]:
+            actor_handles.append("sent")
+            signal.raise_signal(signal.SIGINT)  # what Ctrl-C sends; StopOnSignal takes it
+        return log_step(self)
+
+    with monkeypatch.context() as m:
+        m.setattr(LogCallback, "_on_step", ctrl_c_at_200)
+        with pytest.raises(TrainingInterrupted):
+            train_run("ez", "CartPole-v1", 0, STEPS, tmp_path, config_overrides=_overrides(), workers=2, **RUN)
+    run_dir = next(tmp_path.iterdir())
+    stopped = EZAgent.load(run_dir / "resume.pt", device="cpu")  # intact
+    assert 200 <= stopped.num_timesteps < STEPS and not (run_dir / RESULT_FILE).exists()
+    import ray
+    killed = [h for h in actor_handles if h != "sent"]
+    assert len(killed) == 2
+    for actor in killed:  # every actor is gone
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(actor.run.remote(1, 0.0, 0, []), timeout=30)
+
+    summary = train_run("ez", "CartPole-v1", 0, STEPS, tmp_path, resume=str(run_dir / "resume.pt"), workers=2,
+                        reanalyze_workers=1, **RUN)
+    for name in ("model.pt", "resume.pt", RESULT_FILE, EVALUATIONS_FILE, "config.yaml"):
+        assert (run_dir / name).exists(), name
+    assert summary.env_steps == STEPS and summary.history[-1].env_steps == STEPS
+    agent = EZAgent.load(run_dir / "resume.pt", device="cpu")
+    c = agent.config  # replay_ratio training steps per env step, from learning_starts on, as single-process
+    assert agent.learner.train_steps == ((STEPS - c.learning_starts) // c.num_envs + 1) * c.num_envs * c.replay_ratio
+
+    # ... and the single-process loop continues it, closing the actors' open episodes.
+    more = train_run("ez", "CartPole-v1", 0, STEPS + 200, tmp_path, resume=str(run_dir / "resume.pt"), **RUN)
+    assert more.env_steps == STEPS + 200
+    r = EZAgent.load(run_dir / "resume.pt", device="cpu").replay
+    nxt = r.next[: r.size]
+    assert ((nxt < 0) | (nxt > np.arange(r.size))).all()  # every link points forward
+
+
 class _KillOnce(BaseCallback):
     """Kills one self-play actor (Ray restarts it) once the run passes `at` env steps."""
 
@@ -146,38 +163,12 @@ class _KillOnce(BaseCallback):
 
 def test_a_killed_actor_is_restarted_and_the_run_reaches_its_step_count(connected, actor_handles):
     agent = tiny_agent(seed=3)
-    killer = _KillOnce(150, actor_handles)
-    learn_distributed(agent, STEPS, [killer], False, DistributedOptions(workers=2))
+    killer = _KillOnce(120, actor_handles)
+    learn_distributed(agent, 300, [killer], False, DistributedOptions(workers=2))
     assert killer.killed
-    assert agent.num_timesteps == STEPS
+    assert agent.num_timesteps == 300
     r = agent.replay
     # Every link points forward to a written entry: the killed worker's episodes were closed, not
     # continued by the restarted actor's fresh ones.
     nxt = r.next[: r.size]
     assert ((nxt < 0) | (nxt > np.arange(r.size))).all()
-
-
-def test_ctrl_c_stops_the_run_kills_the_actors_and_leaves_an_intact_checkpoint(connected, actor_handles, tmp_path,
-                                                                             monkeypatch):
-    from agent.callbacks import LogCallback
-
-    sent = []
-
-    def interrupt(self):
-        if self.num_timesteps >= 200 and not sent:
-            sent.append(signal.SIGINT)
-            signal.raise_signal(signal.SIGINT)  # what Ctrl-C sends; StopOnSignal takes it
-        return True
-
-    monkeypatch.setattr(LogCallback, "_on_step", interrupt)
-    with pytest.raises(TrainingInterrupted):
-        train_run("ez", "CartPole-v1", 0, STEPS, tmp_path, config_overrides=_overrides(), workers=2, **RUN)
-    run_dir = next(tmp_path.iterdir())
-    agent = EZAgent.load(run_dir / "resume.pt", device="cpu")
-    assert 200 <= agent.num_timesteps < STEPS
-    assert not (run_dir / RESULT_FILE).exists()
-    import ray
-    assert len(actor_handles) == 2
-    for actor in actor_handles:  # every actor is gone
-        with pytest.raises(ray.exceptions.RayActorError):
-            ray.get(actor.run.remote(1, 0.0, 0, []), timeout=30)
