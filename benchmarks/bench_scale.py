@@ -74,6 +74,7 @@ def throughput(config: str, steps: int, seed: int, sets) -> dict:
 
 def unit_costs(seed: int, sets) -> dict:
     """Seconds per unit of work, in this process."""
+    import numpy as np
     import ray
 
     from agent.distributed.actors import policy_snapshot
@@ -94,7 +95,7 @@ def unit_costs(seed: int, sets) -> dict:
 
     act, (transition, _) = timed(lambda: sp.act(agent.model, agent.objective, c.search, 1.0, agent.rng), 20)
     replay = Replay(c.replay_capacity, agent.obs_shape, agent.num_actions)
-    prev = [-1 * __import__("numpy").ones(c.num_envs, dtype="int64")]
+    prev = [np.full(c.num_envs, -1, dtype=np.int64)]  # boxed: the timed lambda rebinds it
     insert, _ = timed(lambda: prev.__setitem__(0, write_transition(replay, prev[0], transition, 0)), 200)
     learner_step, _ = timed(lambda: agent._train_step(beta=0.5), 10)
     draft = agent.learner.draft(agent.replay, agent.rng, agent.num_timesteps, 0.5)

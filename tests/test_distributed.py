@@ -107,11 +107,11 @@ def actor_handles(monkeypatch):
 def test_ctrl_c_then_a_distributed_run_with_the_usual_files_then_single_process(connected, actor_handles, tmp_path,
                                                                               monkeypatch):
     from agent.callbacks import LogCallback
-    log_step = LogCallback._on_step
+    log_step, sent = LogCallback._on_step, []
 
     def ctrl_c_at_200(self):
-        if self.num_timesteps >= 200 and not actor_handles[-1:] == ["sent"]:
-            actor_handles.append("sent")
+        if self.num_timesteps >= 200 and not sent:
+            sent.append(signal.SIGINT)
             signal.raise_signal(signal.SIGINT)  # what Ctrl-C sends; StopOnSignal takes it
         return log_step(self)
 
@@ -123,9 +123,8 @@ def test_ctrl_c_then_a_distributed_run_with_the_usual_files_then_single_process(
     stopped = EZAgent.load(run_dir / "resume.pt", device="cpu")  # intact
     assert 200 <= stopped.num_timesteps < STEPS and not (run_dir / RESULT_FILE).exists()
     import ray
-    killed = [h for h in actor_handles if h != "sent"]
-    assert len(killed) == 2
-    for actor in killed:  # every actor is gone
+    assert len(actor_handles) == 2
+    for actor in actor_handles:  # every actor is gone
         with pytest.raises(ray.exceptions.RayActorError):
             ray.get(actor.run.remote(1, 0.0, 0, []), timeout=30)
 

@@ -30,7 +30,6 @@ import warnings
 from collections import deque
 from typing import Deque, Dict, List, Optional, Tuple
 
-import numpy as np
 import ray
 from ray.exceptions import RayActorError
 
