@@ -50,6 +50,7 @@ class EZAgent(Agent):
     RESUME = "resume.pt"
     can_swap_objective = True
     can_audit = True
+    can_scale_out = True  # train.py --workers N: self-play on Ray actors (agent/distributed/)
 
     def __init__(self, env, config: Optional[AgentConfig | dict] = None, seed: int = 0,
                  device: str = "auto", run_dir: Optional[str | os.PathLike] = None, *,
@@ -91,6 +92,9 @@ class EZAgent(Agent):
         self._act_rng = np.random.default_rng(self.seed + 1)  # stochastic predict() outside training
         self._num_timesteps = 0
         self.replay: Optional[Replay] = None  # made on the first learn(): acting needs none
+        # What writes experience into replay: a SelfPlay over this process's envs, or during a
+        # distributed learn the driver's writer of the actors' transitions (agent/distributed/),
+        # which has the same state_dict() for save_resume.
         self._selfplay: Optional[SelfPlay] = None
         self._saved_selfplay: Optional[dict] = None  # where a resumed run's envs were (save_resume)
         self._train_credit = 0.0  # fractional training steps owed (replay_ratio * env steps)
@@ -190,18 +194,10 @@ class EZAgent(Agent):
     def learn(self, total_timesteps: int, callback=None, progress_bar: bool = False) -> "EZAgent":
         """Train for `total_timesteps` more environment steps: self-play, the training steps due,
         then `callback.on_step()` (an SB3 BaseCallback or a list of them; False stops training)."""
-        c = self.config
         if self._selfplay is None:
             self._start_selfplay()
         end = self.num_timesteps + int(total_timesteps)
-        # Schedules (temperature, beta, LR) run over the whole run, so a resumed run continues them.
-        self.learner.planned_steps = max(1, int((end - c.learning_starts) * c.replay_ratio))
-        if not self._custom_logger:
-            self._logger = _default_logger(self.run_dir)
-        callback = as_callback(callback, ProgressBarCallback(f"ez {self.env_id} s{self.seed}")
-                               if progress_bar else None)
-        callback.init_callback(self)
-        callback.on_training_start({"total_timesteps": end}, globals())
+        callback = self._start_training(end, callback, progress_bar)
         while self.num_timesteps < end:
             try:
                 self._play_and_train(self.num_timesteps / end)
@@ -212,46 +208,81 @@ class EZAgent(Agent):
         callback.on_training_end()
         return self
 
+    def _start_training(self, end: int, callback, progress_bar: bool):
+        """What every training session does before its first step (here and in the distributed
+        loop, agent/distributed/loop.py): schedules over the run up to env step `end`, the logger,
+        and the callbacks, started. Returns the one callback to call."""
+        c = self.config
+        # Schedules (temperature, beta, LR) run over the whole run, so a resumed run continues them.
+        self.learner.planned_steps = max(1, int((end - c.learning_starts) * c.replay_ratio))
+        if not self._custom_logger:
+            self._logger = _default_logger(self.run_dir)
+        callback = as_callback(callback, ProgressBarCallback(f"ez {self.env_id} s{self.seed}")
+                               if progress_bar else None)
+        callback.init_callback(self)
+        callback.on_training_start({"total_timesteps": end}, globals())
+        return callback
+
     def _play_and_train(self, progress: float) -> None:
         """One self-play step in every env, then the training steps now due."""
         c = self.config
         self._last_play = self._selfplay.step(self.model, self.objective, c.search, c.temperature_at(progress),
                                               self.rng, self.num_timesteps)
+        self._count_and_train(self._last_play, progress)
+
+    def _count_and_train(self, report: StepReport, progress: float, make_batch=None) -> None:
+        """Count one vector step (num_envs env steps, written into replay), then take the training
+        steps now due: `replay_ratio` per env step from `learning_starts` on. `make_batch(beta)`:
+        where a batch comes from when not from this process's own reanalysis (the distributed
+        loop's reanalyze actors)."""
+        c = self.config
         self._num_timesteps += c.num_envs
-        self._recent_returns.extend(self._last_play.finished_returns)
-        self._explorer_returns.extend(self._last_play.explorer_returns)
+        self._recent_returns.extend(report.finished_returns)
+        self._explorer_returns.extend(report.explorer_returns)
         if self.num_timesteps >= c.learning_starts:
             self._train_credit += c.num_envs * c.replay_ratio
             beta = c.priority_beta + (1 - c.priority_beta) * progress
-            if c.batched_reanalyze and self._train_credit >= 2.0:
+            if c.batched_reanalyze and make_batch is None and self._train_credit >= 2.0:
                 due = int(self._train_credit)
                 for batch in self.learner.make_batches(self.replay, self.objective, self.rng, self.num_timesteps,
                                                        beta, due):
                     self._last_stats = self._train_on(batch)
                 self._train_credit -= due
             while self._train_credit >= 1.0:
-                self._last_stats = self._train_step(beta=beta)
+                self._last_stats = (self._train_on(make_batch(beta)) if make_batch is not None
+                                    else self._train_step(beta=beta))
                 self._train_credit -= 1.0
 
-    def _start_selfplay(self) -> None:
+    def _ensure_replay(self) -> Replay:
         c = self.config
         if self.replay is None:
             self.replay = Replay(c.replay_capacity, self.obs_shape, self.num_actions,
                                  alpha=c.priority_alpha, obs_dtype=self.obs_dtype, num_aux=len(c.aux_values))
+        return self.replay
+
+    def _start_selfplay(self) -> None:
+        c = self.config
+        self._ensure_replay()
         venv = envs.make_vec(self.env_id, c.num_envs, self.seed, wrappers=self.wrappers,
                              env_module=self.env_module)
-        explorers = Explorers(explorer_count(c.explore_fraction, c.num_envs), int(np.prod(self.obs_shape)),
-                              c.explore_weight)
         self._selfplay = SelfPlay(venv, self.replay, seed=self.seed + self.num_timesteps, aux=self.aux,
-                                  explorers=explorers)
+                                  explorers=self.make_explorers())
         if self._saved_selfplay is not None:
             # A resumed run continues the very episodes it stopped in when the envs' state is
             # plain data; otherwise it goes on from fresh episodes seeded by the step count.
-            if not self._selfplay.load_state_dict(self._saved_selfplay, self.num_timesteps):
+            # A distributed run's envs lived in its actors: starting fresh episodes is expected.
+            if (not self._selfplay.load_state_dict(self._saved_selfplay, self.num_timesteps)
+                    and not self._saved_selfplay.get("distributed")):
                 warnings.warn(f"{self.env_id} keeps state that cannot be saved as data: the resumed run "
                               f"starts fresh episodes (open ones were closed as truncated), so it will not "
                               f"equal a run that was never stopped")
             self._saved_selfplay = None
+
+    def make_explorers(self) -> Explorers:
+        """The explorers of one SelfPlay over `num_envs` envs (agent/explore.py; none at fraction 0)."""
+        c = self.config
+        return Explorers(explorer_count(c.explore_fraction, c.num_envs), int(np.prod(self.obs_shape)),
+                         c.explore_weight)
 
     def _train_step(self, beta: float) -> dict:
         return self._train_on(self.learner.make_batch(self.replay, self.objective, self.rng,

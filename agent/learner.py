@@ -70,17 +70,23 @@ def value_prefix_targets(rewards: np.ndarray, mask: np.ndarray, horizon: int):
 
 
 @dataclass
-class _Draft:
-    """A batch on the host before its reanalyzed policies are in (Learner.make_batches)."""
+class Draft:
+    """A batch on the host before its reanalyzed policies are in (Learner.draft / finish)."""
 
     index: np.ndarray  # [B]
     weights: np.ndarray  # [B]
     unroll: Unroll
     slots: np.ndarray  # [B, K+1] replay slots along the unroll
+    obs: np.ndarray  # [B, K+1, *obs] observations along the unroll, read at sampling time
     z: np.ndarray  # [B, K+1] value targets
     aux_value: dict
     policy: np.ndarray  # [B, K+1, A] policy targets (stored, then reanalyzed where `redo`)
     redo: np.ndarray  # [B, K+1] bool
+
+    @property
+    def roots(self) -> np.ndarray:
+        """The observations reanalyze searches from: [M, *obs], M = redo.sum()."""
+        return self.obs[self.redo]
 
 
 def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
@@ -127,17 +133,18 @@ class Learner:
         """`count` batches sampled now, whose reanalyzed policies come from ONE batched search over
         all their roots: a search costs far less per root at a larger batch. (With count > 1 the
         later batches are sampled before the earlier ones update their priorities.)"""
-        drafts = [self._draft(replay, rng, env_steps, beta) for _ in range(count)]
-        roots = [replay.obs[d.slots[d.redo]] for d in drafts]
+        drafts = [self.draft(replay, rng, env_steps, beta) for _ in range(count)]
+        roots = [d.roots for d in drafts]
         if sum(len(r) for r in roots):
             fresh = reanalyze_policies(self.target_model, objective, self.config.search, np.concatenate(roots), rng)
             for d, part in zip(drafts, np.split(fresh, np.cumsum([len(r) for r in roots])[:-1])):
                 d.policy[d.redo] = part
-        return [self._finish(replay, d) for d in drafts]
+        return [self.finish(replay, d) for d in drafts]
 
-    def _draft(self, replay: Replay, rng: np.random.Generator, env_steps: int, beta: float) -> "_Draft":
+    def draft(self, replay: Replay, rng: np.random.Generator, env_steps: int, beta: float) -> Draft:
         """A sampled batch with its value targets and stored policies; `redo` marks the policy
-        targets reanalyze will replace."""
+        targets reanalyze will replace (at `roots`; then `finish`). Everything read from replay is
+        read now, so the draft stays valid while replay is written to (agent/distributed/)."""
         c = self.config
         index, weights = replay.sample(c.batch_size, beta, rng)
         u = replay.unroll(index, c.unroll_steps, rng)
@@ -155,14 +162,15 @@ class Learner:
         policy = replay.policy[slots]  # [B, K+1, A] what the acting search chose back then
         redo = u.acted.copy()
         redo[int(round(c.reanalyze_fraction * c.batch_size)):] = False  # sampling is random: a random subset
-        return _Draft(index, weights, u, slots, z, aux_value, policy, redo)
+        return Draft(index, weights, u, slots, replay.obs[slots], z, aux_value, policy, redo)
 
-    def _finish(self, replay: Replay, d: "_Draft") -> Batch:
+    def finish(self, replay: Replay, d: Draft) -> Batch:
+        """The batch of a draft whose reanalyzed policies (if any) are in `d.policy[d.redo]`."""
         c, u = self.config, d.unroll
         policy = d.policy
         policy[~u.acted] = 1.0 / replay.num_actions  # uniform past the end; its loss is masked
         stored = u.index >= 0
-        obs = replay.obs[d.slots]
+        obs = d.obs
         obs[~stored] = 0.0
         rewards = u.rewards
         reward_mask = u.reward_mask

@@ -10,6 +10,7 @@ deterministic) -> (actions, state)`, `save(path)`, `Class.load(path)`, `set_logg
     RESUME            the file `--resume RUN_DIR` continues from
     can_swap_objective  it plans, so `set_objective` changes what it does with no retraining
     can_audit         it has a policy prior and a search to compare (studies/audit.py)
+    can_scale_out     train.py --workers N runs its self-play on Ray actors (agent/distributed/)
 
 The registry (agent/algorithms.py) maps names to classes; nothing compares algorithm names.
 """
@@ -27,6 +28,7 @@ class Agent(ABC):
     RESUME: ClassVar[str]
     can_swap_objective: ClassVar[bool] = False
     can_audit: ClassVar[bool] = False
+    can_scale_out: ClassVar[bool] = False
 
     env_id: str
     seed: int

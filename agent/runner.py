@@ -23,6 +23,7 @@ import envs
 from agent.algorithms import algorithm
 from agent.baselines.sb3 import wrapper_path
 from agent.callbacks import CheckpointCallback, EvalCallback, EvalRecord, LogCallback, StopOnSignal
+from agent.distributed import DistributedOptions, learn_distributed, require_ray
 from common.checks import at_least, non_negative_seed, positive
 from common.files import atomic_write_text
 from nets import resolve_device
@@ -84,7 +85,9 @@ def finished_run(run_dir: str | os.PathLike, steps: int) -> Optional[RunSummary]
 
 def check_run_options(*, steps: int, seed: int, eval_interval: int, eval_episodes: int, device: str = "auto",
                       checkpoint_interval: Optional[int] = None, checkpoint_seconds: Optional[float] = None,
-                      log_interval: int = 1, audit_episodes: int = 0) -> None:
+                      log_interval: int = 1, audit_episodes: int = 0, workers: int = 0,
+                      reanalyze_workers: int = 0, weight_sync_interval: int = 10,
+                      ray_address: Optional[str] = None) -> None:
     """Refuse a run's options before anything is built or any previous result is removed; each
     message names the `train.py` flag (`--steps` for `steps`, ...). A zero budget would otherwise
     write an untrained model as a finished run, and a zero episode count fail only at the first
@@ -100,6 +103,10 @@ def check_run_options(*, steps: int, seed: int, eval_interval: int, eval_episode
     at_least("--log-interval", log_interval, 1)
     at_least("--audit-episodes", audit_episodes, 0)
     resolve_device(device)
+    distributed = DistributedOptions(workers, reanalyze_workers, weight_sync_interval, ray_address)
+    distributed.check()
+    if distributed.enabled:
+        require_ray()  # the missing extra is named now, not after the run directory was claimed
 
 
 def train_run(algo: str, env_id: str, seed: int, steps: int, logdir: str | os.PathLike, *,
@@ -107,7 +114,9 @@ def train_run(algo: str, env_id: str, seed: int, steps: int, logdir: str | os.Pa
               env_module: Optional[str] = None, wrappers: Sequence = (), progress_bar: bool = True,
               device: str = "auto", resume: Optional[str] = None, verbose: bool = True,
               checkpoint_interval: Optional[int] = 10_000, checkpoint_seconds: Optional[float] = 600.0,
-              log_interval: int = 200, audit_episodes: int = 0, overwrite: bool = False) -> RunSummary:
+              log_interval: int = 200, audit_episodes: int = 0, overwrite: bool = False, workers: int = 0,
+              reanalyze_workers: int = 0, weight_sync_interval: int = 10,
+              ray_address: Optional[str] = None) -> RunSummary:
     """Train `algo` on `env_id` for `steps` env steps under the shared protocol; see module doc.
 
     config_overrides: the algorithm's settings over its preset (dotted keys for ez, zoo keys for a
@@ -121,12 +130,21 @@ def train_run(algo: str, env_id: str, seed: int, steps: int, logdir: str | os.Pa
     an unavailable device are a ValueError before anything is built (check_run_options).
     SIGINT / SIGTERM stop training after the current step, write the checkpoints and raise
     TrainingInterrupted.
+    workers >= 1: self-play on that many Ray actors, with `reanalyze_workers` reanalyze actors, the
+    weights published every `weight_sync_interval` training steps, on the cluster at `ray_address`
+    or a local Ray instance (agent/distributed/; algorithms with `can_scale_out` only). The run's
+    files are the same in both modes, and either mode resumes the other's checkpoints.
     """
     check_run_options(steps=steps, seed=seed, eval_interval=eval_interval, eval_episodes=eval_episodes,
                       device=device, checkpoint_interval=checkpoint_interval,
                       checkpoint_seconds=checkpoint_seconds, log_interval=log_interval,
-                      audit_episodes=audit_episodes)
+                      audit_episodes=audit_episodes, workers=workers, reanalyze_workers=reanalyze_workers,
+                      weight_sync_interval=weight_sync_interval, ray_address=ray_address)
+    distributed = DistributedOptions(workers, reanalyze_workers, weight_sync_interval, ray_address)
     cls = algorithm(algo)
+    if distributed.enabled and not cls.can_scale_out:
+        raise ValueError(f"--workers runs the planner agent's self-play on Ray actors; {cls.algo} has no such "
+                         f"loop (use --algo ez, or --workers 0)")
     if env_module:
         envs.import_env_module(env_module)  # the eval envs are made in this process too
     run_dir = Path(logdir) / run_dir_name(cls.algo, env_id, seed)
@@ -144,6 +162,8 @@ def train_run(algo: str, env_id: str, seed: int, steps: int, logdir: str | os.Pa
               "device": device, "env_module": env_module, "wrappers": [wrapper_path(w) for w in wrappers],
               "resumed_from": str(resume) if resume else None, "resume_settings": resume_settings or None,
               "checkpoint": cls.CHECKPOINT, **agent.hyperparameters()}
+    if distributed.enabled:
+        config["distributed"] = distributed.to_dict()
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
 
@@ -159,7 +179,10 @@ def train_run(algo: str, env_id: str, seed: int, steps: int, logdir: str | os.Pa
     if verbose:
         tqdm.write(agent.summary())
     try:
-        agent.learn(max(0, int(steps) - done), callback=callbacks, progress_bar=progress_bar)
+        if distributed.enabled:
+            learn_distributed(agent, max(0, int(steps) - done), callbacks, progress_bar, distributed)
+        else:
+            agent.learn(max(0, int(steps) - done), callback=callbacks, progress_bar=progress_bar)
         agent.save(run_dir / cls.CHECKPOINT)
         if stop.received is not None:
             raise TrainingInterrupted(run_dir, agent.num_timesteps)

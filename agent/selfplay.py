@@ -11,7 +11,7 @@ episode in replay, flagged terminal or truncated.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -30,10 +30,47 @@ class StepReport:
     explorer_returns: List[float] = field(default_factory=list)  # the explorers' finished episodes
 
 
+@dataclass
+class Transition:
+    """One vector step as self-play saw it: what `write_transition` puts into replay. Plain arrays,
+    so that a self-play process can hand it to another one (agent/distributed/)."""
+
+    obs: np.ndarray  # [B, *obs] the observations acted in
+    action: np.ndarray  # [B]
+    reward: np.ndarray  # [B]
+    policy: np.ndarray  # [B, A] the search's visit distribution
+    terminated: np.ndarray  # [B] bool
+    truncated: np.ndarray  # [B] bool
+    final_obs: np.ndarray  # [D, *obs] last observations of the D episodes that ended, in env order
+    aux_reward: Optional[np.ndarray] = None  # [B, num_aux] or None
+    explore: Optional[np.ndarray] = None  # [B] bool: acted in by an explorer (agent/explore.py)
+
+
+def write_transition(replay: Replay, prev: np.ndarray, t: Transition, env_step: int) -> np.ndarray:
+    """Write one vector step into replay, linked after `prev` (each env's last written state, -1
+    at an episode's start), and close the episodes that ended. Returns the new `prev`."""
+    written = replay.add(prev, t.obs, t.action, t.reward, t.policy, env_step, aux_reward=t.aux_reward,
+                         explore=t.explore)
+    done = t.terminated | t.truncated
+    if done.any():
+        replay.end_episodes(written[done], t.final_obs, t.terminated[done], env_step)
+    return np.where(done, -1, written)
+
+
+def close_open_episodes(replay: Replay, prev: np.ndarray, obs: np.ndarray, env_steps: int) -> None:
+    """Close as truncated the episodes whose last written state is `prev` (>= 0), at the
+    observation `obs` that followed it: their successors will never arrive."""
+    open_ = np.asarray(prev) >= 0
+    if open_.any():
+        replay.end_episodes(np.asarray(prev)[open_], np.asarray(obs)[open_], np.zeros(int(open_.sum()), bool),
+                            env_steps)
+
+
 class SelfPlay:
-    def __init__(self, venv, replay: Replay, seed: int, aux=None, explorers: Optional[Explorers] = None):
-        """aux: the agent's AuxValues (agent/aux_values.py), whose rewards are stored beside each
-        transition, or None. explorers: targets for the last `explorers.count` envs, or None."""
+    def __init__(self, venv, replay: Optional[Replay], seed: int, aux=None, explorers: Optional[Explorers] = None):
+        """replay: where `step` writes (None for a self-play process that only `act`s and hands its
+        transitions on). aux: the agent's AuxValues (agent/aux_values.py), whose rewards are stored
+        beside each transition, or None. explorers: targets for the last `explorers.count` envs, or None."""
         self.venv = venv
         self.replay = replay
         self.aux = aux
@@ -74,16 +111,22 @@ class SelfPlay:
                 self.fresh = np.array(state["fresh"])
                 self.explorers.load_state_dict(state["explorers"])
             return True
-        open_ = np.asarray(state["prev"]) >= 0
-        if open_.any():
-            self.replay.end_episodes(np.asarray(state["prev"])[open_], np.asarray(state["obs"])[open_],
-                                     np.zeros(int(open_.sum()), bool), env_steps)
+        close_open_episodes(self.replay, state["prev"], state["obs"], env_steps)
         return False
 
     def step(self, model, objective, search_config, temperature: float, rng: np.random.Generator,
              env_steps: int) -> StepReport:
-        """Act once in every env with one batched search (two with explorers: theirs maximizes
-        their targets too), and write what happened into replay."""
+        """Act once in every env with one batched search (two with explorers), and write what
+        happened into replay."""
+        transition, report = self.act(model, objective, search_config, temperature, rng)
+        self.prev = write_transition(self.replay, self.prev, transition, env_steps)
+        return report
+
+    def act(self, model, objective, search_config, temperature: float,
+            rng: np.random.Generator) -> Tuple[Transition, StepReport]:
+        """Act once in every env with one batched search (with explorers, a second one for them
+        under their targets); returns what happened, for `write_transition` (here or in another
+        process). Leaves `prev`, the replay links, alone."""
         m = self.num_players
         result = plan(model, objective, self.obs[:m], search_config, rng=rng, add_noise=True,
                       temperature=temperature)
@@ -104,26 +147,25 @@ class SelfPlay:
             for i in np.flatnonzero(done):
                 real_next[i] = info["final_obs"][i]
             aux = self.aux.rewards(self.obs, actions, reward, real_next, terminated)
-        written = self.replay.add(self.prev, self.obs, actions, reward, weights, env_steps,
-                                  aux_reward=aux, explore=self.is_explorer)
+        final_obs = (np.stack([info["final_obs"][i] for i in np.flatnonzero(done)]) if done.any()
+                     else np.zeros((0, *self.obs.shape[1:]), dtype=self.obs.dtype))
+        transition = Transition(self.obs, actions, reward, weights, terminated, truncated, final_obs, aux,
+                                self.is_explorer.copy())
 
         self.episode_return += reward
         self.episode_length += 1
         finished: List[float] = []
         explorer_returns: List[float] = []
         if done.any():
-            final_obs = np.stack([info["final_obs"][i] for i in np.flatnonzero(done)])
-            self.replay.end_episodes(written[done], final_obs, terminated[done], env_steps)
             finished = self.episode_return[done & ~self.is_explorer].tolist()
             explorer_returns = self.episode_return[done & self.is_explorer].tolist()
             self.fresh |= done & self.is_explorer
             self.episode_return[done] = 0.0
             self.episode_length[done] = 0
-        self.prev = np.where(done, -1, written)
         self.obs = next_obs
 
         p = np.clip(result.action_weights, 1e-12, 1.0)  # the players' searches (the training objective's)
-        return StepReport({"search/root_value": float(np.mean(result.root_value)),
-                           "search/depth": float(np.mean(result.max_depth)),
-                           "search/entropy": float(np.mean(-(p * np.log(p)).sum(-1)))}, finished,
-                          explorer_returns)
+        return transition, StepReport({"search/root_value": float(np.mean(result.root_value)),
+                                       "search/depth": float(np.mean(result.max_depth)),
+                                       "search/entropy": float(np.mean(-(p * np.log(p)).sum(-1)))}, finished,
+                                      explorer_returns)

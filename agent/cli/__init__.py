@@ -35,12 +35,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     import torch
     torch.set_num_threads(max(1, args.threads))
+    from agent.distributed import RayNotInstalled
     from agent.runner import TrainingInterrupted
     try:
         return int(module.run(args) or 0)
     except TrainingInterrupted as e:
         print(f"stopped: {e}", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, RayNotInstalled) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

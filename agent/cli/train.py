@@ -53,6 +53,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--aux-reward", dest="aux_rewards", action="append", default=[], metavar="MODULE:FN",
                         help="with --aux-value: fn(obs, action, reward, next_obs, terminated) -> [B] floats, "
                              "called on batches of real transitions")
+    parser.add_argument("--workers", type=int, default=0, metavar="N",
+                        help="ez: self-play on N Ray actors, the learner in this process (0: the single-process "
+                             "loop). Needs the extra: pip install -e \".[ray]\"")
+    parser.add_argument("--reanalyze-workers", type=int, default=0, metavar="M",
+                        help="with --workers: M Ray actors search the learner's reanalyzed policy targets "
+                             "(0: the learner does)")
+    parser.add_argument("--weight-sync-interval", type=int, default=10, metavar="K",
+                        help="with --workers: publish the learner's weights to the actors every K training steps")
+    parser.add_argument("--ray-address", metavar="auto|HOST:PORT",
+                        help="with --workers: join this Ray cluster (default: a local Ray instance for the run)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
     check_run_options(steps=args.steps, seed=args.seed, eval_interval=args.eval_interval,
                       eval_episodes=args.eval_episodes, device=args.device,
                       checkpoint_interval=args.checkpoint_interval, checkpoint_seconds=args.checkpoint_seconds,
-                      log_interval=args.log_interval, audit_episodes=args.audit_episodes)
+                      log_interval=args.log_interval, audit_episodes=args.audit_episodes,
+                      workers=args.workers, reanalyze_workers=args.reanalyze_workers,
+                      weight_sync_interval=args.weight_sync_interval, ray_address=args.ray_address)
     overrides = {**(load_yaml(args.config) if args.config else {}), **parse_set(args.sets)}
     cls = algorithm(args.algo)
     if args.aux_values or args.aux_rewards:
@@ -82,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
                         device=args.device, resume=_resume_path(args, cls),
                         checkpoint_interval=args.checkpoint_interval, checkpoint_seconds=args.checkpoint_seconds,
                         log_interval=args.log_interval, audit_episodes=args.audit_episodes,
-                        overwrite=args.overwrite)
+                        overwrite=args.overwrite, workers=args.workers,
+                        reanalyze_workers=args.reanalyze_workers, weight_sync_interval=args.weight_sync_interval,
+                        ray_address=args.ray_address)
     print(f"final | steps {summary.env_steps} | return {summary.final_mean_return:.2f} "
           f"± {summary.final_std_return:.2f} | {summary.wall_clock_s:.1f}s | {summary.run_dir}")
     return 0

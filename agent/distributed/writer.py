@@ -1,0 +1,60 @@
+"""The driver's side of distributed self-play: the actors' transitions written into the one replay.
+
+Replay stays in the driver (with the learner), not in an actor of its own: the learner samples
+from it and updates its priorities every training step, which in-process costs microseconds and
+across processes would cost a round trip per step and a copy of every batch; inserting a vector
+step of transitions costs far less than acting it (benchmarks/bench_scale.py). It also keeps
+checkpoints and --resume exactly as in the single-process loop.
+
+Each (worker, env) pair is one stream of episodes, linked as SelfPlay links its envs: the writer
+keeps every env's last written state (`prev`) and the observation that followed it, so it can
+close an episode as truncated when its actor restarted (or a run resumes) and its successor will
+never arrive.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from agent.replay import Replay
+from agent.selfplay import Transition, close_open_episodes, write_transition
+
+
+class ReplayWriter:
+    venv = None  # no envs in this process (EZAgent.get_env)
+
+    def __init__(self, replay: Replay, workers: int, num_envs: int, obs_shape, obs_dtype):
+        self.replay = replay
+        self.prev = np.full((workers, num_envs), -1, dtype=np.int64)  # replay index of each env's last state
+        self.obs = np.zeros((workers, num_envs, *obs_shape), dtype=obs_dtype)  # the observation after it
+        self.episode_return = np.zeros((workers, num_envs))
+        self.episode_length = np.zeros((workers, num_envs), dtype=np.int64)
+        self.incarnation = [None] * workers
+
+    def begin(self, worker: int, incarnation: str, env_steps: int) -> None:
+        """Before a worker's chunk: a new incarnation (a restarted actor) started fresh episodes, so
+        the ones it left open are closed as truncated."""
+        if incarnation != self.incarnation[worker]:
+            self.close(worker, env_steps)
+            self.incarnation[worker] = incarnation
+
+    def write(self, worker: int, t: Transition, next_obs: np.ndarray, env_steps: int) -> None:
+        """One vector step of `worker`, then `next_obs` (the observations after it) is where its envs are."""
+        self.prev[worker] = write_transition(self.replay, self.prev[worker], t, env_steps)
+        done = t.terminated | t.truncated
+        self.episode_return[worker] = np.where(done, 0.0, self.episode_return[worker] + t.reward)
+        self.episode_length[worker] = np.where(done, 0, self.episode_length[worker] + 1)
+        self.obs[worker] = next_obs
+
+    def close(self, worker: int, env_steps: int) -> None:
+        """Close `worker`'s open episodes as truncated (its actor died or restarted)."""
+        close_open_episodes(self.replay, self.prev[worker], self.obs[worker], env_steps)
+        self.prev[worker] = -1
+        self.episode_return[worker] = 0.0
+        self.episode_length[worker] = 0
+
+    def state_dict(self) -> dict:
+        """SelfPlay.state_dict's format over all workers' envs, without env states (they live in the
+        actors): a run resumed from it, in either mode, closes these episodes as truncated."""
+        flat = lambda a: a.reshape(-1, *a.shape[2:]).copy()  # noqa: E731
+        return {"obs": flat(self.obs), "prev": flat(self.prev), "episode_return": flat(self.episode_return),
+                "episode_length": flat(self.episode_length), "envs": None, "distributed": True}

@@ -1,0 +1,173 @@
+"""train.py --workers N: self-play on Ray actors, the learner and replay in the driver
+(agent/distributed/). The tests that need Ray share one simulated two-node cluster (a head with
+one CPU, a worker node with two) and are skipped when Ray is not installed; the flag checks run
+without it."""
+import signal
+import sys
+
+import numpy as np
+import pytest
+from stable_baselines3.common.callbacks import BaseCallback
+
+from agent.callbacks import EVALUATIONS_FILE
+from agent.cli import main as cli_main
+from agent.distributed import DistributedOptions, learn_distributed
+from agent.ez import EZAgent
+from agent.runner import RESULT_FILE, TrainingInterrupted, train_run
+from tests.test_agent_ez import TINY, tiny_agent
+
+STEPS = 400
+RUN = dict(eval_interval=200, eval_episodes=1, progress_bar=False, verbose=False, checkpoint_interval=None,
+           checkpoint_seconds=None, audit_episodes=0, device="cpu")
+OVERRIDES = {k: v for k, v in (s.split("=") for s in TINY)}
+
+
+def _overrides() -> dict:
+    import yaml
+    return {k: yaml.safe_load(v) for k, v in OVERRIDES.items()}
+
+
+# ---------------------------------------------------------------------------- without Ray
+def test_workers_without_ray_installed_name_the_extra(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    assert cli_main(["--workers", "1", "--steps", "100", "--logdir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--workers" in err and 'pip install -e ".[ray]"' in err
+    assert not list(tmp_path.iterdir())  # refused before the run directory was made
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--workers", "-1"], "--workers must be >= 0"),
+    (["--reanalyze-workers", "-2", "--workers", "1"], "--reanalyze-workers must be >= 0"),
+    (["--weight-sync-interval", "0", "--workers", "1"], "--weight-sync-interval must be >= 1"),
+    (["--reanalyze-workers", "1"], "needs --workers >= 1"),
+    (["--ray-address", "auto"], "needs --workers >= 1"),
+])
+def test_bad_distributed_flags_are_refused_by_name(flags, message, tmp_path, capsys):
+    assert cli_main([*flags, "--steps", "100", "--logdir", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_baseline_cannot_scale_out(tmp_path):
+    pytest.importorskip("ray")
+    with pytest.raises(ValueError, match="--workers runs the planner agent"):
+        train_run("ppo", "CartPole-v1", 0, 100, tmp_path, workers=1, **RUN)
+
+
+# ---------------------------------------------------------------------------- on a simulated cluster
+@pytest.fixture(scope="module")
+def cluster():
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    c.add_node(num_cpus=2)
+    yield c
+    if ray.is_initialized():
+        ray.shutdown()
+    c.shutdown()
+
+
+@pytest.fixture
+def connected(cluster):
+    import ray
+    if not ray.is_initialized():
+        ray.init(address=cluster.address, log_to_driver=False)
+    return ray
+
+
+def test_a_single_process_run_resumes_on_a_multi_node_cluster(cluster, tmp_path):
+    import ray
+    if ray.is_initialized():  # this test joins by address itself
+        ray.shutdown()
+    first = train_run("ez", "CartPole-v1", 0, 200, tmp_path, config_overrides=_overrides(), **RUN)
+    summary = train_run("ez", "CartPole-v1", 0, STEPS, tmp_path, resume=str(first.run_dir / "resume.pt"),
+                        workers=2, ray_address=cluster.address, **RUN)
+    assert summary.env_steps == STEPS
+    assert summary.config["distributed"]["workers"] == 2
+    assert not ray.is_initialized()  # the run disconnected from the cluster it joined
+
+
+@pytest.fixture
+def actor_handles(monkeypatch):
+    """The self-play actors the distributed loop makes, as they are made."""
+    from agent.distributed import loop
+    handles = []
+    make = loop._Loop._make
+
+    def recording_make(self, cls, count, offset):
+        made = make(self, cls, count, offset)
+        if cls is loop.SelfPlayActor:
+            handles.extend(made)
+        return made
+
+    monkeypatch.setattr(loop._Loop, "_make", recording_make)
+    return handles
+
+
+def test_ctrl_c_then_a_distributed_run_with_the_usual_files_then_single_process(connected, actor_handles, tmp_path,
+                                                                              monkeypatch):
+    from agent.callbacks import LogCallback
+    log_step, sent = LogCallback._on_step, []
+
+    def ctrl_c_at_200(self):
+        if self.num_timesteps >= 200 and not sent:
+            sent.append(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)  # what Ctrl-C sends; StopOnSignal takes it
+        return log_step(self)
+
+    with monkeypatch.context() as m:
+        m.setattr(LogCallback, "_on_step", ctrl_c_at_200)
+        with pytest.raises(TrainingInterrupted):
+            train_run("ez", "CartPole-v1", 0, STEPS, tmp_path, config_overrides=_overrides(), workers=2, **RUN)
+    run_dir = next(tmp_path.iterdir())
+    stopped = EZAgent.load(run_dir / "resume.pt", device="cpu")  # intact
+    assert 200 <= stopped.num_timesteps < STEPS and not (run_dir / RESULT_FILE).exists()
+    import ray
+    assert len(actor_handles) == 2
+    for actor in actor_handles:  # every actor is gone
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(actor.run.remote(1, 0.0, 0, []), timeout=30)
+
+    summary = train_run("ez", "CartPole-v1", 0, STEPS, tmp_path, resume=str(run_dir / "resume.pt"), workers=2,
+                        reanalyze_workers=1, **RUN)
+    for name in ("model.pt", "resume.pt", RESULT_FILE, EVALUATIONS_FILE, "config.yaml"):
+        assert (run_dir / name).exists(), name
+    assert summary.env_steps == STEPS and summary.history[-1].env_steps == STEPS
+    agent = EZAgent.load(run_dir / "resume.pt", device="cpu")
+    c = agent.config  # replay_ratio training steps per env step, from learning_starts on, as single-process
+    assert agent.learner.train_steps == ((STEPS - c.learning_starts) // c.num_envs + 1) * c.num_envs * c.replay_ratio
+
+    # ... and the single-process loop continues it, closing the actors' open episodes.
+    more = train_run("ez", "CartPole-v1", 0, STEPS + 200, tmp_path, resume=str(run_dir / "resume.pt"), **RUN)
+    assert more.env_steps == STEPS + 200
+    r = EZAgent.load(run_dir / "resume.pt", device="cpu").replay
+    nxt = r.next[: r.size]
+    assert ((nxt < 0) | (nxt > np.arange(r.size))).all()  # every link points forward
+
+
+class _KillOnce(BaseCallback):
+    """Kills one self-play actor (Ray restarts it) once the run passes `at` env steps."""
+
+    def __init__(self, at, handles):
+        super().__init__()
+        self.at, self.handles, self.killed = at, handles, False
+
+    def _on_step(self) -> bool:
+        import ray
+        if not self.killed and self.num_timesteps >= self.at:
+            ray.kill(self.handles[0], no_restart=False)
+            self.killed = True
+        return True
+
+
+def test_a_killed_actor_is_restarted_and_the_run_reaches_its_step_count(connected, actor_handles):
+    agent = tiny_agent(seed=3)
+    killer = _KillOnce(120, actor_handles)
+    learn_distributed(agent, 300, [killer], False, DistributedOptions(workers=2))
+    assert killer.killed
+    assert agent.num_timesteps == 300
+    r = agent.replay
+    # Every link points forward to a written entry: the killed worker's episodes were closed, not
+    # continued by the restarted actor's fresh ones.
+    nxt = r.next[: r.size]
+    assert ((nxt < 0) | (nxt > np.arange(r.size))).all()
