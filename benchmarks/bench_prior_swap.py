@@ -42,7 +42,7 @@ def main() -> None:
     torch.set_num_threads(1)
     rows = []
     for split in ("train", "test"):
-        for prior in ("learned", "uniform", "mixed(0.5)"):
+        for prior in ("learned", "uniform", "mixed(0.5)", "root-uniform", "root-mixed(0.5)"):
             agent = EZAgent.load(ROOT / "tests/fixtures/corridor_ez.pt", device="cpu")
             agent.set_objective(ObservationValue(position))
             agent.set_prior(prior)

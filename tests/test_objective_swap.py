@@ -204,8 +204,9 @@ def test_a_swapped_objective_takes_the_prior_chosen_for_swaps_unless_told_otherw
 def test_a_swapped_value_reaches_the_new_goal_from_varied_starts_with_a_flat_prior():
     """Corridor's test split starts anywhere inside; the fixture was trained to walk left. With a
     uniform prior, `prefer_right` ends at the right end in >= 19 of 20. (The default after a swap,
-    chosen on the transfer suite's dev objectives, is the learned prior, which CartPole needs; here
-    it still walks left from some starts: README, "Transfer".)"""
+    root-mixed(0.5), chosen on the transfer suite's dev objectives, keeps the learned prior below
+    the root, which CartPole needs; here it still walks left from 4 of 20 starts: README, "The
+    policy prior after a swap".)"""
     agent = load_fixture("corridor")
     agent.set_objective(ObservationValue(prefer_right), prior="uniform")
     result = evaluate(lambda obs: agent.predict(obs)[0], CORRIDOR, 0, 20, env_kwargs={"split": "test"})
