@@ -178,3 +178,19 @@ def test_transfer_loads_a_base_agent_instead_of_training_one_and_refuses_a_wrong
     assert "resume.pt" in capsys.readouterr().err
     assert main(argv + ["--base", f"{CORRIDOR}={corridor_run}"]) == 0
     assert not (tmp_path / "runs" / "base").exists()
+
+
+def test_transfer_measures_on_another_environment_and_never_mixes_it_with_the_own(corridor_run, tmp_path, capsys):
+    """--env/--env-kwargs: every measurement on Corridor's train split (starts mid-corridor)
+    instead of the objective's own test-split env; a study keeps its evaluation environment."""
+    argv = ["transfer", "--envs", CORRIDOR, "--split", "dev", "--out", str(tmp_path), "--steps", f"{CORRIDOR}=300",
+            "--oracles", "ez", "--priors", "uniform", "--episodes", "2", "--refit-steps", "20",
+            "--base", f"{CORRIDOR}={corridor_run}"]
+    shifted = ["--env", CORRIDOR, "--env-kwargs", '{"split": "train"}']
+    assert main(argv + shifted) == 0
+    rows = (tmp_path / "results.csv").read_text().splitlines()[1:]
+    assert rows and all(f",{CORRIDOR}," in r for r in rows)  # not glasszero/CorridorTest-v0
+    assert main(argv + ["--resume"]) == 2  # the same study on the objectives' own envs: refused
+    assert "another --out" in capsys.readouterr().err
+    assert main(["transfer", "--env", CORRIDOR, "--out", str(tmp_path / "all")]) == 2  # one base env only
+    assert "--envs" in capsys.readouterr().err

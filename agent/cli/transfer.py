@@ -3,6 +3,7 @@ agents trained on each objective (agent/studies/transfer.py).
 
     python train.py transfer --out results/transfer                       # the whole suite
     python train.py transfer --envs glasszero/Corridor-v0 --split dev --out results/transfer-dev
+    python train.py transfer --envs CartPole-v1 --env MyShiftedCartPole-v0 --env-module mymod --out results/shifted
 
 Writes OUT/results.csv (every measurement), OUT/summary.md, OUT/transfer.png and OUT/transfer.json
 (medians over the evaluation objectives; the prior after a swap chosen on the dev objectives).
@@ -12,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from types import SimpleNamespace
 import sys
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from agent.algorithms import parse_algorithms
+from agent.cli.env_flags import add_env_arguments, asks_for_env_change, check_env_arguments, resolve_env
 from agent.studies.transfer import PRIORS, TransferRun, summary, write_report
 from agent.studies.transfer_suite import BUDGETS, SUITE, select
 from common.checks import at_least, non_negative_seed
@@ -44,6 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--resume", action="store_true", help="reuse the runs and measurements already in OUT")
     p.add_argument("--progress", action="store_true", help="progress bars for the training runs")
+    add_env_arguments(p)  # --env ID etc.: measure on another environment (one --envs base only)
 
 
 def _budgets(items) -> dict:
@@ -79,6 +83,21 @@ def _bases(items) -> dict:
     return out
 
 
+def _evaluation_env(args: argparse.Namespace, objectives):
+    """The environment every measurement runs on when --env (or --wrapper, --env-kwargs) is given,
+    checked against the base environment's spaces; None: each objective's own."""
+    check_env_arguments(args)
+    if not asks_for_env_change(args):
+        return None
+    bases = sorted({o.base_env for o in objectives})
+    if len(bases) != 1:
+        raise ValueError(f"--env/--wrapper/--env-kwargs measure one base environment's objectives on another "
+                         f"environment: name that base with --envs (one of {', '.join(sorted(BUDGETS))}); "
+                         f"this selection has {len(bases)}: {', '.join(bases)}")
+    # The base agent need not exist yet: its spaces are its environment's (suite bases have no wrappers).
+    return resolve_env(SimpleNamespace(env_id=bases[0], wrappers=[], env_module=None), args)
+
+
 def run(args: argparse.Namespace) -> int:
     non_negative_seed("--seed", args.seed)
     at_least("--episodes", args.episodes, 1)
@@ -94,13 +113,14 @@ def run(args: argparse.Namespace) -> int:
     if "ez" not in oracles:
         raise ValueError("--oracles must include ez: scores are percentages of the ez oracle")
     objectives = select(SUITE, [e.strip() for e in args.envs.split(",")] if args.envs else None, args.split)
+    evaluation_env = _evaluation_env(args, objectives)
     out = Path(args.out)
     if not args.resume and (out / "results.csv").exists():
         raise ValueError(f"{out} already holds a transfer study; continue it with --resume or pick another --out")
     study = TransferRun(out, seed=args.seed, episodes=args.episodes, priors=priors, oracles=oracles,
                         refit_steps=args.refit_steps, budgets=_budgets(args.steps), bases=_bases(args.base),
-                        device=args.device,
-                        progress_bar=args.progress, write=tqdm.write)
+                        device=args.device, progress_bar=args.progress, write=tqdm.write,
+                        evaluation_env=evaluation_env)
     rows = study.run(objectives)
     command = "python train.py transfer " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     s = summary(rows, objectives, priors, command)

@@ -88,9 +88,13 @@ class TransferRun:
     def __init__(self, out: str | Path, seed: int = 0, episodes: int = 20, priors: Sequence[str] = PRIORS,
                  oracles: Sequence[str] = ("ez", "ppo"), refit_steps: int = 3000,
                  budgets: Optional[Dict[str, int]] = None, bases: Optional[Dict[str, str | Path]] = None,
-                 device: str = "auto", progress_bar: bool = False, write: Callable[[str], None] = print):
+                 device: str = "auto", progress_bar: bool = False, write: Callable[[str], None] = print,
+                 evaluation_env=None):
         """bases: {base env id: run directory} of agents trained earlier, loaded instead of trained
-        (each needs its resume.pt: refit reads its replay)."""
+        (each needs its resume.pt: refit reads its replay). evaluation_env: an EnvChoice
+        (agent/cli/env_flags.py) every measurement runs on instead of the objective's own env, with
+        the task's reward wrapper applied after its wrappers; oracles are still trained on the
+        objective's own env. A study keeps one: OUT/evaluation_env.json, checked on --resume."""
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.seed, self.episodes, self.priors = int(seed), int(episodes), list(priors)
@@ -100,6 +104,22 @@ class TransferRun:
         self.device, self.progress_bar, self.write = device, progress_bar, write
         self.path = self.out / "results.csv"
         self.rows = read_measurements(self.path)
+        self.evaluation_env = evaluation_env
+        self._keep_evaluation_env()
+
+    def _keep_evaluation_env(self) -> None:
+        """Rows measured on one environment never mix with rows measured on another."""
+        path = self.out / "evaluation_env.json"
+        mine = None if self.evaluation_env is None else self.evaluation_env._asdict()
+        if path.exists():
+            theirs = json.loads(path.read_text())
+        else:
+            theirs = mine if not self.rows else None  # rows already there were measured on their own envs
+            atomic_write_text(path, json.dumps(theirs))
+        if theirs != mine:
+            show = lambda e: "each objective's own env" if e is None else json.dumps(e)  # noqa: E731
+            raise ValueError(f"{self.out} holds measurements on {show(theirs)}; this run asks for {show(mine)}. "
+                             f"Pick another --out for another evaluation environment")
 
     # ---------------------------------------------------------------- training
     def _train(self, algo: str, env_id: str, label: str, wrappers: Sequence[str] = ()) -> Path:
@@ -131,8 +151,15 @@ class TransferRun:
         self.write(f"{m.objective:<28} {m.method:<10} {m.prior:<11} return {m.mean_return:8.3f}  "
                    f"success {m.success:.2f}" + (f"  ({m.wall_s:.0f} s)" if m.wall_s else ""))
 
+    def _env(self, o: SuiteObjective) -> str:
+        return o.env if self.evaluation_env is None else self.evaluation_env.env_id
+
     def _evaluate(self, act, o: SuiteObjective, check: bool = True) -> tuple:
-        return measured(evaluate(act, o.env, self.seed, self.episodes, wrappers=[o.wrapper], check=check))
+        e = self.evaluation_env
+        if e is None:
+            return measured(evaluate(act, o.env, self.seed, self.episodes, wrappers=[o.wrapper], check=check))
+        return measured(evaluate(act, e.env_id, self.seed, self.episodes, wrappers=[*e.wrappers, o.wrapper],
+                                 env_kwargs=e.env_kwargs, check=check))
 
     def measure(self, o: SuiteObjective) -> None:
         from agent.algorithms import load_agent
@@ -140,10 +167,10 @@ class TransferRun:
         from agent.refit import refit
         from agent.runner import RunSummary
         row = lambda method, prior, r, wall=0.0: self._add(  # noqa: E731
-            Measurement(o.name, o.env, o.split, method, prior, r[0], r[1], wall))
+            Measurement(o.name, self._env(o), o.split, method, prior, r[0], r[1], wall))
         if not self._have((o.name, "random", "")):
             rng = np.random.default_rng(self.seed)
-            n = _num_actions(o.env)
+            n = _num_actions(self._env(o))
             row("random", "", self._evaluate(lambda obs: rng.integers(0, n, len(obs)), o))
         base_dir = self.base(o.base_env)
         if not self._have((o.name, "floor", "learned")):
