@@ -145,8 +145,9 @@ def main() -> None:
             rows.append(row)
             print(f"{name:36s} {label:14s} {row['transitions']:6d} transitions   " +
                   "   ".join(f"{k}-step MSE {row[f'mse_{k}']:.4f}" for k in steps), flush=True)
-    # Per model, the mean over every policy but its own: the error where a swapped objective would go.
-    off_policy = {label: {f"mse_{k}": float(np.mean([r[f"mse_{k}"] for r in rows if r["model"] == label
+    # Per model, the mean over every policy but its own: the error where a swapped objective would go
+    # (policies whose episodes are all shorter than k steps have no k-step error: left out).
+    off_policy = {label: {f"mse_{k}": float(np.nanmean([r[f"mse_{k}"] for r in rows if r["model"] == label
                                                        and r["policy"] != f"trained ({label})"])) for k in steps}
                   for label in models}
     for label, errors in off_policy.items():
