@@ -18,6 +18,7 @@ lava deaths.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -51,6 +52,9 @@ def measure(run_dir: Path, episodes: int) -> dict:
     return {"seed": summary.seed, "env_steps": summary.env_steps, "success": round(float((returns > 0).mean()), 3),
             "lava_deaths": int(deaths.sum()), "episodes": episodes, "mean_return": round(float(returns.mean()), 3),
             "train_seconds": round(summary.wall_clock_s, 1), "settings_over_preset": changed,
+            "train_command": " ".join([f"python train.py --env {summary.env_id} --steps {summary.config.get('steps')} "
+                                       f"--seed {summary.seed} --eval-interval {summary.config.get('eval_interval')}",
+                                       *(f"--set '{k}={json.dumps(v)}'" for k, v in changed.items())]),
             "curve": [[r.env_steps, round(r.mean_return, 3)] for r in summary.history]}
 
 
