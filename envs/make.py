@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 import gymnasium as gym
 
 from common.imports import import_module, load_attr, parse_call
+from envs import minigrid
 
 
 class NotApplicable(ValueError):
@@ -26,6 +27,9 @@ def import_env_module(module: str) -> None:
 def _ensure_registered(env_id: str) -> None:
     if env_id.startswith("glasszero/"):
         import envs.testbeds  # noqa: F401  (registers the project's own testbeds)
+    if minigrid.is_grid_env(env_id):
+        minigrid.require_minigrid()  # importing minigrid registers its ids; a clear error without it
+        minigrid.register_full_view_ids()
     if env_id not in gym.registry:
         close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -74,11 +78,16 @@ def make(env_id: str, seed: Optional[int] = None, *, wrappers: Sequence[str | Ca
 
     `wrappers` holds gymnasium wrapper classes or strings (module docstring). `check=False` skips the
     planner's space check (the Stable-Baselines3 baselines accept more spaces than the planner).
+    A MiniGrid/BabyAI id gets MiniGrid's image observation first (envs/minigrid.py: the partial
+    view; `--wrapper envs.minigrid:FullView` for the whole grid).
     """
     if env_module:
         import_env_module(env_module)
     _ensure_registered(env_id)
     env = gym.make(env_id, **kwargs)
+    if env_id.startswith(minigrid.PREFIXES):
+        minigrid.check_wrappers(env_id, wrappers)
+        env = minigrid.GridImage(env)
     for w in wrappers:
         env = apply_wrapper(env, w)
     if check:

@@ -206,6 +206,67 @@ class NoSideEffect(Task):
         return bool(episode["terminated"] and not episode.get("broken", False))
 
 
+# ---------------------------------------------------------------- MiniGrid (full view: envs/minigrid.py)
+# A full-view grid is obs[x, y, (object, color, state)] with the agent drawn at its cell; the
+# tasks below read real and predicted grids alike (the decoder returns grids in the same integers).
+def _agent_at(obs, x: int, y: int):
+    from envs.minigrid import OBJECT
+    return obs[:, x, y, 0] == OBJECT["agent"]
+
+
+@register_task("minigrid-cell")
+class MiniGridCell(_ReachCell):
+    """A MiniGrid full view: walk to the cell (x, y) (MiniGrid's coordinates: x the column)."""
+
+    def __init__(self, x: int, y: int):
+        super().__init__(x=int(x), y=int(y))
+        self.x, self.y = int(x), int(y)
+
+    def at_target(self, obs):
+        return np.asarray(_agent_at(np.asarray(obs), self.x, self.y))
+
+    def value(self, obs):
+        """Minus the L1 distance from the agent's predicted cell to (x, y); minus W + H (farther
+        than any cell) where the predicted grid shows no agent."""
+        from envs.minigrid import agent_position
+        pos = agent_position(obs)
+        distance = _abs(pos[:, 0] - self.x) + _abs(pos[:, 1] - self.y)
+        missing = pos[:, 0] < 0
+        far = float(obs.shape[1] + obs.shape[2])
+        if isinstance(distance, np.ndarray):
+            return -np.where(missing, far, distance)
+        return -distance.masked_fill(missing, far)
+
+
+@register_task("minigrid-no-lava")
+class MiniGridNoLava(Task):
+    """A MiniGrid full view with lava: the environment's reward, with `penalty` charged on the step
+    that puts the agent on lava (a cell the grid before the step showed as lava; the agent is then
+    drawn over it). Success: the goal reached (positive return) - lava ends an episode at -penalty."""
+
+    def __init__(self, penalty: float = 1.0):
+        super().__init__(penalty=float(penalty))
+        self.penalty = float(penalty)
+
+    @staticmethod
+    def on_lava(grid_before, grid_after):
+        """[B] bool: the agent in grid_after stands on a cell grid_before shows as lava (lava never
+        moves, so the real grid at the root serves as grid_before for any predicted one)."""
+        from envs.minigrid import OBJECT, agent_cells
+        both = (grid_before[..., 0] == OBJECT["lava"]) & agent_cells(grid_after)
+        return both.reshape(both.shape[0], -1).any(1) if isinstance(both, np.ndarray) else both.flatten(1).any(1)
+
+    def __call__(self, obs, action, reward, next_obs, terminated):
+        lava = self.on_lava(np.asarray(obs), np.asarray(next_obs))
+        return (np.asarray(reward, np.float32) - self.penalty * lava).astype(np.float32)
+
+    def value(self, obs, root_obs):
+        """-penalty where the predicted grid puts the agent on the root's lava, else 0 (used with
+        the learned rewards kept on the edges, which lead to the goal)."""
+        lava = self.on_lava(root_obs, obs)
+        return -self.penalty * (lava.astype(np.float32) if isinstance(lava, np.ndarray) else lava.float())
+
+
 class TaskReward(gym.Wrapper):
     """Pay the task's reward instead of the environment's, end where the task ends (terminated),
     and report info['task_success'] on an episode's last step (see the module docstring)."""

@@ -25,8 +25,13 @@ class NetConfig:
     # its min and max entries; LayerNorm fitted the dynamics better (README, "Choices measured").
     # NetConfig.atari() keeps EfficientZero's min-max.
     latent_norm: str = "layernorm"
+    # Grid observations [W, H, C] of small integers (MiniGrid: (11, 6, 4), set by its presets): entry
+    # c is how many values channel c takes. Set, the networks read the grid one-hot and the decoder
+    # predicts each channel as a categorical (nets/grid.py). None: observations are read as numbers.
+    grid_values: Optional[Tuple[int, ...]] = None
     # The observation decoder, decode(latent) -> predicted observation, which objectives over
-    # observations read. None (the default): on for the MLP family, off for conv (no image decoder yet).
+    # observations read. None (the default): on for the MLP family and for grids (net.grid_values),
+    # off for pixel images, which have no decoder (true is refused for them).
     use_decoder: Optional[bool] = None
     # Whether the reconstruction loss shapes the latents (True, "joint") or the decoder only reads
     # them (False, a probe; the default). As a probe it cannot change what the other networks
@@ -65,6 +70,10 @@ class NetConfig:
         if min(self.value_support_size, self.reward_support_size) < 1:
             raise ValueError("NetConfig value_support_size and reward_support_size must be >= 1")
         self.hidden = tuple(int(h) for h in self.hidden)  # lists arrive from YAML / JSON
+        if self.grid_values is not None:
+            self.grid_values = tuple(int(v) for v in self.grid_values)
+            if not self.grid_values or min(self.grid_values) < 2:
+                raise ValueError(f"NetConfig.grid_values must list >= 2 values per channel, got {list(self.grid_values)}")
         if isinstance(self.budget, dict):
             self.budget = CapacityBudget(**self.budget)
 
@@ -84,9 +93,12 @@ class NetConfig:
         """Plain types only (for YAML / checkpoints); `NetConfig(**d)` reads it back."""
         d = asdict(self)
         d["hidden"] = list(self.hidden)
+        if self.grid_values is not None:
+            d["grid_values"] = list(self.grid_values)
         return d
 
     def resolve_family(self, obs_shape: Tuple[int, ...]) -> str:
         if self.family != "auto":
             return self.family
+        # A grid is an image too: "auto" gives it the conv family; the MiniGrid presets name one.
         return "conv" if len(obs_shape) == 3 else "mlp"

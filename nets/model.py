@@ -34,6 +34,7 @@ from torch import nn
 
 from nets.budget import CapacityRow, capacity_rows, check_budget
 from nets.config import NetConfig
+from nets.grid import GridDecoder, GridOneHot, check_grid_shape, encoded_shape
 from nets.conv import ConvDynamics, ConvPrediction, ConvRepresentation, latent_spatial_shape
 from nets.mlp import ConsistencyProjection, MLPDecoder, MLPDynamics, MLPPrediction, MLPRepresentation
 from nets.output import ModelOutput
@@ -87,29 +88,43 @@ class Model(nn.Module):
         self.num_actions = int(num_actions)
         self.config = config
         self.family = config.resolve_family(self.obs_shape)
+        grid = config.grid_values
+        if grid is not None:
+            check_grid_shape(self.obs_shape, grid)
+        # What the representation reads: the observation, or its one-hot grid (nets/grid.py).
+        net_shape = encoded_shape(self.obs_shape, grid, self.family) if grid is not None else self.obs_shape
         if self.family == "conv":
-            if len(self.obs_shape) != 3:
+            if len(net_shape) != 3:
                 raise ValueError(f"the conv family needs image observations [C, H, W], got shape {self.obs_shape}")
-            if config.use_decoder:
-                raise ValueError("net.use_decoder=true is supported by the MLP family only (no image decoder "
-                                 "yet); leave it unset or false for image observations")
-            spatial = latent_spatial_shape(self.obs_shape, config)
+            if config.use_decoder and grid is None:
+                raise ValueError("net.use_decoder=true: there is no decoder for pixel images (only for grids, "
+                                 "net.grid_values, and for vector observations); leave net.use_decoder unset or "
+                                 "false for this environment")
+            spatial = latent_spatial_shape(net_shape, config)
             self.latent_shape = (config.conv_channels, *spatial)
-            self.representation = ConvRepresentation(self.obs_shape, config)
+            self.representation = ConvRepresentation(net_shape, config)
             self.dynamics = ConvDynamics(self.num_actions, spatial, config)
             self.prediction = ConvPrediction(self.num_actions, spatial, config)
             decoder = None
         else:
             self.latent_shape = (config.latent_dim,)
-            self.representation = MLPRepresentation(self.obs_shape, config)
+            self.representation = MLPRepresentation(net_shape, config)
             self.dynamics = MLPDynamics(self.num_actions, config)
             self.prediction = MLPPrediction(self.num_actions, config)
             decoder = MLPDecoder if config.use_decoder is not False else None
+        if grid is not None:
+            # Parameter-free, so the core networks' weights are the same as without it.
+            self.representation = nn.Sequential(GridOneHot(grid, channels_first=self.family == "conv"),
+                                                self.representation)
+            decoder = self._grid_decoder if config.use_decoder is not False else None
         self.projection = ConsistencyProjection(math.prod(self.latent_shape), config.projection_hidden,
                                                 config.projection_dim, config.projection_head_hidden)
         # Built last, so that the other networks' initial weights do not depend on it.
         self.decoder = decoder(self.obs_shape, config) if decoder is not None else None
         check_budget(self.capacity_report(), config.budget)
+
+    def _grid_decoder(self, obs_shape, config: NetConfig) -> GridDecoder:
+        return GridDecoder(obs_shape, math.prod(self.latent_shape), tuple(reversed(config.hidden)), config.grid_values)
 
     @property
     def device(self) -> torch.device:
@@ -214,11 +229,14 @@ class Model(nn.Module):
         """Predicted observation [B, *obs_shape] for each latent."""
         if self.decoder is None:
             raise RuntimeError("this model has no observation decoder: it was trained with net.use_decoder=false, "
-                               "or is a conv model (no image decoder yet)")
+                               "or reads pixel images (no decoder for them)")
         return self.decoder(latent)
 
     def reconstruction_loss(self, latent: torch.Tensor, obs: ArrayLike) -> torch.Tensor:
-        """Mean squared error of decode(latent) against obs, per sample: shape [B]."""
+        """Per sample, shape [B]: the mean squared error of decode(latent) against obs, or for grids
+        (net.grid_values) the decoder's cross-entropy (nets/grid.py)."""
+        if isinstance(self.decoder, GridDecoder):
+            return self.decoder.loss(latent, torch.as_tensor(obs, device=self.device))
         target = torch.as_tensor(obs, device=self.device).float()
         return (self.decode(latent) - target).pow(2).flatten(1).mean(dim=1)
 

@@ -29,6 +29,10 @@ BUDGETS: Dict[str, int] = {
     "glasszero/Corridor-v0": 4_000,
     "glasszero/CornerGoal-v0": 10_000,
     "glasszero/SideEffects-v0": 4_000,
+    # MiniGrid full views (envs/minigrid.py); not yet run in the suite, so these are the steps the
+    # DoorKey-5x5 preset needed scaled to the smaller tasks, not measured budgets.
+    "glasszero/MiniGrid-Empty-5x5-Full-v0": 10_000,
+    "glasszero/MiniGrid-LavaGapS5-Full-v0": 20_000,
 }
 
 
@@ -89,6 +93,19 @@ SUITE: List[SuiteObjective] = [
                    {"row": 0, "col": 6, "rows": 5, "cols": 7}, "dev"),
     SuiteObjective("sideeffects no vase", "glasszero/SideEffects-v0", "glasszero/SideEffectsTest-v0",
                    "no-side-effect", {}, "eval", True),
+    # MiniGrid, full view (objectives over predicted grids need the agent's cell, which the
+    # egocentric partial view never shows). Empty-5x5 (trained to reach the goal at (3, 3) from
+    # (1, 1)): other cells of the 3x3 floor. LavaGapS5: the goal, never standing on lava.
+    SuiteObjective("minigrid empty cell (3,1)", "glasszero/MiniGrid-Empty-5x5-Full-v0",
+                   "glasszero/MiniGrid-Empty-5x5-Full-v0", "minigrid-cell", {"x": 3, "y": 1}, "dev"),
+    SuiteObjective("minigrid empty cell (1,3)", "glasszero/MiniGrid-Empty-5x5-Full-v0",
+                   "glasszero/MiniGrid-Empty-5x5-Full-v0", "minigrid-cell", {"x": 1, "y": 3}, "dev"),
+    SuiteObjective("minigrid empty cell (2,2)", "glasszero/MiniGrid-Empty-5x5-Full-v0",
+                   "glasszero/MiniGrid-Empty-5x5-Full-v0", "minigrid-cell", {"x": 2, "y": 2}, "eval"),
+    SuiteObjective("minigrid empty cell (3,2)", "glasszero/MiniGrid-Empty-5x5-Full-v0",
+                   "glasszero/MiniGrid-Empty-5x5-Full-v0", "minigrid-cell", {"x": 3, "y": 2}, "eval"),
+    SuiteObjective("minigrid lavagap no lava", "glasszero/MiniGrid-LavaGapS5-Full-v0",
+                   "glasszero/MiniGrid-LavaGapS5-Full-v0", "minigrid-no-lava", {}, "eval", True),
 ]
 
 
