@@ -3,8 +3,8 @@
 A model trained only on its own policy's states predicts badly where a swapped objective takes the
 agent. So the last `round(explore_fraction * num_envs)` self-play envs (the *explorers*) act under
 the training objective plus a per-episode target: one observation entry j, drawn at random, to be
-held at t (in units of that entry's spread over the observations self-play has seen, t ~ U(-2, 2)). Each edge of their search is
-credited
+held at t (in units of that entry's spread over the observations self-play has seen, t ~ U(-2, 2)).
+Each edge of their search is credited (a Penalized objective over the training one)
 
     base reward  -  explore_weight * |(o'_j - mean_j) / std_j - t|        (o' = decode(latent'))
 
@@ -25,7 +25,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from planners.objectives import Objective, predicted_observation
+from planners.objectives import Objective, Penalized
 
 TARGET_RANGE = 2.0  # targets t ~ U(-2, 2) spreads: reachable for most entries, off the usual path
 
@@ -35,48 +35,31 @@ def explorer_count(fraction: float, num_envs: int) -> int:
     return min(int(round(fraction * num_envs)), num_envs - 1)
 
 
-class HoldEntry(Objective):
-    """`base` plus, per tree b, `-weight * |z_j(b)(o') - t(b)|` on each edge (see the module doc).
+class TargetDistance:
+    """The explorers' penalty over predicted observations [B, *obs] -> [B]: per row b (tree b: row
+    b of every batch the search evaluates belongs to root b), |z_j(b)(o') - t(b)| in spreads."""
 
-    Rows are trees: row b of every batch the search evaluates belongs to root b, so the targets are
-    per row. Not in the objective registry: it exists only inside self-play.
-    """
+    def __init__(self):
+        self.set(np.zeros(0, np.int64), np.zeros(0), np.zeros(1), np.ones(1))
 
-    def __init__(self, base: Objective, entry: np.ndarray, target: np.ndarray, mean: np.ndarray,
-                 std: np.ndarray, weight: float):
-        self.base, self.weight = base, float(weight)
-        self.discount, self.max_depth = base.discount, base.max_depth
+    def set(self, entry: np.ndarray, target: np.ndarray, mean: np.ndarray, std: np.ndarray) -> None:
         self.entry = torch.as_tensor(entry, dtype=torch.long)  # [n]
         self.target = torch.as_tensor(target, dtype=torch.float32)  # [n]
         self.mean = torch.as_tensor(mean[entry], dtype=torch.float32)  # [n]
         self.std = torch.as_tensor(std[entry], dtype=torch.float32)  # [n]
 
-    def observe(self, root_obs) -> None:
-        self.base.observe(root_obs)
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        flat, dev = obs.reshape(len(obs), -1), obs.device
+        picked = flat[torch.arange(len(obs), device=dev), self.entry.to(dev)].float()
+        return ((picked - self.mean.to(dev)) / self.std.to(dev) - self.target.to(dev)).abs()
 
-    def ends(self, model, out):
-        return self.base.ends(model, out)
 
-    def bonus(self, model, latent: torch.Tensor) -> torch.Tensor:
-        obs = predicted_observation(model, latent, "HoldEntry (self-play explorers)").reshape(len(latent), -1)
-        rows = torch.arange(len(latent), device=obs.device)
-        z = (obs[rows, self.entry.to(obs.device)].float() - self.mean.to(obs.device)) / self.std.to(obs.device)
-        return -self.weight * (z - self.target.to(obs.device)).abs()
-
-    def edge_reward(self, model, parent_latent, action, out):
-        return self.base.edge_reward(model, parent_latent, action, out) + self.bonus(model, out.latent)
-
-    def leaf_value(self, model, out):
-        return self.base.leaf_value(model, out)
-
-    def terminal_value(self, model, out):
-        return self.base.terminal_value(model, out)
-
-    def describe(self) -> str:
-        return f"HoldEntry(weight={self.weight:g}) of [{self.base.describe()}]"
-
-    def to_spec(self) -> dict:  # never saved: the explorers' state is (entry, target), SelfPlay's
-        return {"name": "hold-entry", "base": self.base.to_spec(), "weight": self.weight}
+def hold_entry(base: Objective, entry: np.ndarray, target: np.ndarray, mean: np.ndarray, std: np.ndarray,
+               weight: float) -> Penalized:
+    """`base` with `weight * |z_j(b)(o') - t(b)|` subtracted on each edge of tree b (module doc)."""
+    distance = TargetDistance()
+    distance.set(entry, target, mean, std)
+    return Penalized(base, distance, weight, numpy=False)
 
 
 class Explorers:
@@ -90,6 +73,7 @@ class Explorers:
         self.seen = 0  # observations counted in the statistics below
         self.mean = np.zeros(self.obs_size)  # [D] their mean
         self.sq = np.zeros(self.obs_size)  # [D] their sum of squared deviations (Chan et al.'s update)
+        self._objective: Optional[Penalized] = None  # built once per base objective, targets updated in place
 
     def observe(self, obs: np.ndarray) -> None:
         """Count a batch of observations [B, *obs] into the running mean and spread."""
@@ -115,8 +99,14 @@ class Explorers:
             self.entry[which] = rng.integers(0, self.obs_size, size=k)
             self.target[which] = rng.uniform(-TARGET_RANGE, TARGET_RANGE, size=k)
 
-    def objective(self, base: Objective) -> HoldEntry:
-        return HoldEntry(base, self.entry, self.target, self.mean, self.std, self.weight)
+    def objective(self, base: Objective) -> Penalized:
+        """The explorers' objective over `base` with the current targets. Kept while the base is the
+        same object, so the penalty's first-call checks run once, not once per step."""
+        if self._objective is None or self._objective.base is not base:
+            self._objective = hold_entry(base, self.entry, self.target, self.mean, self.std, self.weight)
+        else:
+            self._objective.penalty.fn.set(self.entry, self.target, self.mean, self.std)
+        return self._objective
 
     def state_dict(self) -> dict:
         return {"entry": self.entry.copy(), "target": self.target.copy(), "seen": self.seen,

@@ -6,7 +6,7 @@ import torch
 
 from agent.callbacks import CheckpointCallback
 from agent.ez import EZAgent
-from agent.explore import Explorers, HoldEntry, explorer_count
+from agent.explore import Explorers, explorer_count, hold_entry
 from nets.output import ModelOutput
 from planners.objectives import Learned
 from tests.test_agent_ez import tiny_agent
@@ -27,7 +27,7 @@ class IdentityDecoder:
 
 def test_each_explorer_tree_is_credited_for_its_own_target():
     mean, std = np.array([0.0, 1.0, 0.0]), np.array([1.0, 2.0, 1.0])
-    hold = HoldEntry(Learned(0.9), entry=np.array([0, 1]), target=np.array([1.0, -1.0]), mean=mean, std=std,
+    hold = hold_entry(Learned(0.9), entry=np.array([0, 1]), target=np.array([1.0, -1.0]), mean=mean, std=std,
                      weight=0.5)
     latent = torch.tensor([[3.0, 0.0, 0.0], [0.0, 1.0, 9.0]])
     out = ModelOutput(latent=latent, reward=torch.tensor([1.0, 2.0]), value=torch.zeros(2),
@@ -52,6 +52,11 @@ def test_targets_are_drawn_against_the_running_spread_and_redrawn_only_for_new_e
     explorers.redraw(np.array([False, True, False]), np.random.default_rng(1))
     assert explorers.entry[0] == before["entry"][0] and explorers.target[2] == before["target"][2]
     assert explorers.target[1] != before["target"][1]
+    base = Learned(0.9)
+    kept = explorers.objective(base)
+    explorers.redraw(np.array([True, False, False]), np.random.default_rng(2))
+    assert explorers.objective(base) is kept  # one objective per base: its checks ran once
+    np.testing.assert_allclose(kept.penalty.fn.target.numpy(), explorers.target, rtol=1e-6)
     assert explorer_count(0.25, 8) == 2 and explorer_count(0.0, 8) == 0 and explorer_count(0.99, 4) == 3
 
 
@@ -61,7 +66,7 @@ def test_an_explorer_objective_steers_a_trained_agent_to_its_target_from_any_sta
     explorers search with during training."""
     agent = load_fixture("corridor")
     D = int(np.prod(agent.obs_shape))
-    agent.set_objective(HoldEntry(Learned(agent.config.discount), np.array([0]), np.array([1.0]), np.zeros(D),
+    agent.set_objective(hold_entry(Learned(agent.config.discount), np.array([0]), np.array([1.0]), np.zeros(D),
                                   np.ones(D), 1.0), prior="learned")
     ends = corridor_ends(agent, episodes=8)
     assert ends.count("R") >= 5, ends
