@@ -38,12 +38,17 @@ class SearchConfig:
     gumbel_max_considered: int = 16
     gumbel_c_visit: float = 50.0
     gumbel_c_scale: float = 0.1
+    # How the search calls the model: "auto" compiles the MLP's step into the search loop where
+    # it can (planners/fused.py), "torch" calls torch every simulation. Same trees either way.
+    inference: str = "auto"
 
     def __post_init__(self):
         if self.num_simulations < 1:
             raise ValueError(f"num_simulations must be >= 1, got {self.num_simulations}")
         if self.algorithm not in ("puct", "gumbel"):
             raise ValueError(f"search algorithm must be 'puct' or 'gumbel', got {self.algorithm!r}")
+        if self.inference not in ("auto", "torch"):
+            raise ValueError(f"search.inference must be 'auto' or 'torch', got {self.inference!r}")
         self.root_prior_mix()  # validate early
 
     def prior_mix(self) -> float:

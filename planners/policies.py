@@ -51,7 +51,8 @@ def puct_policy(model, objective, obs, config: SearchConfig, *, rng: np.random.G
     rule = PUCTRoot(rng if add_noise else None, config.dirichlet_alpha, config.root_exploration_fraction)
     tree = search(model, objective, root, config.num_simulations, root_rule=rule,
                   interior_rule=PUCT(config.pb_c_init, config.pb_c_base), prior_mix=config.prior_mix(),
-                  root_prior_mix=config.root_prior_mix(), action_mask=action_mask, backend=backend)
+                  root_prior_mix=config.root_prior_mix(), action_mask=action_mask, backend=backend,
+                  inference=config.inference)
     stats = _root_stats(tree, backend)
     visits = stats[0]
     total = visits.sum(axis=1, keepdims=True)
@@ -72,7 +73,8 @@ def gumbel_policy(model, objective, obs, config: SearchConfig, *, rng: np.random
                       config.gumbel_c_visit, config.gumbel_c_scale)
     tree = search(model, objective, root, config.num_simulations, root_rule=rule,
                   interior_rule=PUCT(config.pb_c_init, config.pb_c_base), prior_mix=config.prior_mix(),
-                  root_prior_mix=config.root_prior_mix(), action_mask=action_mask, backend=backend)
+                  root_prior_mix=config.root_prior_mix(), action_mask=action_mask, backend=backend,
+                  inference=config.inference)
     stats = _root_stats(tree, backend)
     action, weights = gumbel.decide(tree, rule.state, stats[0], backend)
     return _output(action, weights, rule.root_prior, tree, stats, backend)

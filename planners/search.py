@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from nets.output import ModelOutput
-from planners import buffers, gumbel, kernels
+from planners import buffers, fused, gumbel, kernels
 from planners.objectives import Objective
 from planners.tree import ROOT, Tree
 
@@ -97,7 +97,8 @@ class GumbelRoot(RootRule):
 
 def search(model, objective: Objective, root: ModelOutput, num_simulations: int, *,
            root_rule: RootRule, interior_rule: PUCT = PUCT(), prior_mix: float = 1.0,
-           root_prior_mix: Optional[float] = None, action_mask=None, backend: ModuleType = kernels) -> Tree:
+           root_prior_mix: Optional[float] = None, action_mask=None, backend: ModuleType = kernels,
+           inference: str = "auto") -> Tree:
     """Run `num_simulations` simulations from B roots at once and return the searched trees.
 
     root: the model's output at the B root observations (`model.initial_inference`).
@@ -106,6 +107,9 @@ def search(model, objective: Objective, root: ModelOutput, num_simulations: int,
     root_prior_mix at the root (SearchConfig.root_prior_mix(); None: prior_mix).
     action_mask: [B, A] bool, legal actions at the root (ANDed with the model's own mask, if any).
     backend: the Numba kernels, or the pure-Python reference the tests compare them with.
+    inference: "auto" runs the whole search in one Numba call where it can (planners/fused.py:
+    the Learned objective, an MLP model on the CPU, the kernels backend), "torch" always calls
+    the model through torch once per simulation.
     """
     with torch.no_grad():
         root = objective_view(objective, model, root, root=True)
@@ -129,10 +133,48 @@ def search(model, objective: Objective, root: ModelOutput, num_simulations: int,
                              "action_mask and the model's action_mask); rows without one: "
                              f"{np.flatnonzero(stuck).tolist()}")
         root_rule.start(tree, backend)
-        _simulate(model, objective, root, tree, num_simulations, root_rule,
-                  interior_rule.exploration_table(tree.visit_count.shape[1], backend), prior_mix,
-                  packer, backend)
+        exploration = interior_rule.exploration_table(tree.visit_count.shape[1], backend)
+        program = _fused_program(model, objective, root, root_rule, backend, inference)
+        if program is not None:
+            _simulate_fused(program, objective, root, tree, num_simulations, root_rule, exploration,
+                            prior_mix, packer)
+        else:
+            _simulate(model, objective, root, tree, num_simulations, root_rule, exploration, prior_mix,
+                      packer, backend)
     return tree
+
+
+INFERENCE = ("auto", "torch")
+
+
+def _fused_program(model, objective, root, root_rule, backend, inference):
+    if inference not in INFERENCE:
+        raise ValueError(f"inference must be one of {INFERENCE}, got {inference!r}")
+    if backend is not kernels or type(root_rule) not in (PUCTRoot, GumbelRoot) or root.reward_state is not None:
+        return None
+    return fused.fused_program(model, objective, inference)
+
+
+def _simulate_fused(program, objective, root, tree, num_simulations, root_rule, exploration, prior_mix,
+                    packer):
+    """The simulation loop in one Numba call (planners/fused.py), on a numpy latent pool."""
+    B, N = tree.visit_count.shape
+    latent = root.latent.detach().numpy()
+    pool = np.empty((B * N, latent.shape[1]), np.float32)
+    pool[::N] = latent
+    sel = np.zeros((kernels.SEL_ROWS, B), np.int64)
+    terminal_column = packer.terminal_column if program.has_terminal else -1
+    gumbel_state = root_rule.state if isinstance(root_rule, GumbelRoot) else None
+    status = fused.simulate(tree, exploration, gumbel_state, sel, packer.host, pool, program, terminal_column,
+                            float(prior_mix), int(num_simulations))
+    if status == fused.MODEL_NOT_FINITE:
+        raise FloatingPointError(
+            "Model.recurrent_inference: the network produced NaN or inf in its value, reward, policy or terminal "
+            "output (training has probably diverged: lower the learning rate or clip gradients)")
+    if status >= 0:
+        raise ValueError(f"objective {objective.describe()!r} returned a non-finite edge reward "
+                         f"({packer.host[status, kernels.COL_REWARD]}) or leaf value "
+                         f"({packer.host[status, kernels.COL_VALUE]}) for tree {status}")
 
 
 def _simulate(model, objective, root, tree, num_simulations, root_rule, exploration, prior_mix,

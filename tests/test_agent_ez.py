@@ -200,7 +200,7 @@ def test_aux_value_head_learns_and_plugs_in_as_an_objective(tmp_path):
     opt = agent.aux.optimizer
     for group in opt.param_groups:
         group["lr"] = 1e-2
-    for _ in range(80):  # the aux loss alone: it moves the head and never the agent's networks
+    for _ in range(200):  # the aux loss alone: it moves the head and never the agent's networks
         loss = agent.learner.losses(batch)[0]["aux_near_one"].mean()
         opt.zero_grad()
         agent.learner.optimizer.zero_grad()

@@ -1,0 +1,222 @@
+"""The MLP family's recurrent step compiled with Numba, so a whole search can run without torch.
+
+Inside the search, torch's per-call overhead is most of the cost of a small network: a
+64-wide MLP step takes tens of microseconds through torch and a few through BLAS called from
+Numba (benchmarks/results/search_vs_mctx.json). `export(model)` copies the dynamics and
+prediction weights into one flat float32 array with a table of its layers (a `Program`);
+`recurrent_step` computes, for a batch, what `Model.recurrent_inference` does — the next latent
+(normalized), the decoded reward, the policy logits, the mean decoded value and the terminal
+flag — and writes the scalars straight into the search's packed rows (planners/kernels.py,
+COL_*), so that planners/fused.py runs every simulation of a search in one compiled call.
+
+The torch model is the reference: tests/test_compiled.py checks the two agree. Covered: the MLP
+family (grids too: the one-hot belongs to the representation, which stays in torch) without the
+value-prefix LSTM, on the CPU. For anything else `export` returns None and the search calls torch.
+The copy is taken per search (a few microseconds for these sizes), so it is never stale after a
+training step.
+
+Threads: `np.dot` in Numba calls SciPy's OpenBLAS, whose default is a thread per core. Its idle
+threads busy-wait after every call, which on a small machine slowed the torch calls around the
+search several-fold (a 50-simulation search at B=1 through torch: 6 ms alone, 30 ms after a compiled
+one). So the first export gives that BLAS as many threads as torch has (one, the project default).
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Optional
+
+import numpy as np
+import torch
+from numba import njit
+from torch import nn
+
+from nets.support import TRANSFORM_EPS
+
+# Rows of Program.nets: each network is a run of rows [first, last) of Program.layers.
+NET_DYNAMICS, NET_REWARD, NET_POLICY, NET_TERMINAL, NET_VALUE = 0, 1, 2, 3, 4
+NORM_LAYERNORM, NORM_MINMAX = 0, 1
+_LAYERNORM_EPS = 1e-5  # torch.nn.functional.layer_norm's default
+_MINMAX_FLOOR = 1e-5  # LatentNorm's guard against a constant latent
+
+# Columns of the packed rows (planners/kernels.py COL_*), repeated here so nets/ does not import
+# planners/; tests/test_compiled.py checks they agree.
+COL_REWARD, COL_VALUE, COL_LOGITS = 0, 1, 2
+
+
+class Program(NamedTuple):
+    """A model's dynamics and prediction networks as data Numba compiles against."""
+
+    weights: np.ndarray  # float32 [P]: every Linear's weight [out, in] then bias [out], back to back
+    layers: np.ndarray  # int64 [n, 4]: weight offset, bias offset, in features, out features
+    nets: np.ndarray  # int64 [4 + E, 2]: first and end layer of each network (NET_*; E value heads)
+    latent_norm: int  # NORM_*
+    reward_support: int  # S of the reward's 2S+1 bins
+    value_support: int
+    num_actions: int
+    has_terminal: bool
+
+
+def export(model) -> Optional[Program]:
+    """`model`'s recurrent step as a Program, or None where it is not covered (see the module
+    docstring): the caller then uses `model.recurrent_inference`."""
+    from nets.model import Model  # nets.model imports nothing from here; kept local for clarity
+
+    if type(model) is not Model or model.family != "mlp" or model.config.value_prefix_lstm:
+        return None
+    if model.device.type != "cpu":
+        return None
+    _match_torch_threads()
+    dyn, pred = model.dynamics, model.prediction
+    nets = [dyn.net, dyn.reward.out, pred.policy, pred.terminal] + list(pred.value.heads)
+    linears, ranges = [], []
+    for net in nets:
+        first = len(linears)
+        if net is not None:
+            linears += _linears(net)
+        ranges.append((first, len(linears)))
+    layers = np.zeros((len(linears), 4), np.int64)
+    chunks, offset = [], 0
+    for i, lin in enumerate(linears):
+        w, b = lin.weight.detach(), lin.bias.detach()
+        layers[i] = (offset, offset + w.numel(), w.shape[1], w.shape[0])
+        chunks += [w.reshape(-1), b]
+        offset += w.numel() + b.numel()
+    weights = torch.cat(chunks).to(torch.float32).numpy()
+    return Program(weights=weights, layers=layers, nets=np.asarray(ranges, np.int64),
+                   latent_norm=NORM_LAYERNORM if dyn.norm.kind == "layernorm" else NORM_MINMAX,
+                   reward_support=model.config.reward_support_size,
+                   value_support=model.config.value_support_size,
+                   num_actions=model.num_actions, has_terminal=pred.terminal is not None)
+
+
+_blas_threads: Optional[int] = None
+
+
+def _match_torch_threads() -> None:
+    """Limit the BLAS the kernels call to torch's thread count (see the module docstring), once
+    per process and again whenever torch's count changes."""
+    global _blas_threads
+    threads = torch.get_num_threads()
+    if threads != _blas_threads:
+        import scipy.linalg.cython_blas  # noqa: F401  (Numba's np.dot calls it: loaded first, so the limit reaches it)
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(threads, user_api="blas")
+        _blas_threads = threads
+
+
+def _linears(net: nn.Sequential):
+    """The Linear layers of an `mlp(...)` (Linear, ReLU, ..., Linear); anything else is refused,
+    since the kernel puts a ReLU between consecutive layers and nothing more."""
+    mods = list(net)
+    for i, m in enumerate(mods):
+        expected = nn.Linear if i % 2 == 0 else nn.ReLU
+        if type(m) is not expected:
+            raise TypeError(f"nets.compiled expects Linear/ReLU layers, found {type(m).__name__} in {net}")
+    return mods[0::2]
+
+
+# ---------------------------------------------------------------- kernels
+
+
+@njit(cache=True)
+def dense(program, layer, x, relu):
+    """x [B, in] float32 -> x W^T + b [B, out], ReLU'd when `relu`."""
+    w_off, b_off, n_in, n_out = program.layers[layer]
+    w = program.weights[w_off:w_off + n_in * n_out].reshape((n_out, n_in))
+    bias = program.weights[b_off:b_off + n_out]
+    y = np.dot(x, w.T)
+    for i in range(y.shape[0]):
+        for j in range(n_out):
+            v = y[i, j] + bias[j]
+            y[i, j] = max(v, np.float32(0.0)) if relu else v
+    return y
+
+
+@njit(cache=True)
+def run_net(program, net, x):
+    """The MLP `net` (NET_*) on x: ReLU between its layers, none after the last."""
+    first, end = program.nets[net]
+    for layer in range(first, end):
+        x = dense(program, layer, x, layer < end - 1)
+    return x
+
+
+@njit(cache=True)
+def normalize_latent(h, kind, out):
+    """LatentNorm of every row of h into `out` (float32 [B, L])."""
+    n = h.shape[1]
+    for i in range(h.shape[0]):
+        if kind == NORM_LAYERNORM:
+            mean = 0.0
+            for j in range(n):
+                mean += h[i, j]
+            mean /= n
+            var = 0.0
+            for j in range(n):
+                var += (h[i, j] - mean) ** 2
+            inv = 1.0 / math.sqrt(var / n + _LAYERNORM_EPS)
+            for j in range(n):
+                out[i, j] = (h[i, j] - mean) * inv
+        else:
+            lo = h[i].min()
+            scale = h[i].max() - lo
+            if scale < _MINMAX_FLOOR:
+                scale += _MINMAX_FLOOR
+            for j in range(n):
+                out[i, j] = (h[i, j] - lo) / scale
+
+
+@njit(cache=True)
+def support_scalar(logits, i, support):
+    """Row i of categorical logits over -S..S decoded to a scalar: softmax expectation, then h^-1
+    (nets/support.py)."""
+    top = logits[i].max()
+    total = 0.0
+    mean = 0.0
+    for k in range(logits.shape[1]):
+        p = math.exp(logits[i, k] - top)
+        total += p
+        mean += p * (k - support)
+    y = mean / total
+    eps = TRANSFORM_EPS
+    root = (math.sqrt(1.0 + 4.0 * eps * (abs(y) + 1.0 + eps)) - 1.0) / (2.0 * eps)
+    return math.copysign(root * root - 1.0, y) if y != 0.0 else 0.0
+
+
+@njit(cache=True)
+def recurrent_step(program, latent, action, out_latent, packed, terminal_column):
+    """Model.recurrent_inference for B rows: latent [B, L] float32 and action [B] int64 in; the
+    next latents into out_latent [B, L], and into packed [B, 3 + 2A] (float64) the reward, the
+    mean value, the policy logits and, at `terminal_column` (when >= 0), the terminal flag (1.0
+    where the terminal logit is > 0). Returns False if any output is not finite (the torch path
+    raises FloatingPointError then)."""
+    B, L = latent.shape
+    A = program.num_actions
+    x = np.zeros((B, L + A), np.float32)
+    for i in range(B):
+        x[i, :L] = latent[i]
+        x[i, L + action[i]] = 1.0
+    normalize_latent(run_net(program, NET_DYNAMICS, x), program.latent_norm, out_latent)
+    reward = run_net(program, NET_REWARD, out_latent)
+    logits = run_net(program, NET_POLICY, out_latent)
+    heads = program.nets.shape[0] - NET_VALUE
+    finite = True
+    for i in range(B):
+        packed[i, COL_REWARD] = support_scalar(reward, i, program.reward_support)
+        packed[i, COL_VALUE] = 0.0
+        for a in range(A):
+            packed[i, COL_LOGITS + a] = logits[i, a]
+            finite &= np.isfinite(logits[i, a])
+    for e in range(heads):
+        value = run_net(program, NET_VALUE + e, out_latent)
+        for i in range(B):
+            packed[i, COL_VALUE] += support_scalar(value, i, program.value_support) / heads
+    if program.has_terminal:
+        terminal = run_net(program, NET_TERMINAL, out_latent)
+        for i in range(B):
+            finite &= np.isfinite(terminal[i, 0])
+            if terminal_column >= 0:
+                packed[i, terminal_column] = 1.0 if terminal[i, 0] > 0.0 else 0.0
+    for i in range(B):
+        finite &= np.isfinite(packed[i, COL_REWARD]) and np.isfinite(packed[i, COL_VALUE])
+    return finite

@@ -1,0 +1,102 @@
+"""The compiled recurrent step (nets/compiled.py) against the torch model it copies, and the fused
+search (planners/fused.py) against the torch-driven loop: same outputs, same trees."""
+import numpy as np
+import pytest
+import torch
+
+from nets import compiled
+from nets.config import NetConfig
+from nets.model import build_model
+from planners import fused, kernels
+from planners.config import SearchConfig
+from planners.objectives import Learned, RewardOnly
+from planners.policies import plan
+
+CONFIGS = {
+    "default": NetConfig(),
+    "minmax, two hidden layers, terminal head, 3 value heads":
+        NetConfig(latent_dim=16, hidden=(32, 24), latent_norm="minmax", terminal_head=True, num_value_heads=3),
+}
+
+
+def _model(config, obs_dim=5, actions=3, seed=0):
+    torch.manual_seed(seed)
+    model = build_model((obs_dim,), actions, config, device="cpu").eval()
+    with torch.no_grad():  # larger weights than the init's, so rewards, values and terminals vary
+        for p in model.parameters():
+            p.mul_(2.0)
+    return model
+
+
+def test_packed_columns_agree_with_the_kernels():
+    assert (compiled.COL_REWARD, compiled.COL_VALUE, compiled.COL_LOGITS) == \
+        (kernels.COL_REWARD, kernels.COL_VALUE, kernels.COL_LOGITS)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.parametrize("batch", [1, 9])
+def test_recurrent_step_matches_the_torch_model(name, batch):
+    model = _model(CONFIGS[name])
+    program = compiled.export(model)
+    A = model.num_actions
+    rng = np.random.default_rng(batch)
+    with torch.no_grad():
+        latent = model.initial_inference(torch.as_tensor(rng.normal(size=(batch, 5)), dtype=torch.float32)).latent
+        action = torch.as_tensor(rng.integers(0, A, batch))
+        ref = model.recurrent_inference(latent, action)
+    out_latent = np.empty_like(latent.numpy())
+    packed = np.full((batch, 3 + 2 * A), np.nan)
+    terminal_column = 2 + A
+    assert compiled.recurrent_step(program, latent.numpy(), action.numpy(), out_latent, packed, terminal_column)
+    np.testing.assert_allclose(out_latent, ref.latent.numpy(), atol=1e-5)
+    np.testing.assert_allclose(packed[:, compiled.COL_REWARD], ref.reward.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(packed[:, compiled.COL_VALUE], ref.value.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(packed[:, 2:2 + A], ref.policy_logits.numpy(), rtol=1e-5, atol=1e-5)
+    if ref.terminal is not None:
+        assert (packed[:, terminal_column] > 0.5).tolist() == ref.terminal.tolist()
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.parametrize("algorithm", ["puct", "gumbel"])
+def test_fused_search_builds_the_torch_loops_trees(name, algorithm):
+    model = _model(CONFIGS[name])
+    obs = np.random.default_rng(3).normal(size=(12, 5)).astype(np.float32)
+    out = {}
+    for inference in ("auto", "torch"):
+        config = SearchConfig(num_simulations=40, algorithm=algorithm, inference=inference)
+        out[inference] = plan(model, Learned(0.99), obs, config, rng=np.random.default_rng(1))
+    fast, slow = out["auto"].tree, out["torch"].tree
+    for field in ("children", "visit_count", "parent", "depth", "terminal", "legal", "num_nodes"):
+        np.testing.assert_array_equal(getattr(fast, field), getattr(slow, field), err_msg=field)
+    for field in ("value_sum", "leaf_value", "edge_reward", "prior"):
+        # float32 rounding (BLAS and torch sum in different orders), relative to the field's scale
+        a, b = getattr(fast, field), getattr(slow, field)
+        assert np.abs(a - b).max() <= 1e-4 * max(1.0, np.abs(b).max()), field
+    np.testing.assert_array_equal(out["auto"].action, out["torch"].action)
+    if CONFIGS[name].terminal_head:
+        assert fast.terminal.any()  # the absorbing-state path was exercised
+
+
+def test_fused_path_is_taken_only_where_it_computes_the_same_thing():
+    model = _model(NetConfig())
+    assert fused.fused_program(model, Learned(), "auto") is not None
+    assert fused.fused_program(model, Learned(), "torch") is None
+    assert fused.fused_program(model, RewardOnly(3), "auto") is None  # other objectives go through torch
+    assert compiled.export(_model(NetConfig(value_prefix_lstm=True, budget={"allow_recurrence": True}))) is None
+    roomy = {"max_network_params": 10**6, "max_core_params": 10**7}
+    conv = build_model((3, 8, 8), 2, NetConfig(conv_channels=4, conv_downsample=False, budget=roomy), device="cpu")
+    assert compiled.export(conv) is None
+
+
+def test_a_diverged_network_fails_loudly_in_the_fused_search():
+    model = _model(NetConfig())
+    with torch.no_grad():
+        model.dynamics.reward.out[0].weight.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="NaN or inf"):
+        plan(model, Learned(), np.zeros((2, 5), np.float32), SearchConfig(num_simulations=5),
+             rng=np.random.default_rng(0))
+
+
+def test_search_inference_setting_is_checked():
+    with pytest.raises(ValueError, match="search.inference"):
+        SearchConfig(inference="jit")
