@@ -48,6 +48,7 @@ class EvalRecord:
     wall_clock_s: float
     mean_return: float
     std_return: float
+    eval_seconds: float = 0.0  # how long this evaluation itself took (part of wall_clock_s)
 
 
 class EvalCallback(BaseCallback):
@@ -98,9 +99,12 @@ class EvalCallback(BaseCallback):
 
     def evaluate(self) -> EvalResult:
         """Evaluate now, at the agent's current step, and record it."""
+        began = time.time()
         result = evaluate(lambda obs: self.model.predict(obs, deterministic=True)[0], self.env_id, self.seed,
                           self.episodes, wrappers=self.wrappers, env_kwargs=self.env_kwargs, check=self.check)
-        record = EvalRecord(self.num_timesteps, time.time() - self.start, result.mean_return, result.std_return)
+        now = time.time()
+        record = EvalRecord(self.num_timesteps, now - self.start, result.mean_return, result.std_return,
+                            now - began)
         self.history.append(record)
         self.last = result
         self.logger.record("eval/mean_return", record.mean_return)

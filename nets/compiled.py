@@ -1,10 +1,10 @@
-"""The MLP family's recurrent step compiled with Numba, so a whole search can run without torch.
+"""The MLP family's inference compiled with Numba, so a whole search can run without torch.
 
 Inside the search, torch's per-call overhead is most of the cost of a small network: a
 64-wide MLP step takes tens of microseconds through torch and a few through BLAS called from
-Numba (benchmarks/results/search_vs_mctx.json). `export(model)` copies the dynamics and
-prediction weights into one flat float32 array with a table of its layers (a `Program`);
-`recurrent_step` computes, for a batch, what `Model.recurrent_inference` does — the next latent
+Numba (benchmarks/results/search_vs_mctx.json). `export(model)` copies the representation, dynamics
+and prediction weights into one flat float32 array with a table of its layers (a `Program`);
+`initial_step` computes what `Model.initial_inference` does, and `recurrent_step` computes, for a batch, what `Model.recurrent_inference` does — the next latent
 (normalized), the decoded reward, the policy logits, the mean decoded value and the terminal
 flag — and writes the scalars straight into the search's packed rows (planners/kernels.py,
 COL_*), so that planners/fused.py runs every simulation of a search in one compiled call.
@@ -12,8 +12,8 @@ COL_*), so that planners/fused.py runs every simulation of a search in one compi
 The torch model is the reference: tests/test_compiled.py checks the two agree. Covered: the MLP
 family (grids too: the one-hot belongs to the representation, which stays in torch) without the
 value-prefix LSTM, on the CPU. For anything else `export` returns None and the search calls torch.
-The copy is taken per search (a few microseconds for these sizes), so it is never stale after a
-training step.
+The copy is retaken whenever the weights have changed (an optimizer step, a load), so it is
+never stale.
 
 Threads: `np.dot` in Numba calls SciPy's OpenBLAS, whose default is a thread per core. Its idle
 threads busy-wait after every call, which on a small machine slowed the torch calls around the
@@ -23,6 +23,7 @@ one). So the first export gives that BLAS as many threads as torch has (one, the
 from __future__ import annotations
 
 import math
+import weakref
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -32,8 +33,9 @@ from torch import nn
 
 from nets.support import TRANSFORM_EPS
 
-# Rows of Program.nets: each network is a run of rows [first, last) of Program.layers.
-NET_DYNAMICS, NET_REWARD, NET_POLICY, NET_TERMINAL, NET_VALUE = 0, 1, 2, 3, 4
+# Rows of Program.nets: each network is a run of rows [first, last) of Program.layers (an empty
+# run where the model has no such network).
+NET_REPRESENTATION, NET_DYNAMICS, NET_REWARD, NET_POLICY, NET_TERMINAL, NET_VALUE = 0, 1, 2, 3, 4, 5
 NORM_LAYERNORM, NORM_MINMAX = 0, 1
 _LAYERNORM_EPS = 1e-5  # torch.nn.functional.layer_norm's default
 _MINMAX_FLOOR = 1e-5  # LatentNorm's guard against a constant latent
@@ -48,17 +50,27 @@ class Program(NamedTuple):
 
     weights: np.ndarray  # float32 [P]: every Linear's weight [out, in] then bias [out], back to back
     layers: np.ndarray  # int64 [n, 4]: weight offset, bias offset, in features, out features
-    nets: np.ndarray  # int64 [4 + E, 2]: first and end layer of each network (NET_*; E value heads)
+    nets: np.ndarray  # int64 [5 + E, 2]: first and end layer of each network (NET_*; E value heads)
     latent_norm: int  # NORM_*
     reward_support: int  # S of the reward's 2S+1 bins
     value_support: int
     num_actions: int
     has_terminal: bool
+    # Whether NET_REPRESENTATION is the model's whole representation (observations read as numbers,
+    # flattened); a grid's one-hot is not compiled, so those roots go through torch.
+    has_representation: bool
+
+
+# model -> (its Linear layers, the key of their weights when exported, the Program). Weak, so a
+# model that is dropped is not kept alive; a key is (data_ptr, _version) per tensor, which every
+# in-place update (an optimizer step, load_state_dict) changes.
+_exported: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def export(model) -> Optional[Program]:
-    """`model`'s recurrent step as a Program, or None where it is not covered (see the module
-    docstring): the caller then uses `model.recurrent_inference`."""
+    """`model`'s networks as a Program, or None where they are not covered (see the module
+    docstring): the caller then uses `model.recurrent_inference`. Rebuilt only after the
+    weights changed."""
     from nets.model import Model  # nets.model imports nothing from here; kept local for clarity
 
     if type(model) is not Model or model.family != "mlp" or model.config.value_prefix_lstm:
@@ -66,14 +78,36 @@ def export(model) -> Optional[Program]:
     if model.device.type != "cpu":
         return None
     _match_torch_threads()
+    cached = _exported.get(model)
+    if cached is None:
+        linears, ranges, has_representation = _layers(model)
+        cached = (linears, ranges, has_representation, None, None)
+    linears, ranges, has_representation, key, program = cached
+    now = tuple((t.data_ptr(), t._version) for lin in linears for t in (lin.weight, lin.bias))
+    if now != key:
+        program = _program(model, linears, ranges, has_representation)
+        _exported[model] = (linears, ranges, has_representation, now, program)
+    return program
+
+
+def _layers(model):
+    """The Linear layers of the networks the kernels run, in NET_* order, and each network's run
+    of them."""
+    representation = model.representation
+    has_representation = type(representation).__name__ == "MLPRepresentation"
     dyn, pred = model.dynamics, model.prediction
-    nets = [dyn.net, dyn.reward.out, pred.policy, pred.terminal] + list(pred.value.heads)
+    nets = [representation.net if has_representation else None, dyn.net, dyn.reward.out, pred.policy,
+            pred.terminal] + list(pred.value.heads)
     linears, ranges = [], []
     for net in nets:
         first = len(linears)
         if net is not None:
             linears += _linears(net)
         ranges.append((first, len(linears)))
+    return linears, np.asarray(ranges, np.int64), has_representation
+
+
+def _program(model, linears, ranges, has_representation) -> Program:
     layers = np.zeros((len(linears), 4), np.int64)
     chunks, offset = [], 0
     for i, lin in enumerate(linears):
@@ -82,11 +116,12 @@ def export(model) -> Optional[Program]:
         chunks += [w.reshape(-1), b]
         offset += w.numel() + b.numel()
     weights = torch.cat(chunks).to(torch.float32).numpy()
-    return Program(weights=weights, layers=layers, nets=np.asarray(ranges, np.int64),
-                   latent_norm=NORM_LAYERNORM if dyn.norm.kind == "layernorm" else NORM_MINMAX,
+    return Program(weights=weights, layers=layers, nets=ranges,
+                   latent_norm=NORM_LAYERNORM if model.dynamics.norm.kind == "layernorm" else NORM_MINMAX,
                    reward_support=model.config.reward_support_size,
                    value_support=model.config.value_support_size,
-                   num_actions=model.num_actions, has_terminal=pred.terminal is not None)
+                   num_actions=model.num_actions, has_terminal=model.prediction.terminal is not None,
+                   has_representation=has_representation)
 
 
 _blas_threads: Optional[int] = None
@@ -153,7 +188,8 @@ def normalize_latent(h, kind, out):
             mean /= n
             var = 0.0
             for j in range(n):
-                var += (h[i, j] - mean) ** 2
+                d = h[i, j] - mean
+                var += d * d
             inv = 1.0 / math.sqrt(var / n + _LAYERNORM_EPS)
             for j in range(n):
                 out[i, j] = (h[i, j] - mean) * inv
@@ -187,7 +223,7 @@ def support_scalar(logits, i, support):
 def recurrent_step(program, latent, action, out_latent, packed, terminal_column):
     """Model.recurrent_inference for B rows: latent [B, L] float32 and action [B] int64 in; the
     next latents into out_latent [B, L], and into packed [B, 3 + 2A] (float64) the reward, the
-    mean value, the policy logits and, at `terminal_column` (when >= 0), the terminal flag (1.0
+    mean value, the policy logits (`predict`) and, at `terminal_column` (when >= 0), the terminal flag (1.0
     where the terminal logit is > 0). Returns False if any output is not finite (the torch path
     raises FloatingPointError then)."""
     B, L = latent.shape
@@ -198,25 +234,48 @@ def recurrent_step(program, latent, action, out_latent, packed, terminal_column)
         x[i, L + action[i]] = 1.0
     normalize_latent(run_net(program, NET_DYNAMICS, x), program.latent_norm, out_latent)
     reward = run_net(program, NET_REWARD, out_latent)
-    logits = run_net(program, NET_POLICY, out_latent)
-    heads = program.nets.shape[0] - NET_VALUE
     finite = True
     for i in range(B):
         packed[i, COL_REWARD] = support_scalar(reward, i, program.reward_support)
-        packed[i, COL_VALUE] = 0.0
-        for a in range(A):
-            packed[i, COL_LOGITS + a] = logits[i, a]
-            finite &= np.isfinite(logits[i, a])
-    for e in range(heads):
-        value = run_net(program, NET_VALUE + e, out_latent)
-        for i in range(B):
-            packed[i, COL_VALUE] += support_scalar(value, i, program.value_support) / heads
+        finite &= np.isfinite(packed[i, COL_REWARD])
+    finite &= predict(program, out_latent, packed)
     if program.has_terminal:
         terminal = run_net(program, NET_TERMINAL, out_latent)
         for i in range(B):
             finite &= np.isfinite(terminal[i, 0])
             if terminal_column >= 0:
                 packed[i, terminal_column] = 1.0 if terminal[i, 0] > 0.0 else 0.0
+    return finite
+
+
+@njit(cache=True)
+def initial_step(program, obs, out_latent, packed):
+    """Model.initial_inference for B rows of flattened float32 observations [B, D] (where
+    program.has_representation): the latents into out_latent, and into packed a reward of 0,
+    the mean value and the policy logits. Returns False if any output is not finite."""
+    normalize_latent(run_net(program, NET_REPRESENTATION, obs), program.latent_norm, out_latent)
+    for i in range(obs.shape[0]):
+        packed[i, COL_REWARD] = 0.0
+    return predict(program, out_latent, packed)
+
+
+@njit(cache=True)
+def predict(program, latent, packed):
+    """The prediction network at `latent`: policy logits and the mean decoded value into packed.
+    Returns False if one is not finite."""
+    B = latent.shape[0]
+    logits = run_net(program, NET_POLICY, latent)
+    heads = program.nets.shape[0] - NET_VALUE
+    finite = True
     for i in range(B):
-        finite &= np.isfinite(packed[i, COL_REWARD]) and np.isfinite(packed[i, COL_VALUE])
+        packed[i, COL_VALUE] = 0.0
+        for a in range(program.num_actions):
+            packed[i, COL_LOGITS + a] = logits[i, a]
+            finite &= np.isfinite(logits[i, a])
+    for e in range(heads):
+        value = run_net(program, NET_VALUE + e, latent)
+        for i in range(B):
+            packed[i, COL_VALUE] += support_scalar(value, i, program.value_support) / heads
+    for i in range(B):
+        finite &= np.isfinite(packed[i, COL_VALUE])
     return finite

@@ -12,9 +12,11 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
+import torch
 from numba import njit
 
 from nets import compiled
+from nets.output import ModelOutput
 from planners import kernels
 from planners.objectives import Learned
 
@@ -28,6 +30,27 @@ def fused_program(model, objective, inference: str) -> Optional[compiled.Program
     if inference == "torch" or type(objective) is not Learned:
         return None
     return compiled.export(model)
+
+
+def initial_inference(model, program: compiled.Program, obs) -> ModelOutput:
+    """`model.initial_inference(obs)` through the compiled representation and prediction
+    (program.has_representation). Observations the model would refuse (a wrong shape, NaN or
+    inf) go to the torch path, which raises its own error for them."""
+    obs = obs.detach().cpu().numpy() if isinstance(obs, torch.Tensor) else np.asarray(obs)
+    if obs.ndim != len(model.obs_shape) + 1 or obs.shape[1:] != model.obs_shape or not np.isfinite(obs).all():
+        with torch.no_grad():
+            return model.initial_inference(obs)
+    flat = np.ascontiguousarray(obs.reshape(obs.shape[0], -1), np.float32)
+    B, A = len(flat), program.num_actions
+    latent = np.empty((B, program.layers[program.nets[compiled.NET_REPRESENTATION, 1] - 1, 3]), np.float32)
+    packed = np.empty((B, compiled.COL_LOGITS + A))
+    if not compiled.initial_step(program, flat, latent, packed):
+        raise FloatingPointError(
+            "Model.initial_inference: the network produced NaN or inf in its value, reward, policy or terminal "
+            "output (training has probably diverged: lower the learning rate or clip gradients)")
+    out = torch.from_numpy(packed.astype(np.float32))
+    return ModelOutput(latent=torch.from_numpy(latent), reward=out[:, compiled.COL_REWARD],
+                       value=out[:, compiled.COL_VALUE], policy_logits=out[:, compiled.COL_LOGITS:])
 
 
 @njit(cache=True)

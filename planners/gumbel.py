@@ -17,6 +17,7 @@ the most-visited actions; the policy target is softmax(logits + sigma(q̂)) over
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -60,6 +61,16 @@ def considered_visit_table(max_considered: int, num_simulations: int) -> np.ndar
     return np.asarray(sequence[:num_simulations], dtype=np.int64)
 
 
+@functools.lru_cache(maxsize=64)
+def _visit_tables(max_considered: int, num_simulations: int) -> np.ndarray:
+    """considered_visit_table(k, S) for k = 0 .. max_considered, stacked (one schedule per
+    possible number of considered actions: rows differ in legal actions). The same few tables
+    serve every search of a run, so they are built once; read-only, since they are shared."""
+    table = np.stack([considered_visit_table(k, num_simulations) for k in range(max_considered + 1)])
+    table.flags.writeable = False
+    return table
+
+
 def draw(tree: Tree, rng: np.random.Generator, add_noise: bool, max_considered: int,
          num_simulations: int, c_visit: float, c_scale: float) -> GumbelRoot:
     """The Gumbel root of B initialized trees: noise, considered actions and the halving tables."""
@@ -75,9 +86,7 @@ def draw(tree: Tree, rng: np.random.Generator, add_noise: bool, max_considered: 
     np.put_along_axis(considered, order[:, :m], True, axis=1)
     considered &= legal
     num_considered = considered.sum(axis=1).astype(np.int64)
-    # One schedule per possible number of considered actions (rows differ in legal actions).
-    table = np.stack([considered_visit_table(k, num_simulations)
-                      for k in range(int(num_considered.max()) + 1)])
+    table = _visit_tables(int(num_considered.max()), num_simulations)
     return GumbelRoot(root_score=np.where(considered, score, -np.inf), logits=logits,
                       raw_value=tree.leaf_value[:, ROOT].copy(), visit_table=table,
                       num_considered=num_considered, c_visit=float(c_visit), c_scale=float(c_scale),

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from nets.output import ModelOutput
-from planners import gumbel, kernels
+from planners import fused, gumbel, kernels
 from planners.config import SearchConfig
 from planners.search import PUCT, GumbelRoot, PUCTRoot, search
 from planners.tree import ROOT, Tree
@@ -47,7 +47,7 @@ def puct_policy(model, objective, obs, config: SearchConfig, *, rng: np.random.G
     visits^(1/temperature), or the most visited action when `deterministic` (lowest on ties).
     The policy target is the root's visit distribution (the prior where nothing was visited)."""
     _check_rng(rng)
-    root = _root(model, objective, obs)
+    root = _root(model, objective, obs, config.inference if backend is kernels else "torch")
     rule = PUCTRoot(rng if add_noise else None, config.dirichlet_alpha, config.root_exploration_fraction)
     tree = search(model, objective, root, config.num_simulations, root_rule=rule,
                   interior_rule=PUCT(config.pb_c_init, config.pb_c_base), prior_mix=config.prior_mix(),
@@ -68,7 +68,7 @@ def gumbel_policy(model, objective, obs, config: SearchConfig, *, rng: np.random
     own rule (the Gumbel noise already randomizes it, so `temperature` and `deterministic` have
     no effect) and targets the improved policy softmax(logits + sigma(completed Q))."""
     _check_rng(rng)
-    root = _root(model, objective, obs)
+    root = _root(model, objective, obs, config.inference if backend is kernels else "torch")
     rule = GumbelRoot(config.num_simulations, rng if add_noise else None, config.gumbel_max_considered,
                       config.gumbel_c_visit, config.gumbel_c_scale)
     tree = search(model, objective, root, config.num_simulations, root_rule=rule,
@@ -105,11 +105,15 @@ def _check_rng(rng) -> None:
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
 
 
-def _root(model, objective, obs) -> ModelOutput:
-    """The roots' model output; the objective sees the real observations first."""
+def _root(model, objective, obs, inference: str) -> ModelOutput:
+    """The roots' model output (compiled where the search will be: planners/fused.py); the
+    objective sees the real observations first."""
     if isinstance(obs, ModelOutput):
         return obs
     objective.observe(obs)
+    program = fused.fused_program(model, objective, inference)
+    if program is not None and program.has_representation:
+        return fused.initial_inference(model, program, obs)
     with torch.no_grad():
         return model.initial_inference(obs)
 

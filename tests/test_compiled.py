@@ -6,7 +6,7 @@ import torch
 
 from nets import compiled
 from nets.config import NetConfig
-from nets.model import build_model
+from nets.model import NonFiniteObservation, build_model
 from planners import fused, kernels
 from planners.config import SearchConfig
 from planners.objectives import Learned, RewardOnly
@@ -49,11 +49,47 @@ def test_recurrent_step_matches_the_torch_model(name, batch):
     terminal_column = 2 + A
     assert compiled.recurrent_step(program, latent.numpy(), action.numpy(), out_latent, packed, terminal_column)
     np.testing.assert_allclose(out_latent, ref.latent.numpy(), atol=1e-5)
-    np.testing.assert_allclose(packed[:, compiled.COL_REWARD], ref.reward.numpy(), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(packed[:, compiled.COL_VALUE], ref.value.numpy(), rtol=1e-4, atol=1e-5)
+    # torch decodes in float32, the kernel in float64
+    np.testing.assert_allclose(packed[:, compiled.COL_REWARD], ref.reward.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(packed[:, compiled.COL_VALUE], ref.value.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(packed[:, 2:2 + A], ref.policy_logits.numpy(), rtol=1e-5, atol=1e-5)
     if ref.terminal is not None:
         assert (packed[:, terminal_column] > 0.5).tolist() == ref.terminal.tolist()
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_initial_step_matches_the_torch_model(name):
+    model = _model(CONFIGS[name])
+    obs = np.random.default_rng(0).normal(size=(6, 5)).astype(np.float32)
+    with torch.no_grad():
+        ref = model.initial_inference(obs)
+    out = fused.initial_inference(model, compiled.export(model), obs)
+    np.testing.assert_allclose(out.latent.numpy(), ref.latent.numpy(), atol=1e-5)
+    # torch decodes in float32, the kernel in float64
+    np.testing.assert_allclose(out.value.numpy(), ref.value.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(out.policy_logits.numpy(), ref.policy_logits.numpy(), rtol=1e-5, atol=1e-5)
+    assert out.reward.abs().max() == 0 and out.terminal is None  # a root is never terminal
+
+
+def test_the_compiled_root_refuses_what_the_model_refuses():
+    model = _model(NetConfig())
+    bad = np.zeros((3, 5), np.float32)
+    bad[1, 2] = np.nan
+    with pytest.raises(NonFiniteObservation, match="row"):
+        plan(model, Learned(), bad, SearchConfig(num_simulations=3), rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="initial_inference expects"):
+        plan(model, Learned(), np.zeros((3, 4), np.float32), SearchConfig(num_simulations=3),
+             rng=np.random.default_rng(0))
+
+
+def test_the_export_follows_every_weight_update():
+    model = _model(NetConfig())
+    first = compiled.export(model)
+    assert compiled.export(model) is first  # unchanged weights: the same program
+    with torch.no_grad():
+        model.prediction.policy[0].bias.add_(1.0)
+    second = compiled.export(model)
+    assert second is not first and not np.array_equal(second.weights, first.weights)
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
