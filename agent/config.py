@@ -56,6 +56,10 @@ class AgentConfig:
     # roots per search, far cheaper per root); their priorities are then sampled before the
     # earlier ones' updates. Off: one search per training step.
     batched_reanalyze: bool = False
+    # > 0: rewards are stored in replay clipped to [-reward_clip, reward_clip], so the learner's
+    # targets see them clipped while episode returns and evaluations keep the game's score (the
+    # Atari 100k convention; set by the Atari preset). 0: off.
+    reward_clip: float = 0.0
     # --- learner
     replay_ratio: float = 0.25  # training steps per environment step
     learning_starts: int = 500  # environment steps collected before the first training step
@@ -95,6 +99,8 @@ class AgentConfig:
             raise ValueError(f"AgentConfig.explore_fraction must be in [0, 1), got {self.explore_fraction}")
         if self.explore_weight <= 0:
             raise ValueError(f"AgentConfig.explore_weight must be > 0, got {self.explore_weight}")
+        if self.reward_clip < 0:
+            raise ValueError(f"AgentConfig.reward_clip must be >= 0 (0: off), got {self.reward_clip}")
         if not 0.0 <= self.reanalyze_fraction <= 1.0:
             raise ValueError(f"AgentConfig.reanalyze_fraction must be in [0, 1], got {self.reanalyze_fraction}")
         if self.replay_ratio <= 0:
@@ -167,10 +173,19 @@ GRID_DEFAULTS: Dict[str, Any] = {
 }
 
 
+# Every Atari id (ALE/..., envs/atari.py) starts from EfficientZero's Atari 100k settings: its
+# networks (NetConfig.atari: conv, 6x6x64 latent, 601-bin supports), 50 simulations, batch 256,
+# rewards clipped to [-1, 1] for training.
+def atari_defaults() -> Dict[str, Any]:
+    return {**flatten({"net": NetConfig.atari().to_dict()}), "search.num_simulations": 50, "batch_size": 256,
+            "reward_clip": 1.0, "replay_capacity": 100_000}
+
+
 def preset(env_id: str) -> AgentConfig:
     """The preset for `env_id`, or the defaults for an environment without one."""
-    from envs.minigrid import is_grid_env  # no minigrid import: it only reads the id
-    base = GRID_DEFAULTS if is_grid_env(env_id) else {}
+    from envs.atari import is_atari_env  # neither imports its package: they read the id
+    from envs.minigrid import is_grid_env
+    base = GRID_DEFAULTS if is_grid_env(env_id) else atari_defaults() if is_atari_env(env_id) else {}
     return apply_overrides(AgentConfig(), {**base, **PRESETS.get(env_id, {})})
 
 

@@ -69,6 +69,7 @@ class EZAgent(Agent):
         self.obs_shape = tuple(probe.observation_space.shape)
         self.obs_dtype = probe.observation_space.dtype
         self.num_actions = int(probe.action_space.n)
+        self.frame_stack = envs.frame_stack_of(probe)  # > 1: replay keeps one frame per state
         probe.close()
         if not isinstance(config, AgentConfig):
             config = resolve_config(self.env_id, overrides=config)
@@ -256,9 +257,15 @@ class EZAgent(Agent):
     def _ensure_replay(self) -> Replay:
         c = self.config
         if self.replay is None:
-            self.replay = Replay(c.replay_capacity, self.obs_shape, self.num_actions,
-                                 alpha=c.priority_alpha, obs_dtype=self.obs_dtype, num_aux=len(c.aux_values))
+            self.replay = self.new_replay()
         return self.replay
+
+    def new_replay(self) -> Replay:
+        """An empty replay for this agent's environment and settings."""
+        c = self.config
+        return Replay(c.replay_capacity, self.obs_shape, self.num_actions, alpha=c.priority_alpha,
+                      obs_dtype=self.obs_dtype, num_aux=len(c.aux_values), frame_stack=self.frame_stack,
+                      reward_clip=c.reward_clip)
 
     def _start_selfplay(self) -> None:
         c = self.config
@@ -391,9 +398,7 @@ class EZAgent(Agent):
             warnings.warn(f"{e}; acting with the learned objective instead (set_objective to restore it)")
         training = payload.get("training")
         if training is not None:
-            agent.replay = Replay(agent.config.replay_capacity, agent.obs_shape, agent.num_actions,
-                                  alpha=agent.config.priority_alpha, obs_dtype=agent.obs_dtype,
-                                  num_aux=len(agent.config.aux_values))
+            agent.replay = agent.new_replay()
             agent.replay.load_state_dict(training["replay"])
             agent.learner.load_state_dict(training["learner"])
             if agent.aux is not None and training.get("aux"):

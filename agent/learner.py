@@ -162,7 +162,7 @@ class Learner:
         policy = replay.policy[slots]  # [B, K+1, A] what the acting search chose back then
         redo = u.acted.copy()
         redo[int(round(c.reanalyze_fraction * c.batch_size)):] = False  # sampling is random: a random subset
-        return Draft(index, weights, u, slots, replay.obs[slots], z, aux_value, policy, redo)
+        return Draft(index, weights, u, slots, replay.observations(slots), z, aux_value, policy, redo)
 
     def finish(self, replay: Replay, d: Draft) -> Batch:
         """The batch of a draft whose reanalyzed policies (if any) are in `d.policy[d.redo]`."""

@@ -172,7 +172,8 @@ def replay_transitions(replay) -> Tuple[np.ndarray, ...]:
     terminated), numpy, in storage order."""
     starts = _acted(replay)
     s, ns = starts % replay.capacity, replay.next[starts % replay.capacity] % replay.capacity
-    return replay.obs[s], replay.action[s], replay.reward[s], replay.obs[ns], replay.terminal[ns] & replay.final[ns]
+    return (replay.observations(s), replay.action[s], replay.reward[s], replay.observations(ns),
+            replay.terminal[ns] & replay.final[ns])
 
 
 def _acted(replay) -> np.ndarray:
@@ -269,7 +270,7 @@ def _replayed(agent, fn, name: str) -> _Replayed:
         raise ValueError("the run's replay holds no complete transition to refit on")
     states = np.unique(idx[idx >= 0])
     sid = np.where(idx >= 0, np.searchsorted(states, np.maximum(idx, 0)), -1)  # [N, K+1] -> row of `states`
-    obs = replay.obs[states % cap]
+    obs = replay.observations(states % cap)
     ended = replay.terminal[states % cap] & replay.final[states % cap]
     if hasattr(fn, "ends"):
         ended |= np.asarray(fn.ends(obs), bool) & _arrived(replay, states)

@@ -13,6 +13,14 @@ entry: no action, never sampled as a start) so that targets can tell
 A `next` of PENDING means the successor has not been written yet (the newest data): targets
 bootstrap there, and the unroll masks the steps beyond it. Because pointers only go forward in g,
 an entry that is still in the buffer never points at an overwritten one.
+
+Frame stacks (`frame_stack` S > 1, observations [S, *frame] from gymnasium's FrameStackObservation
+with its default "reset" padding, as the Atari path makes them): each entry keeps only its newest
+frame and `prev`, the global index of the episode's previous state, and `observations(slots)`
+rebuilds a stack by walking `prev` back S - 1 times, repeating the oldest frame it reaches: at an
+episode's start that is exactly the padding (the first frame repeated), so stacks come back as the
+environment showed them. The one approximation: a state whose predecessors were overwritten gets
+its oldest stored frame repeated. Memory per entry is a frame, not S of them.
 """
 from __future__ import annotations
 
@@ -43,15 +51,26 @@ class Unroll:
 
 class Replay:
     def __init__(self, capacity: int, obs_shape, num_actions: int, *, alpha: float = 0.6,
-                 eps: float = 1e-6, obs_dtype=np.float32, num_aux: int = 0):
+                 eps: float = 1e-6, obs_dtype=np.float32, num_aux: int = 0, frame_stack: int = 1,
+                 reward_clip: float = 0.0):
         if capacity < 1:
             raise ValueError(f"replay capacity must be >= 1, got {capacity}")
+        obs_shape = tuple(int(d) for d in obs_shape)
+        if frame_stack < 1 or (frame_stack > 1 and (len(obs_shape) < 2 or obs_shape[0] != frame_stack)):
+            raise ValueError(f"frame_stack {frame_stack} needs observations [{frame_stack}, *frame], got shape "
+                             f"{obs_shape}")
         self.capacity = int(capacity)
         self.num_actions = int(num_actions)
         self.alpha = float(alpha)
         self.eps = float(eps)
+        self.frame_stack = int(frame_stack)
+        self.reward_clip = float(reward_clip)  # > 0: rewards stored clipped to [-clip, clip] (Atari)
+        self.obs_shape = obs_shape
         n = self.capacity
-        self.obs = np.zeros((n, *obs_shape), dtype=obs_dtype)  # uint8 images stay uint8
+        # The observations (uint8 images stay uint8), or with frame stacks each entry's newest frame.
+        stored_shape = obs_shape[1:] if frame_stack > 1 else obs_shape
+        self.obs = np.zeros((n, *stored_shape), dtype=obs_dtype)
+        self.prev = np.full(n, -1, dtype=np.int64)  # global index of the episode's previous state, or -1
         self.action = np.zeros(n, dtype=np.int64)
         self.reward = np.zeros(n, dtype=np.float32)
         # Rewards of extra reward functions (train.py --aux-value NAME --reward module:fn), one column each.
@@ -96,9 +115,9 @@ class Replay:
         """
         g = self._slots(len(action))
         s = g % self.capacity
-        self.obs[s] = obs
+        self._store_obs(s, obs, prev)
         self.action[s] = action
-        self.reward[s] = reward
+        self.reward[s] = np.clip(reward, -self.reward_clip, self.reward_clip) if self.reward_clip > 0 else reward
         self.aux_reward[s] = 0.0 if aux_reward is None else aux_reward
         self.policy[s] = policy
         self.next[s] = PENDING
@@ -114,7 +133,7 @@ class Replay:
         """Close the episodes whose last acted state is `prev` with their final observation."""
         g = self._slots(len(prev))
         s = g % self.capacity
-        self.obs[s] = final_obs
+        self._store_obs(s, final_obs, prev)
         self.action[s] = 0
         self.reward[s] = 0.0
         self.aux_reward[s] = 0.0
@@ -126,6 +145,29 @@ class Replay:
         self.env_step[s] = env_step
         self.priority[s] = 0.0  # no action here: never the start of a sampled sequence
         self._link(np.asarray(prev), g)
+
+    def _store_obs(self, s: np.ndarray, obs, prev) -> None:
+        obs = np.asarray(obs)
+        self.obs[s] = obs[:, -1] if self.frame_stack > 1 else obs
+        self.prev[s] = prev
+
+    def observations(self, slots: np.ndarray) -> np.ndarray:
+        """The observations held in `slots` (any shape of slot indices) -> [*slots.shape, *obs_shape],
+        stacks rebuilt from single frames when frame_stack > 1 (module docstring)."""
+        slots = np.asarray(slots)
+        if self.frame_stack == 1:
+            return self.obs[slots]
+        S = self.frame_stack
+        out = np.empty((slots.size, *self.obs_shape), dtype=self.obs.dtype)
+        cur = slots.reshape(-1)
+        out[:, S - 1] = self.obs[cur]
+        oldest = self.total - self.capacity
+        for j in range(S - 2, -1, -1):
+            p = self.prev[cur]
+            live = (p >= 0) & (p >= oldest)
+            cur = np.where(live, p % self.capacity, cur)
+            out[:, j] = self.obs[cur]
+        return out.reshape(*slots.shape, *self.obs_shape)
 
     # ------------------------------------------------------------------ sampling
     def sample(self, batch_size: int, beta: float, rng: np.random.Generator):
@@ -196,8 +238,8 @@ class Replay:
             raise ValueError(f"resume replay has capacity {state['capacity']}, config says {self.capacity}")
         self.total, self.max_priority = int(state["total"]), float(state["max_priority"])
         for k in self._ARRAYS:
-            if k in state:  # resume files written before aux rewards or explorers existed lack those
+            if k in state:  # resume files written before aux rewards, explorers or `prev` existed lack those
                 getattr(self, k)[: len(state[k])] = state[k]
 
-    _ARRAYS = ("obs", "action", "reward", "aux_reward", "policy", "next", "terminal", "final", "explore",
-               "env_step", "priority")
+    _ARRAYS = ("obs", "prev", "action", "reward", "aux_reward", "policy", "next", "terminal", "final",
+               "explore", "env_step", "priority")

@@ -60,5 +60,5 @@ def value_targets(replay: Replay, unroll: Unroll, *, td_steps: int, discount: fl
         walking = step & ~replay.final[s]
     boot = stored & ~replay.terminal[s]
     if boot.any():
-        ret[boot] += scale[boot] * bootstrap(replay.obs[s[boot]])
+        ret[boot] += scale[boot] * bootstrap(replay.observations(s[boot]))
     return ret.reshape(shape).astype(np.float32), unroll.known.copy()

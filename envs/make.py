@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 import gymnasium as gym
 
 from common.imports import import_module, load_attr, parse_call
-from envs import minigrid
+from envs import atari, minigrid
 
 
 class NotApplicable(ValueError):
@@ -27,6 +27,8 @@ def import_env_module(module: str) -> None:
 def _ensure_registered(env_id: str) -> None:
     if env_id.startswith("glasszero/"):
         import envs.testbeds  # noqa: F401  (registers the project's own testbeds)
+    if atari.is_atari_env(env_id):
+        atari.require_ale()  # importing ale_py registers the ALE/ ids; a clear error without it
     if minigrid.is_grid_env(env_id):
         minigrid.require_minigrid()  # importing minigrid registers its ids; a clear error without it
         minigrid.register_full_view_ids()
@@ -79,12 +81,13 @@ def make(env_id: str, seed: Optional[int] = None, *, wrappers: Sequence[str | Ca
     `wrappers` holds gymnasium wrapper classes or strings (module docstring). `check=False` skips the
     planner's space check (the Stable-Baselines3 baselines accept more spaces than the planner).
     A MiniGrid/BabyAI id gets MiniGrid's image observation first (envs/minigrid.py: the partial
-    view; `--wrapper envs.minigrid:FullView` for the whole grid).
+    view; `--wrapper envs.minigrid:FullView` for the whole grid); an Atari id (ALE/...) the Atari
+    100k benchmark's preprocessing and frame stack (envs/atari.py).
     """
     if env_module:
         import_env_module(env_module)
     _ensure_registered(env_id)
-    env = gym.make(env_id, **kwargs)
+    env = atari.make(env_id, **kwargs) if atari.is_atari_env(env_id) else gym.make(env_id, **kwargs)
     if env_id.startswith(minigrid.PREFIXES):
         minigrid.check_wrappers(env_id, wrappers)
         env = minigrid.GridImage(env)
