@@ -58,7 +58,9 @@ class AgentConfig:
     batched_reanalyze: bool = False
     # > 0: rewards are stored in replay clipped to [-reward_clip, reward_clip], so the learner's
     # targets see them clipped while episode returns and evaluations keep the game's score (the
-    # Atari 100k convention; set by the Atari preset). 0: off.
+    # Atari 100k convention; set by the Atari preset). 0: off. A user reward function (aux_values,
+    # refit) is passed the environment's own reward in self-play but the clipped one when it is
+    # read back from replay (refit).
     reward_clip: float = 0.0
     # --- learner
     replay_ratio: float = 0.25  # training steps per environment step
@@ -138,7 +140,8 @@ class AgentConfig:
 
 # Settings that shape the networks, the replay or the data collected so far: a resumed run keeps
 # them (changing one would not continue the same run). Everything else may change with --resume.
-FIXED_ON_RESUME = ("net.", "num_envs", "explore_fraction", "replay_capacity", "aux_values", "aux_hidden", "discount", "objective")
+FIXED_ON_RESUME = ("net.", "num_envs", "explore_fraction", "replay_capacity", "aux_values", "aux_hidden", "discount", "objective",
+                   "reward_clip")
 
 # Settings older checkpoints carry that are now options of a run (agent/runner.py), not the agent's.
 RETIRED_KEYS = frozenset({"checkpoint_interval", "log_interval", "audit_episodes"})
@@ -175,10 +178,11 @@ GRID_DEFAULTS: Dict[str, Any] = {
 
 # Every Atari id (ALE/..., envs/atari.py) starts from EfficientZero's Atari 100k settings: its
 # networks (NetConfig.atari: conv, 6x6x64 latent, 601-bin supports), 50 simulations, batch 256,
-# rewards clipped to [-1, 1] for training.
+# rewards clipped to [-1, 1] for training, and its discount of 0.997 per emulator frame, which is
+# 0.997^4 per agent step (4 frames skipped). Where it differs from EfficientZero: envs/atari.py.
 def atari_defaults() -> Dict[str, Any]:
     return {**flatten({"net": NetConfig.atari().to_dict()}), "search.num_simulations": 50, "batch_size": 256,
-            "reward_clip": 1.0, "replay_capacity": 100_000}
+            "reward_clip": 1.0, "replay_capacity": 100_000, "discount": 0.997 ** 4}
 
 
 def preset(env_id: str) -> AgentConfig:

@@ -236,6 +236,12 @@ class Replay:
     def load_state_dict(self, state: dict) -> None:
         if state["capacity"] != self.capacity:
             raise ValueError(f"resume replay has capacity {state['capacity']}, config says {self.capacity}")
+        stored = tuple(state["obs"].shape[1:])
+        if stored != self.obs.shape[1:]:
+            raise ValueError(f"resume replay holds observations of shape {stored} per state, this replay "
+                             f"{self.obs.shape[1:]} (frame_stack {self.frame_stack}): it was written for another "
+                             f"environment or wrapper, or before replay kept one frame per stacked state; start "
+                             f"a new run")
         self.total, self.max_priority = int(state["total"]), float(state["max_priority"])
         for k in self._ARRAYS:
             if k in state:  # resume files written before aux rewards, explorers or `prev` existed lack those

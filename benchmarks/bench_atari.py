@@ -54,8 +54,8 @@ def main() -> None:
     start = time.time()
     warmup = min(config.learning_starts, args.steps)
     agent.learn(warmup)  # self-play only: training starts after learning_starts steps
-    selfplay_s = time.time() - start
-    agent.learn(args.steps - warmup)
+    selfplay_s, warmup = time.time() - start, agent.num_timesteps  # whole vector steps: may pass `warmup`
+    agent.learn(max(0, args.steps - warmup))
     total_s = time.time() - start
     replay = agent.replay
     per_state = replay_bytes_per_state(replay)

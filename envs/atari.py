@@ -1,5 +1,5 @@
 """Atari through the Arcade Learning Environment (`pip install -e ".[atari]"`): the Atari 100k
-benchmark's conventions, as EfficientZero ran it, applied by `envs.make` to every `ALE/...` id.
+benchmark's conventions, applied by `envs.make` to every `ALE/...` id.
 
     gym.make(id, frameskip=1, repeat_action_probability=0.0, full_action_space=False)
     AtariPreprocessing(noop_max=30, frame_skip=4, screen_size=96, grayscale_obs=True,
@@ -12,11 +12,14 @@ benchmark's conventions, as EfficientZero ran it, applied by `envs.make` to ever
 - Rewards are clipped to [-1, 1] for training only (AgentConfig.reward_clip, set by the Atari
   presets): replay stores clipped rewards, while episode returns and evaluations report the game's
   own score.
-- 96x96 grayscale frames stacked 4 deep. EfficientZero stacks 4 RGB frames (12 channels); one
-  channel per frame keeps replay at 9 KB per step, and replay stores each frame once
-  (agent/replay.py: frame stacks) so 100k steps take about 0.9 GB, not 3.7.
-- One life per episode ends only at game over (no terminal on life loss), so evaluation and
-  training see the same episodes.
+- 96x96 grayscale frames stacked 4 deep, and replay stores each frame once (agent/replay.py:
+  frame stacks), so 100k steps take about 0.9 GB, not 3.4.
+- An episode is a whole game, all lives: it ends only at game over, in training as in evaluation.
+
+Where this differs from EfficientZero's Atari runs: it stacks RGB frames (12 channels; one
+channel per frame here keeps a step at 9 KB), and it trains on episodes that end at each lost life
+(EpisodicLifeEnv) capped at 12,000 frames, evaluating on whole games. Its networks and discount
+are the preset's (agent/config.py, atari_defaults).
 """
 from __future__ import annotations
 
@@ -56,11 +59,11 @@ def make(env_id: str, **kwargs) -> gym.Env:
 
 
 def frame_stack_of(env: gym.Env) -> int:
-    """The depth of the FrameStackObservation (with its default "reset" padding, which replay's
-    frame storage rebuilds exactly) outermost in `env`'s wrappers; 1 when there is none."""
-    while isinstance(env, gym.Wrapper):
-        if isinstance(env, gym.wrappers.FrameStackObservation):
-            padding = env.padding_type
-            return int(env.stack_size) if isinstance(padding, str) and padding == "reset" else 1
-        env = env.env
+    """The depth of `env`'s frame stack when `env` itself is a FrameStackObservation with the
+    default "reset" padding (what replay's frame storage rebuilds exactly), else 1. Only the
+    outermost wrapper counts: one above the stack (a user's --wrapper) may reshape or mix its
+    frames, and then replay stores observations whole."""
+    if isinstance(env, gym.wrappers.FrameStackObservation):
+        padding = env.padding_type
+        return int(env.stack_size) if isinstance(padding, str) and padding == "reset" else 1
     return 1

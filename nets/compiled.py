@@ -12,13 +12,15 @@ COL_*), so that planners/fused.py runs every simulation of a search in one compi
 The torch model is the reference: tests/test_compiled.py checks the two agree. Covered: the MLP
 family (grids too: the one-hot belongs to the representation, which stays in torch) without the
 value-prefix LSTM, on the CPU. For anything else `export` returns None and the search calls torch.
-The copy is retaken whenever the weights have changed (an optimizer step, a load), so it is
-never stale.
+The copy is retaken whenever a weight tensor has been updated in place by torch or replaced (an
+optimizer step, load_state_dict, .to()): the cache key is each tensor's data pointer and version
+counter. Writes that bypass torch's version counter (through `.data` or a numpy view of a
+parameter) are not seen; nothing in this project makes them.
 
 Threads: `np.dot` in Numba calls SciPy's OpenBLAS, whose default is a thread per core. Its idle
 threads busy-wait after every call, which on a small machine slowed the torch calls around the
-search several-fold (a 50-simulation search at B=1 through torch: 6 ms alone, 30 ms after a compiled
-one). So the first export gives that BLAS as many threads as torch has (one, the project default).
+search several-fold. So the first export limits the process's BLAS libraries (NumPy's too, for the
+rest of the process) to as many threads as torch has: one, the project default.
 """
 from __future__ import annotations
 
@@ -46,7 +48,8 @@ COL_REWARD, COL_VALUE, COL_LOGITS = 0, 1, 2
 
 
 class Program(NamedTuple):
-    """A model's dynamics and prediction networks as data Numba compiles against."""
+    """A model's representation (where compiled), dynamics and prediction networks as data Numba
+    compiles against."""
 
     weights: np.ndarray  # float32 [P]: every Linear's weight [out, in] then bias [out], back to back
     layers: np.ndarray  # int64 [n, 4]: weight offset, bias offset, in features, out features

@@ -62,6 +62,8 @@ def test_frame_stack_is_found_in_the_wrappers():
     assert envs.frame_stack_of(Counter()) == 1
     zeros = gym.wrappers.FrameStackObservation(Counter(), 3, padding_type="zero")
     assert envs.frame_stack_of(zeros) == 1  # padding replay cannot rebuild: stored whole
+    above = gym.wrappers.FlattenObservation(_stacked(stack=3))
+    assert envs.frame_stack_of(above) == 1  # a wrapper over the stack may reshape or mix it: stored whole
 
 
 def test_replay_rebuilds_every_stack_from_one_frame_per_state():
@@ -98,6 +100,14 @@ def test_frame_stacked_replay_resumes_from_its_state_dict():
     again.load_state_dict(replay.state_dict())
     slots = np.array([g % 50 for g, _ in seen])
     np.testing.assert_array_equal(again.observations(slots), replay.observations(slots))
+
+
+def test_a_replay_of_whole_stacks_is_refused_by_a_frame_replay_with_a_clear_error():
+    whole = Replay(10, (3, 2, 3), 2, obs_dtype=np.uint8)
+    _play(whole, _stacked(stack=3), 1, np.random.default_rng(0))
+    frames = Replay(10, (3, 2, 3), 2, obs_dtype=np.uint8, frame_stack=3)
+    with pytest.raises(ValueError, match="start a new run"):
+        frames.load_state_dict(whole.state_dict())
 
 
 def test_rewards_are_stored_clipped_only_when_asked():
