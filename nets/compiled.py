@@ -58,6 +58,7 @@ class Program(NamedTuple):
     reward_support: int  # S of the reward's 2S+1 bins
     value_support: int
     num_actions: int
+    latent_dim: int
     has_terminal: bool
     # Whether NET_REPRESENTATION is the model's whole representation (observations read as numbers,
     # flattened); a grid's one-hot is not compiled, so those roots go through torch.
@@ -123,7 +124,8 @@ def _program(model, linears, ranges, has_representation) -> Program:
                    latent_norm=NORM_LAYERNORM if model.dynamics.norm.kind == "layernorm" else NORM_MINMAX,
                    reward_support=model.config.reward_support_size,
                    value_support=model.config.value_support_size,
-                   num_actions=model.num_actions, has_terminal=model.prediction.terminal is not None,
+                   num_actions=model.num_actions, latent_dim=model.config.latent_dim,
+                   has_terminal=model.prediction.terminal is not None,
                    has_representation=has_representation)
 
 

@@ -42,7 +42,7 @@ def initial_inference(model, program: compiled.Program, obs) -> ModelOutput:
             return model.initial_inference(obs)
     flat = np.ascontiguousarray(obs.reshape(obs.shape[0], -1), np.float32)
     B, A = len(flat), program.num_actions
-    latent = np.empty((B, program.layers[program.nets[compiled.NET_REPRESENTATION, 1] - 1, 3]), np.float32)
+    latent = np.empty((B, program.latent_dim), np.float32)
     packed = np.empty((B, compiled.COL_LOGITS + A))
     if not compiled.initial_step(program, flat, latent, packed):
         raise FloatingPointError(
