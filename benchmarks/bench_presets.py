@@ -1,0 +1,58 @@
+#!/usr/bin/env python
+"""Final returns of finished ez runs of the classic-control presets (issue 13's presets target).
+
+    python benchmarks/bench_presets.py --runs DIR [DIR ...] [--out benchmarks/results/presets.json]
+
+Each DIR is a run directory `train.py` wrote (its result.json and config.yaml). Per run: the env,
+seed, environment steps, the final evaluation's mean return, the evaluation curve, the settings it
+used beside its env's preset, and the `train.py` command that reproduces it. The zoo's targets
+(issue 13): MountainCar-v0 -100.8 (DQN at 120k steps) within 24,000 steps; LunarLander-v3 242
+(PPO at 1M) within 200,000. The last line is JSON. Figures only; nothing is asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from result_line import emit  # noqa: E402  (benchmarks/, the script's own folder)
+
+TARGETS = {"MountainCar-v0": (-100.8, 24_000), "LunarLander-v3": (242.0, 200_000)}
+
+
+def one_run(run_dir: Path) -> dict:
+    from agent.config import flatten, preset
+    from agent.runner import RunSummary
+
+    summary = RunSummary.load(run_dir)
+    used, base = flatten(summary.config.get("hyperparameters", {})), flatten(preset(summary.env_id).to_dict())
+    changed = {k: v for k, v in used.items() if base.get(k, v) != v}
+    target = TARGETS.get(summary.env_id)
+    return {"env": summary.env_id, "seed": summary.seed, "env_steps": summary.env_steps,
+            "final_return": round(summary.final_mean_return, 2),
+            "target": target and {"return": target[0], "within_steps": target[1]},
+            "settings_over_preset": changed, "train_seconds": round(summary.wall_clock_s, 1),
+            "train_command": " ".join([f"python train.py --env {summary.env_id} --steps {summary.config.get('steps')} "
+                                       f"--seed {summary.seed} --eval-interval {summary.config.get('eval_interval')} "
+                                       f"--eval-episodes {summary.config.get('eval_episodes')}",
+                                       *(f"--set '{k}={json.dumps(v)}'" for k, v in changed.items())]),
+            "curve": [[r.env_steps, round(r.mean_return, 2)] for r in summary.history]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", nargs="+", required=True, metavar="DIR")
+    p.add_argument("--out", metavar="FILE")
+    args = p.parse_args()
+    runs = [one_run(Path(d)) for d in args.runs]
+    for r in runs:
+        print(f"{r['env']} seed {r['seed']} {r['settings_over_preset'] or '(preset)'}: final return "
+              f"{r['final_return']} at {r['env_steps']} steps")
+    emit({"benchmark": "presets", "runs": runs}, args.out)
+
+
+if __name__ == "__main__":
+    main()
