@@ -159,6 +159,12 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     # Self-play's returns fell from the random policy's (~0.4) to ~0 once the learned prior took
     # over; keeping the visit temperature at 1 and training twice as often per step is what learned
     # DoorKey-5x5 on the choosing seeds (README, "MiniGrid"). LavaGapS5 takes the same, unmeasured.
+    # The testbeds (and their test splits' ids): episodes end at goals, so the terminal head is on
+    # and a swapped objective's search stops at a predicted end instead of planning through it
+    # (README, "Predicted episode ends"); the transfer suite and misgen train them with it.
+    **{env_id: {"net.terminal_head": True} for env_id in (
+        "glasszero/Corridor-v0", "glasszero/CornerGoal-v0", "glasszero/SideEffects-v0",
+        "glasszero/CorridorTest-v0", "glasszero/CornerGoalTest-v0", "glasszero/SideEffectsTest-v0")},
     "MiniGrid-DoorKey-5x5-v0": {"search.num_simulations": 25, "td_steps": 10, "replay_ratio": 0.5,
                                 "temperature": [[0.0, 1.0]]},
     "MiniGrid-LavaGapS5-v0": {"search.num_simulations": 25, "td_steps": 10, "replay_ratio": 0.5,

@@ -393,10 +393,10 @@ def child_stats(tree, node, visits, edge, child_value, q):
 
 
 @njit(cache=True)
-def choose_actions(visits, legal, temperature, greedy, u, out):
-    """The action of every tree: the most visited (lowest on ties) when `greedy`, else a sample of
-    visits^(1/temperature) by the uniform draw u[b]. A tree without root visits (a terminal root)
-    weighs its legal actions alike."""
+def choose_actions(visits, q, legal, temperature, greedy, u, out):
+    """The action of every tree: the most visited when `greedy` (on a tie, the one of highest
+    root Q, then the lowest), else a sample of visits^(1/temperature) by the uniform draw u[b].
+    A tree without root visits (a terminal root) weighs its legal actions alike."""
     num_actions = visits.shape[1]
     weights = np.empty(num_actions, np.float64)
     for b in range(visits.shape[0]):
@@ -407,7 +407,8 @@ def choose_actions(visits, legal, temperature, greedy, u, out):
         best = 0
         for a in range(num_actions):
             weights[a] = visits[b, a] if total > 0 else (1.0 if legal[b, a] else 0.0)
-            if weights[a] > top:
+            # Few simulations tie often (4 and 4 of 8); the search's value estimate then decides.
+            if weights[a] > top or (weights[a] == top and total > 0 and top > 0.0 and q[b, a] > q[b, best]):
                 top = weights[a]
                 best = a
         if greedy or top == 0.0:

@@ -44,6 +44,7 @@ User functions are wrapped by `planners.plugins.PluggedFn` (torch or numpy, chec
 """
 from __future__ import annotations
 
+import copy
 import json
 from abc import ABC, abstractmethod
 from typing import Callable, ClassVar, Dict, Mapping, Optional, Sequence, Type, Union
@@ -88,7 +89,23 @@ class Objective(ABC):
 
     kind: ClassVar[str] = ""  # the registry name, set by @register
     discount: float = DEFAULT_DISCOUNT
+    # False when built without a discount: the agent it is set on plans it at its own
+    # (`with_discount`), as a spec naming none is; a value tuned at 0.9 must not run at 0.997.
+    discount_given: bool = True
     max_depth: Optional[int] = None
+
+    def _set_discount(self, discount: Optional[float]) -> None:
+        self.discount = DEFAULT_DISCOUNT if discount is None else float(discount)
+        self.discount_given = discount is not None
+
+    def with_discount(self, discount: Optional[float]) -> "Objective":
+        """This objective planned at `discount` if it was built without one (a shallow copy; the
+        caller's object is left as it was), else itself."""
+        if self.discount_given or discount is None:
+            return self
+        bound = copy.copy(self)
+        bound._set_discount(discount)
+        return bound
 
     @abstractmethod
     def edge_reward(self, model, parent_latent: torch.Tensor, action: torch.Tensor,
@@ -159,8 +176,8 @@ class ObjectiveNotRestorable(ValueError):
 class Learned(Objective):
     """EfficientZero's objective: predicted rewards plus the learned value at the leaf."""
 
-    def __init__(self, discount: float = DEFAULT_DISCOUNT):
-        self.discount = float(discount)
+    def __init__(self, discount: Optional[float] = None):
+        self._set_discount(discount)
 
     def edge_reward(self, model, parent_latent, action, out):
         return out.reward
@@ -185,11 +202,11 @@ class Learned(Objective):
 class RewardOnly(Objective):
     """Predicted rewards over a fixed horizon; no learned value anywhere in the tree."""
 
-    def __init__(self, horizon: int, discount: float = DEFAULT_DISCOUNT):
+    def __init__(self, horizon: int, discount: Optional[float] = None):
         if int(horizon) < 1:
             raise ValueError(f"RewardOnly needs horizon >= 1, got {horizon!r}")
         self.max_depth = int(horizon)
-        self.discount = float(discount)
+        self._set_discount(discount)
 
     def edge_reward(self, model, parent_latent, action, out):
         return out.reward
@@ -256,7 +273,7 @@ class LatentValue(Objective):
     """
 
     def __init__(self, module: Union[torch.nn.Module, str], with_reward: bool = False,
-                 discount: float = DEFAULT_DISCOUNT):
+                 discount: Optional[float] = None):
         self.ref = module if isinstance(module, str) else None
         if isinstance(module, str):
             # 'module:attr' naming an nn.Module instance, or a class / factory that builds one.
@@ -270,7 +287,7 @@ class LatentValue(Objective):
         self.fn = PluggedFn(module, "latent value module", numpy=False)
         self.fn.name = self.ref or self.fn.name
         self.with_reward = bool(with_reward)
-        self.discount = float(discount)
+        self._set_discount(discount)
 
     def edge_reward(self, model, parent_latent, action, out):
         return out.reward if self.with_reward else torch.zeros_like(out.reward)
@@ -304,11 +321,11 @@ class ObservationValue(Objective):
     (see LatentValue). `numpy`: see planners.plugins (None: detected on the first call).
     """
 
-    def __init__(self, fn: Union[Callable, str], with_reward: bool = False, discount: float = DEFAULT_DISCOUNT,
+    def __init__(self, fn: Union[Callable, str], with_reward: bool = False, discount: Optional[float] = None,
                  numpy: Optional[bool] = None):
         self.fn = PluggedFn(fn, "observation value function", numpy=numpy, root=True)
         self.with_reward = bool(with_reward)
-        self.discount = float(discount)
+        self._set_discount(discount)
 
     def observe(self, root_obs) -> None:
         self.fn.observe(root_obs)
@@ -347,12 +364,12 @@ class ObservationReward(Objective):
     """
 
     def __init__(self, fn: Union[Callable, str], horizon: Optional[int] = None,
-                 discount: float = DEFAULT_DISCOUNT, numpy: Optional[bool] = None):
+                 discount: Optional[float] = None, numpy: Optional[bool] = None):
         if horizon is not None and int(horizon) < 1:
             raise ValueError(f"ObservationReward needs horizon >= 1 or None, got {horizon!r}")
         self.fn = PluggedFn(fn, "observation reward function", numpy=numpy, root=True)
         self.max_depth = None if horizon is None else int(horizon)
-        self.discount = float(discount)
+        self._set_discount(discount)
 
     def observe(self, root_obs) -> None:
         self.fn.observe(root_obs)
@@ -386,11 +403,11 @@ class Pessimistic(Objective):
     std is the population standard deviation over the E heads of `ModelOutput.value_ensemble`.
     """
 
-    def __init__(self, k: float = 1.0, discount: float = DEFAULT_DISCOUNT):
+    def __init__(self, k: float = 1.0, discount: Optional[float] = None):
         if float(k) < 0:
             raise ValueError(f"Pessimistic needs k >= 0, got {k!r}")
         self.k = float(k)
-        self.discount = float(discount)
+        self._set_discount(discount)
 
     def edge_reward(self, model, parent_latent, action, out):
         return out.reward
@@ -431,8 +448,16 @@ class Penalized(Objective):
         self.base = base
         self.penalty = PluggedFn(penalty, "penalty function", numpy=numpy, root=True)
         self.weight = float(weight)
-        self.discount = base.discount
+        self.discount, self.discount_given = base.discount, base.discount_given
         self.max_depth = base.max_depth
+
+    def with_discount(self, discount):  # the base plans at it; this reads the base's
+        if self.discount_given or discount is None:
+            return self
+        bound = copy.copy(self)
+        bound.base = self.base.with_discount(discount)
+        bound.discount, bound.discount_given = bound.base.discount, True
+        return bound
 
     def observe(self, root_obs) -> None:
         self.base.observe(root_obs)
@@ -491,13 +516,13 @@ class ObservedGoalDistance(Objective):
     """
 
     def __init__(self, agent_cols: Sequence[int] = (0, 1), goal_cols: Sequence[int] = (2, 3),
-                 horizon: Optional[int] = None, discount: float = DEFAULT_DISCOUNT):
+                 horizon: Optional[int] = None, discount: Optional[float] = None):
         self.agent_cols, self.goal_cols = [int(c) for c in agent_cols], [int(c) for c in goal_cols]
         if len(self.agent_cols) != len(self.goal_cols):
             raise ValueError(f"ObservedGoalDistance needs as many agent_cols as goal_cols, got "
                              f"{self.agent_cols} and {self.goal_cols}")
         self.max_depth = None if horizon is None else int(horizon)
-        self.discount = float(discount)
+        self._set_discount(discount)
         self.goal: Optional[torch.Tensor] = None
 
     def observe(self, root_obs) -> None:
@@ -536,11 +561,12 @@ def objective_from_spec(spec: Union[str, dict, Objective], discount: Optional[fl
     """Build an objective from a short name, a JSON string or a dict made by `to_spec()`.
 
     Short names are 'kind' or 'kind:arg' for kinds with a short form ('learned', 'reward-only:H',
-    'pessimistic:K'). `discount` fills in a spec that names none (the agent passes its own, so a
-    CLI name plans with the right one); `context` is handed to `from_spec` (see Objective).
+    'pessimistic:K'). `discount` fills in a spec, or an objective built in Python, that names none
+    (the agent passes its own, so `set_objective(ObservationValue(fn))` and a CLI name plan with
+    the discount the agent was trained with); `context` is handed to `from_spec` (see Objective).
     """
     if isinstance(spec, Objective):
-        return spec
+        return spec.with_discount(discount)
     if isinstance(spec, str):
         text = spec.strip()
         spec = json.loads(text) if text.startswith("{") else _parse_short(text)

@@ -44,7 +44,8 @@ def puct_policy(model, objective, obs, config: SearchConfig, *, rng: np.random.G
                 add_noise: bool = True, action_mask=None, temperature: float = 1.0,
                 deterministic: bool = False, backend: ModuleType = kernels) -> PolicyOutput:
     """pUCT everywhere, Dirichlet noise on the root prior when `add_noise`; acts by sampling
-    visits^(1/temperature), or the most visited action when `deterministic` (lowest on ties).
+    visits^(1/temperature), or the most visited action when `deterministic` (on ties, the one of
+    highest root Q, then the lowest).
     The policy target is the root's visit distribution (the prior where nothing was visited)."""
     _check_rng(rng)
     root = _root(model, objective, obs, config.inference if backend is kernels else "torch")
@@ -57,7 +58,7 @@ def puct_policy(model, objective, obs, config: SearchConfig, *, rng: np.random.G
     visits = stats[0]
     total = visits.sum(axis=1, keepdims=True)
     weights = np.where(total > 0, visits / np.maximum(total, 1), rule.root_prior)
-    action = choose_action(visits, tree.legal[:, ROOT], temperature, deterministic, rng, backend)
+    action = choose_action(visits, tree.legal[:, ROOT], temperature, deterministic, rng, backend, q=stats[3])
     return _output(action, weights, rule.root_prior, tree, stats, backend)
 
 
@@ -89,13 +90,16 @@ def plan(model, objective, obs, config: SearchConfig, **kwargs) -> PolicyOutput:
 
 
 def choose_action(visits, legal, temperature: float, deterministic: bool, rng: np.random.Generator,
-                  backend: ModuleType = kernels) -> np.ndarray:
-    """Sample from visits^(1/temperature), or argmax (lowest action on ties) when deterministic
-    (or temperature <= 0). Rows without visits weigh their legal actions alike."""
+                  backend: ModuleType = kernels, q=None) -> np.ndarray:
+    """Sample from visits^(1/temperature), or argmax when deterministic (or temperature <= 0):
+    on ties the action of highest root Q `q` [B, A] (when given), then the lowest. Rows without
+    visits weigh their legal actions alike."""
     greedy = bool(deterministic or temperature <= 0)
     u = np.zeros(len(visits)) if greedy else rng.random(len(visits))
     out = np.empty(len(visits), np.int64)
-    backend.choose_actions(np.ascontiguousarray(visits, np.int64), np.ascontiguousarray(legal, np.bool_),
+    q = np.zeros(visits.shape) if q is None else q
+    backend.choose_actions(np.ascontiguousarray(visits, np.int64), np.ascontiguousarray(q, np.float64),
+                           np.ascontiguousarray(legal, np.bool_),
                            float(temperature) if not greedy else 1.0, greedy, u, out)
     return out
 

@@ -241,15 +241,18 @@ def child_stats(tree, node, visits, edge, child_value, q):
                 edge[b, a] = child_value[b, a] = q[b, a] = math.nan
 
 
-def choose_actions(visits, legal, temperature, greedy, u, out):
+def choose_actions(visits, q, legal, temperature, greedy, u, out):
     for b in range(visits.shape[0]):
-        if visits[b].sum() > 0:
+        visited = visits[b].sum() > 0
+        if visited:
             weights = [float(v) for v in visits[b]]
         else:  # no visits (a terminal root): the legal actions alike
             weights = [1.0 if ok else 0.0 for ok in legal[b]]
         top = max(weights)
         if greedy or top == 0.0:
-            out[b] = weights.index(top)  # the first maximum
+            tied = [a for a, w in enumerate(weights) if w == top]
+            # the most visited; on a tie the highest root Q, then the first
+            out[b] = max(tied, key=lambda a: (q[b, a], -a)) if visited and top > 0.0 else tied[0]
             continue
         weights = [(w / top) ** (1.0 / temperature) for w in weights]
         mass = 0.0

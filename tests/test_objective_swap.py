@@ -201,14 +201,28 @@ def test_a_swapped_objective_takes_the_prior_chosen_for_swaps_unless_told_otherw
     assert agent.config.search.prior == "mixed(0.3)"
 
 
-def test_a_swapped_value_reaches_the_new_goal_from_varied_starts_with_a_flat_prior():
-    """Corridor's test split starts anywhere inside; the fixture was trained to walk left. With a
-    uniform prior, `prefer_right` ends at the right end in >= 19 of 20. (The default after a swap,
-    root-mixed(0.5), chosen on the transfer suite's dev objectives, keeps the learned prior below
-    the root, which CartPole needs; here it still walks left from 4 of 20 starts: README, "The
-    policy prior after a swap".)"""
+@pytest.mark.parametrize("prior", [None, "uniform"])
+def test_a_swapped_value_reaches_the_new_goal_from_varied_starts(prior):
+    """Corridor's test split starts anywhere inside; the fixture was trained to walk left (with the
+    terminal head, as the testbeds' preset). With the default prior after a swap (None) and with a
+    uniform one, `prefer_right` ends at the right end in >= 19 of 20."""
     agent = load_fixture("corridor")
-    agent.set_objective(ObservationValue(prefer_right), prior="uniform")
+    agent.set_objective(ObservationValue(prefer_right), prior=prior)
     result = evaluate(lambda obs: agent.predict(obs)[0], CORRIDOR, 0, 20, env_kwargs={"split": "test"})
     right = sum(bool(info["at_right_end"]) for info in result.final_infos)
     assert right >= 19, right
+
+
+def test_an_objective_built_without_a_discount_plans_at_the_agents():
+    """A value tuned for the agent's horizon must not silently plan at another one; the user's
+    object is not changed, and a discount given explicitly is kept."""
+    agent = load_fixture("corridor")
+    assert agent.config.discount != ObservationValue(prefer_right).discount  # 0.9 against the default
+    mine = ObservationValue(prefer_right)
+    agent.set_objective(mine)
+    assert agent.objective.discount == agent.config.discount and mine.discount_given is False
+    agent.set_objective(ObservationValue(prefer_right, discount=0.5))
+    assert agent.objective.discount == 0.5
+    agent.set_objective(Penalized(ObservationValue(prefer_right), distance_from_left, 2.0))
+    assert agent.objective.discount == agent.objective.base.discount == agent.config.discount
+    assert agent.objective.to_spec()["base"]["discount"] == agent.config.discount

@@ -52,8 +52,14 @@ def test_act_temperature_sampling_follows_visits():
     # Tiny temperatures do not overflow and act greedily; deterministic is the argmax.
     assert (choose_action(visits, legal, 1e-4, False, rng) == 3).all()
     assert (choose_action(visits, legal, 1.0, True, rng) == 3).all()
-    # Ties under deterministic go to the lowest action; no visits at all: a legal action.
-    assert choose_action(np.array([[0, 5, 5]]), np.ones((1, 3), bool), 1.0, True, rng)[0] == 1
+    # Ties under deterministic go to the higher root Q, then the lowest action; no visits at all:
+    # a legal action. The Numba kernel and the Python reference agree.
+    from planners import kernels, reference
+    tie = np.array([[0, 5, 5], [0, 5, 5], [4, 4, 0], [0, 5, 5]])
+    q = np.array([[np.nan, 0.1, 0.3], [np.nan, 0.3, 0.3], [-3.6, -1.5, np.nan], [np.nan, 0.3, 0.1]])
+    for backend in (kernels, reference):
+        assert choose_action(tie, np.ones((4, 3), bool), 1.0, True, rng, backend, q=q).tolist() == [2, 1, 1, 1]
+        assert choose_action(tie, np.ones((4, 3), bool), 1.0, True, rng, backend).tolist() == [1, 1, 0, 1]
     none = np.zeros((500, 3), int)
     only_two = np.tile([[False, False, True]], (500, 1))
     assert (choose_action(none, only_two, 1.0, False, rng) == 2).all()
