@@ -40,6 +40,10 @@ at each tree's root (root-conditioned, like ObservedGoalDistance; see planners.p
     ObservedGoalDistance(...)     minus the distance from a predicted position to a goal read from
                                   the real root observation (a root-conditioned objective)
 
+Every objective that reads predicted observations reads them anchored at the real root
+observation (`anchor=True`, planners/anchor.py): the model's decoding error at each tree's root is
+taken out of every prediction in that tree. `anchor=False` reads them as decoded.
+
 User functions are wrapped by `planners.plugins.PluggedFn` (torch or numpy, checked once).
 """
 from __future__ import annotations
@@ -54,6 +58,7 @@ import torch
 
 from common.imports import load_attr
 from nets.output import ModelOutput
+from planners.anchor import RootAnchor
 from planners.plugins import PluggedFn
 
 DEFAULT_DISCOUNT = 0.997  # EfficientZero's; AgentConfig.discount defaults to it too
@@ -238,6 +243,13 @@ def predicted_observation(model, latent: torch.Tensor, who: str) -> torch.Tensor
     return obs
 
 
+def anchored_observation(anchor: RootAnchor, model, latent: torch.Tensor, who: str) -> torch.Tensor:
+    """`predicted_observation`, anchored at the real root observations when `anchor` is on
+    (planners/anchor.py)."""
+    decode = lambda z: predicted_observation(model, z, who)  # noqa: E731
+    return anchor(model, decode(latent), decode)
+
+
 def _fn_spec(fn: PluggedFn) -> dict:
     # A function with no importable reference is stored by description only; see _fn_from_spec.
     # "root_obs" records that it reads the roots' observations (detected again when it is loaded).
@@ -322,19 +334,21 @@ class ObservationValue(Objective):
     """
 
     def __init__(self, fn: Union[Callable, str], with_reward: bool = False, discount: Optional[float] = None,
-                 numpy: Optional[bool] = None):
+                 numpy: Optional[bool] = None, anchor: bool = True):
         self.fn = PluggedFn(fn, "observation value function", numpy=numpy, root=True)
         self.with_reward = bool(with_reward)
+        self.anchor = RootAnchor(anchor)
         self._set_discount(discount)
 
     def observe(self, root_obs) -> None:
         self.fn.observe(root_obs)
+        self.anchor.observe(root_obs)
 
     def edge_reward(self, model, parent_latent, action, out):
         return out.reward if self.with_reward else torch.zeros_like(out.reward)
 
     def leaf_value(self, model, out):
-        return self.fn(predicted_observation(model, out.latent, f"{type(self).__name__}({self.fn.name})"))
+        return self.fn(anchored_observation(self.anchor, model, out.latent, f"{type(self).__name__}({self.fn.name})"))
 
     def terminal_value(self, model, out):  # a value over states (see Objective)
         return self.leaf_value(model, out)
@@ -346,12 +360,12 @@ class ObservationValue(Objective):
 
     def to_spec(self) -> dict:
         return {"name": self.kind, "fn": _fn_spec(self.fn), "with_reward": self.with_reward,
-                "discount": self.discount}
+                "discount": self.discount, "anchor": self.anchor.on}
 
     @classmethod
     def from_spec(cls, spec, discount=None, context=None):
         return cls(_fn_from_spec(spec, "fn", "observation value function"), spec.get("with_reward", False),
-                   spec_discount(spec, discount))
+                   spec_discount(spec, discount), anchor=spec.get("anchor", True))
 
 
 @register("observation-reward")
@@ -364,18 +378,20 @@ class ObservationReward(Objective):
     """
 
     def __init__(self, fn: Union[Callable, str], horizon: Optional[int] = None,
-                 discount: Optional[float] = None, numpy: Optional[bool] = None):
+                 discount: Optional[float] = None, numpy: Optional[bool] = None, anchor: bool = True):
         if horizon is not None and int(horizon) < 1:
             raise ValueError(f"ObservationReward needs horizon >= 1 or None, got {horizon!r}")
         self.fn = PluggedFn(fn, "observation reward function", numpy=numpy, root=True)
         self.max_depth = None if horizon is None else int(horizon)
+        self.anchor = RootAnchor(anchor)
         self._set_discount(discount)
 
     def observe(self, root_obs) -> None:
         self.fn.observe(root_obs)
+        self.anchor.observe(root_obs)
 
     def edge_reward(self, model, parent_latent, action, out):
-        return self.fn(predicted_observation(model, out.latent, f"{type(self).__name__}({self.fn.name})"))
+        return self.fn(anchored_observation(self.anchor, model, out.latent, f"{type(self).__name__}({self.fn.name})"))
 
     def leaf_value(self, model, out):
         return torch.zeros_like(out.reward)
@@ -388,12 +404,12 @@ class ObservationReward(Objective):
 
     def to_spec(self) -> dict:
         return {"name": self.kind, "fn": _fn_spec(self.fn), "horizon": self.max_depth,
-                "discount": self.discount}
+                "discount": self.discount, "anchor": self.anchor.on}
 
     @classmethod
     def from_spec(cls, spec, discount=None, context=None):
         return cls(_fn_from_spec(spec, "fn", "observation reward function"), spec.get("horizon"),
-                   spec_discount(spec, discount))
+                   spec_discount(spec, discount), anchor=spec.get("anchor", True))
 
 
 @register("pessimistic")
@@ -442,12 +458,13 @@ class Penalized(Objective):
     """
 
     def __init__(self, base: Objective, penalty: Union[Callable, str], weight: float = 1.0,
-                 numpy: Optional[bool] = None):
+                 numpy: Optional[bool] = None, anchor: bool = True):
         if not isinstance(base, Objective):
             raise ValueError(f"Penalized needs an Objective as its base, got {type(base).__name__}")
         self.base = base
         self.penalty = PluggedFn(penalty, "penalty function", numpy=numpy, root=True)
         self.weight = float(weight)
+        self.anchor = RootAnchor(anchor)
         self.discount, self.discount_given = base.discount, base.discount_given
         self.max_depth = base.max_depth
 
@@ -462,12 +479,13 @@ class Penalized(Objective):
     def observe(self, root_obs) -> None:
         self.base.observe(root_obs)
         self.penalty.observe(root_obs)
+        self.anchor.observe(root_obs)
 
     def ends(self, model, out):
         return self.base.ends(model, out)
 
     def edge_reward(self, model, parent_latent, action, out):
-        obs = predicted_observation(model, out.latent, f"Penalized({self.penalty.name})")
+        obs = anchored_observation(self.anchor, model, out.latent, f"Penalized({self.penalty.name})")
         return self.base.edge_reward(model, parent_latent, action, out) - self.weight * self.penalty(obs)
 
     def leaf_value(self, model, out):
@@ -477,7 +495,7 @@ class Penalized(Objective):
         return self.base.terminal_value(model, out)
 
     def edge_parts(self, model, parent_latent, action, out) -> dict:
-        obs = predicted_observation(model, out.latent, f"Penalized({self.penalty.name})")
+        obs = anchored_observation(self.anchor, model, out.latent, f"Penalized({self.penalty.name})")
         return {**self.base.edge_parts(model, parent_latent, action, out),
                 f"-{self.weight:g} * {self.penalty.name}": -self.weight * self.penalty(obs)}
 
@@ -487,12 +505,13 @@ class Penalized(Objective):
 
     def to_spec(self) -> dict:
         return {"name": self.kind, "base": self.base.to_spec(), "penalty": _fn_spec(self.penalty),
-                "weight": self.weight}
+                "weight": self.weight, "anchor": self.anchor.on}
 
     @classmethod
     def from_spec(cls, spec, discount=None, context=None):
         return cls(objective_from_spec(spec["base"], discount, context),
-                   _fn_from_spec(spec, "penalty", "penalty function"), spec.get("weight", 1.0))
+                   _fn_from_spec(spec, "penalty", "penalty function"), spec.get("weight", 1.0),
+                   anchor=spec.get("anchor", True))
 
 
 def spec_discount(spec: dict, default: Optional[float]) -> float:
@@ -516,7 +535,7 @@ class ObservedGoalDistance(Objective):
     """
 
     def __init__(self, agent_cols: Sequence[int] = (0, 1), goal_cols: Sequence[int] = (2, 3),
-                 horizon: Optional[int] = None, discount: Optional[float] = None):
+                 horizon: Optional[int] = None, discount: Optional[float] = None, anchor: bool = True):
         self.agent_cols, self.goal_cols = [int(c) for c in agent_cols], [int(c) for c in goal_cols]
         if len(self.agent_cols) != len(self.goal_cols):
             raise ValueError(f"ObservedGoalDistance needs as many agent_cols as goal_cols, got "
@@ -524,16 +543,18 @@ class ObservedGoalDistance(Objective):
         self.max_depth = None if horizon is None else int(horizon)
         self._set_discount(discount)
         self.goal: Optional[torch.Tensor] = None
+        self.anchor = RootAnchor(anchor)
 
     def observe(self, root_obs) -> None:
         obs = root_obs.detach().cpu().numpy() if isinstance(root_obs, torch.Tensor) else np.asarray(root_obs)
         self.goal = torch.as_tensor(obs[:, self.goal_cols], dtype=torch.float32)
+        self.anchor.observe(root_obs)
 
     def edge_reward(self, model, parent_latent, action, out):
         return torch.zeros_like(out.reward)
 
     def leaf_value(self, model, out):
-        pred = predicted_observation(model, out.latent, "ObservedGoalDistance")
+        pred = anchored_observation(self.anchor, model, out.latent, "ObservedGoalDistance")
         goal = self.goal
         if goal is None or goal.shape[0] != pred.shape[0]:
             goal = pred[:, self.goal_cols]
@@ -549,7 +570,7 @@ class ObservedGoalDistance(Objective):
 
     def to_spec(self) -> dict:
         return {"name": self.kind, "agent_cols": self.agent_cols, "goal_cols": self.goal_cols,
-                "horizon": self.max_depth, "discount": self.discount}
+                "horizon": self.max_depth, "discount": self.discount, "anchor": self.anchor.on}
 
 
 def short_names() -> str:

@@ -60,6 +60,10 @@ class _IdentityDecoder:
     def decode(self, latent):
         return latent
 
+    def initial_inference(self, obs):
+        return ModelOutput(latent=torch.as_tensor(obs), reward=torch.zeros(len(obs)), value=torch.zeros(len(obs)),
+                           policy_logits=torch.zeros(len(obs), 4))
+
 
 def test_observed_goal_distance_reads_the_goal_from_the_real_observation():
     obj = ObservedGoalDistance(discount=0.9)

@@ -46,6 +46,10 @@ def add_objective_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--penalty", metavar="MODULE:ATTR",
                    help="subtract --penalty-weight * fn(predicted obs) from every transition's reward")
     g.add_argument("--penalty-weight", type=float, default=1.0, metavar="W")
+    g.add_argument("--no-anchor", action="store_true",
+                   help="with --value / --reward / --penalty: read predicted observations as decoded, without "
+                        "taking out the model's decoding error at each tree's root (planners/anchor.py; on "
+                        "by default, chosen on the transfer suite's development objectives)")
     g.add_argument("--prior", metavar="P",
                    help="the learned policy prior's weight in selection: learned | uniform | mixed(A), or "
                         "root-uniform | root-mixed(A) to flatten it at the root only. A swapped "
@@ -65,20 +69,23 @@ def objective_from_args(args: argparse.Namespace, discount: float,
                          f"combine a penalty with any of them through --penalty")
     if (args.with_reward and not (args.value or args.latent_value)) or (args.horizon and not args.reward):
         raise ValueError("--with-reward goes with --value / --latent-value, and --horizon with --reward")
+    anchor = not getattr(args, "no_anchor", False)
+    if not anchor and not (args.value or args.reward or args.penalty):
+        raise ValueError("--no-anchor goes with --value, --reward or --penalty (objectives over predicted observations)")
     if any(getattr(args, f, None) for f in ("value", "latent_value", "reward", "penalty")):
         import_from_cwd()
     base: Optional[Objective] = None
     if args.objective:
         base = objective_from_spec(args.objective, discount, context)
     elif args.value:
-        base = ObservationValue(args.value, with_reward=args.with_reward, discount=discount)
+        base = ObservationValue(args.value, with_reward=args.with_reward, discount=discount, anchor=anchor)
     elif args.latent_value:
         base = LatentValue(args.latent_value, with_reward=args.with_reward, discount=discount)
     elif args.reward:
-        base = ObservationReward(args.reward, horizon=args.horizon, discount=discount)
+        base = ObservationReward(args.reward, horizon=args.horizon, discount=discount, anchor=anchor)
     if args.penalty:
         return Penalized(base or objective_from_spec("learned", discount=discount), args.penalty,
-                         args.penalty_weight)
+                         args.penalty_weight, anchor=anchor)
     return base
 
 
