@@ -30,8 +30,8 @@ class NetConfig:
     # predicts each channel as a categorical (nets/grid.py). None: observations are read as numbers.
     grid_values: Optional[Tuple[int, ...]] = None
     # The observation decoder, decode(latent) -> predicted observation, which objectives over
-    # observations read. None (the default): on for the MLP family and for grids (net.grid_values),
-    # off for pixel images, which have no decoder (true is refused for them).
+    # observations read. None (the default) and true: on (for pixel images, a small downsampled
+    # frame: nets/conv.py FrameDecoder); false: off.
     use_decoder: Optional[bool] = None
     # Whether the reconstruction loss shapes the latents (True, "joint") or the decoder only reads
     # them (False, a probe; the default). As a probe it cannot change what the other networks

@@ -140,3 +140,40 @@ class ConvPrediction(nn.Module):
         x = self.block(latent)
         terminal = self.terminal(x).squeeze(-1) if self.terminal is not None else None
         return self.policy(x), self.value(self.value_reduce(x)), terminal
+
+
+class FrameDecoder(nn.Module):
+    """latent [C, h, w] -> the observation at 4h x 4w (Atari: [stack, 24, 24] for 96 x 96 frames),
+    scaled as the representation reads it (uint8 pixels / 255).
+
+    A small downsampled frame, not the full image: objectives over predicted frames ask where
+    things are (the paddle, the ball, a region's brightness), which a quarter of the resolution
+    keeps, and a full 96 x 96 decoder would outweigh the networks it reads. Two stride-2 transposed
+    convolutions after a 1x1 reduction, about 12k parameters at 64 latent channels and 4 frames.
+    """
+
+    UPSCALE = 4
+    HIDDEN = (32, 16)
+
+    def __init__(self, obs_shape: Tuple[int, ...], latent_shape: Tuple[int, int, int]):
+        super().__init__()
+        self.obs_channels = int(obs_shape[0])
+        channels, h, w = latent_shape
+        self.frame_size = (self.UPSCALE * h, self.UPSCALE * w)
+        a, b = self.HIDDEN
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, a, 1), nn.ReLU(),
+            nn.ConvTranspose2d(a, b, 4, stride=2, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(b, self.obs_channels, 4, stride=2, padding=1))
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.net(latent)
+
+    def target(self, obs: torch.Tensor) -> torch.Tensor:
+        """The observation as this decoder predicts it: scaled, area-averaged to the frame size."""
+        x = obs.float() / 255.0 if obs.dtype == torch.uint8 else obs.float()
+        return F.adaptive_avg_pool2d(x, self.frame_size)
+
+    def loss(self, latent: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        """Per sample [B]: mean squared error against the downsampled observation."""
+        return (self(latent) - self.target(obs)).pow(2).flatten(1).mean(dim=1)

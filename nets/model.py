@@ -35,7 +35,7 @@ from torch import nn
 from nets.budget import CapacityRow, capacity_rows, check_budget
 from nets.config import NetConfig
 from nets.grid import GridDecoder, GridOneHot, check_grid_shape, encoded_shape
-from nets.conv import ConvDynamics, ConvPrediction, ConvRepresentation, latent_spatial_shape
+from nets.conv import ConvDynamics, ConvPrediction, ConvRepresentation, FrameDecoder, latent_spatial_shape
 from nets.mlp import ConsistencyProjection, MLPDecoder, MLPDynamics, MLPPrediction, MLPRepresentation
 from nets.output import ModelOutput
 from nets.support import support_to_scalar
@@ -96,16 +96,14 @@ class Model(nn.Module):
         if self.family == "conv":
             if len(net_shape) != 3:
                 raise ValueError(f"the conv family needs image observations [C, H, W], got shape {self.obs_shape}")
-            if config.use_decoder and grid is None:
-                raise ValueError("net.use_decoder=true: there is no decoder for pixel images (only for grids, "
-                                 "net.grid_values, and for vector observations); leave net.use_decoder unset or "
-                                 "false for this environment")
             spatial = latent_spatial_shape(net_shape, config)
             self.latent_shape = (config.conv_channels, *spatial)
             self.representation = ConvRepresentation(net_shape, config)
             self.dynamics = ConvDynamics(self.num_actions, spatial, config)
             self.prediction = ConvPrediction(self.num_actions, spatial, config)
-            decoder = None
+            # Pixel images: a small downsampled frame (FrameDecoder), a probe like the others.
+            decoder = (lambda obs_shape, _: FrameDecoder(obs_shape, self.latent_shape)) \
+                if config.use_decoder is not False else None
         else:
             self.latent_shape = (config.latent_dim,)
             self.representation = MLPRepresentation(net_shape, config)
@@ -226,16 +224,17 @@ class Model(nn.Module):
         return self.projection(latent, with_grad)
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        """Predicted observation [B, *obs_shape] for each latent."""
+        """Predicted observation for each latent: [B, *obs_shape], or for pixel images the frame
+        downsampled to [B, C, 4h, 4w] and scaled by 1/255 (nets/conv.py FrameDecoder)."""
         if self.decoder is None:
-            raise RuntimeError("this model has no observation decoder: it was trained with net.use_decoder=false, "
-                               "or reads pixel images (no decoder for them)")
+            raise RuntimeError("this model has no observation decoder: it was trained with net.use_decoder=false")
         return self.decoder(latent)
 
     def reconstruction_loss(self, latent: torch.Tensor, obs: ArrayLike) -> torch.Tensor:
-        """Per sample, shape [B]: the mean squared error of decode(latent) against obs, or for grids
-        (net.grid_values) the decoder's cross-entropy (nets/grid.py)."""
-        if isinstance(self.decoder, GridDecoder):
+        """Per sample, shape [B]: the mean squared error of decode(latent) against obs, for grids
+        (net.grid_values) the decoder's cross-entropy (nets/grid.py), for pixel images against the
+        downsampled frame (nets/conv.py FrameDecoder)."""
+        if isinstance(self.decoder, (GridDecoder, FrameDecoder)):
             return self.decoder.loss(latent, torch.as_tensor(obs, device=self.device))
         target = torch.as_tensor(obs, device=self.device).float()
         return (self.decode(latent) - target).pow(2).flatten(1).mean(dim=1)

@@ -154,3 +154,11 @@ def test_pong_trains_end_to_end_and_resumes(tmp_path):
     again = EZAgent.load(path, device="cpu")
     slots = np.arange(agent.replay.size)
     np.testing.assert_array_equal(again.replay.observations(slots), agent.replay.observations(slots))
+    # The frame decoder trained along (a probe), so the same checkpoint takes an objective over
+    # predicted frames ([stack, 24, 24] scaled by 1/255) with no retraining.
+    assert "loss/reconstruction" in agent._last_stats
+    from planners.objectives import ObservationValue
+    again.set_objective(ObservationValue(lambda frames: frames[:, -1, :, 12:].mean(dim=(1, 2))))
+    obs, _ = envs.make("ALE/Pong-v5", 0).reset(seed=0)
+    assert again.predict(obs)[0] in range(again.num_actions)
+    assert "predicted obs" in again.explain(obs)["text"]

@@ -97,11 +97,6 @@ def test_grid_values_outside_the_setting_are_refused_naming_it():
         build_model((7, 7, 4), 7, preset(DOORKEY).net, "cpu")
 
 
-def test_pixel_images_refuse_a_decoder_naming_the_flag():
-    with pytest.raises(ValueError, match="net.use_decoder"):
-        build_model((3, 16, 16), 4, NetConfig(family="conv", use_decoder=True, conv_channels=16), "cpu")
-
-
 @pytest.mark.parametrize("family", ["mlp", "conv"])
 def test_the_grid_decoder_learns_real_grids_and_decodes_them_in_their_own_integers(family):
     torch.manual_seed(0)
