@@ -138,6 +138,13 @@ class Objective(ABC):
         """Called with the real observations at the B roots (row b: tree b) before each search;
         an objective that reads a goal or target shown in the observation keeps them here."""
 
+    def model_view(self, root_obs):
+        """The observations the world model is shown at the roots (the search starts from their
+        latents): `root_obs` itself by default. An objective that reads part of the observation
+        itself (a goal) may show the model that part as training showed it, so an input training
+        never varied does not push every latent off what the model learned."""
+        return root_obs
+
     def ends(self, model, out: ModelOutput) -> Optional[torch.Tensor]:
         """[B] bool: states this objective ends the episode in (a target reached), absorbing for
         the search exactly as the model's predicted terminals; None (the default): no others."""
@@ -532,10 +539,16 @@ class ObservedGoalDistance(Objective):
     search (row b of every batch the search evaluates is tree b); a batch of another size (the
     one-time validation's dummy batch) falls back to the decoded goal. `horizon` limits the tree's
     depth (None: unlimited).
+
+    `hold_goal` (a value per goal column, or None): the world model is shown the goal columns at
+    that value (`model_view`), the goal the training episodes showed, while this objective reads
+    the real one. The goal then lives in the objective alone: a model that never saw it move is
+    not asked what a moved goal means.
     """
 
     def __init__(self, agent_cols: Sequence[int] = (0, 1), goal_cols: Sequence[int] = (2, 3),
-                 horizon: Optional[int] = None, discount: Optional[float] = None, anchor: bool = True):
+                 horizon: Optional[int] = None, discount: Optional[float] = None, anchor: bool = True,
+                 hold_goal: Optional[Sequence[float]] = None):
         self.agent_cols, self.goal_cols = [int(c) for c in agent_cols], [int(c) for c in goal_cols]
         if len(self.agent_cols) != len(self.goal_cols):
             raise ValueError(f"ObservedGoalDistance needs as many agent_cols as goal_cols, got "
@@ -544,11 +557,23 @@ class ObservedGoalDistance(Objective):
         self._set_discount(discount)
         self.goal: Optional[torch.Tensor] = None
         self.anchor = RootAnchor(anchor)
+        self.hold_goal = None if hold_goal is None else [float(v) for v in hold_goal]
+        if self.hold_goal is not None and len(self.hold_goal) != len(self.goal_cols):
+            raise ValueError(f"ObservedGoalDistance needs one hold_goal value per goal column {self.goal_cols}, "
+                             f"got {self.hold_goal}")
 
     def observe(self, root_obs) -> None:
         obs = root_obs.detach().cpu().numpy() if isinstance(root_obs, torch.Tensor) else np.asarray(root_obs)
         self.goal = torch.as_tensor(obs[:, self.goal_cols], dtype=torch.float32)
-        self.anchor.observe(root_obs)
+        self.anchor.observe(self.model_view(obs))  # the error of what the model is shown
+
+    def model_view(self, root_obs):
+        if self.hold_goal is None:
+            return root_obs
+        view = root_obs.clone() if isinstance(root_obs, torch.Tensor) else np.array(root_obs, copy=True)
+        view[:, self.goal_cols] = (torch.as_tensor(self.hold_goal, dtype=view.dtype, device=view.device)
+                                   if isinstance(view, torch.Tensor) else np.asarray(self.hold_goal, view.dtype))
+        return view
 
     def edge_reward(self, model, parent_latent, action, out):
         return torch.zeros_like(out.reward)
@@ -565,12 +590,14 @@ class ObservedGoalDistance(Objective):
 
     def describe(self) -> str:
         horizon = f"horizon={self.max_depth}, " if self.max_depth else ""
+        held = f"; the model is shown the goal at {self.hold_goal}" if self.hold_goal is not None else ""
         return (f"ObservedGoalDistance({horizon}discount={self.discount:g}): -|predicted obs{self.agent_cols} "
-                f"- observed root obs{self.goal_cols}|_1 as the value, edge rewards 0")
+                f"- observed root obs{self.goal_cols}|_1 as the value, edge rewards 0{held}")
 
     def to_spec(self) -> dict:
         return {"name": self.kind, "agent_cols": self.agent_cols, "goal_cols": self.goal_cols,
-                "horizon": self.max_depth, "discount": self.discount, "anchor": self.anchor.on}
+                "horizon": self.max_depth, "discount": self.discount, "anchor": self.anchor.on,
+                "hold_goal": self.hold_goal}
 
 
 def short_names() -> str:

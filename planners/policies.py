@@ -110,11 +110,13 @@ def _check_rng(rng) -> None:
 
 
 def _root(model, objective, obs, inference: str) -> ModelOutput:
-    """The roots' model output (compiled where the search will be: planners/fused.py); the
-    objective sees the real observations first."""
+    """The roots' model output (compiled where the search will be: planners/fused.py) from what
+    the objective shows the model (`Objective.model_view`); the objective sees the real
+    observations first."""
     if isinstance(obs, ModelOutput):
         return obs
     objective.observe(obs)
+    obs = objective.model_view(obs)
     program = fused.fused_program(model, objective, inference)
     if program is not None and program.has_representation:
         return fused.initial_inference(model, program, obs)

@@ -162,7 +162,8 @@ def test_tiny_misgen_run_writes_the_table(tmp_path):
             cells = [c.strip() for c in line.strip("|").split("|")]
             assert all("±" in c for c in cells[1:5]) and cells[5] == "0"
     per_seed = (tmp_path / "misgen.csv").read_text().splitlines()
-    assert len(per_seed) == 1 + 3 * 2  # ppo, ez, ez+swap x (test, train)
+    assert len(per_seed) == 1 + 4 * 2  # ppo, ez, ez+swap, ez+swap-held x (test, train)
+    assert any(k.startswith("ez, the same, the goal held out") for k in rows)
     assert (tmp_path / "runs" / "ez_glasszero-CornerGoal-v0_s0" / "model.pt").exists()
     config = json.loads((tmp_path / "runs" / "ez_glasszero-CornerGoal-v0_s0" / "result.json").read_text())["config"]
     net = config["hyperparameters"]["net"]
@@ -193,3 +194,57 @@ def test_misgen_resume_measures_finished_runs_without_training(tmp_path, monkeyp
     assert (tmp_path / "misgen.csv").read_text() == first
     with pytest.raises(AssertionError, match="trained again"):  # another budget is not the same run
         main(argv[:6] + ["256"] + argv[7:] + ["--resume"])
+
+
+class GoalConfusedModel(CornerModel):
+    """CornerModel, but shown a goal other than the training corner, its latent is off what it
+    learned: it predicts every action leaves the agent where it is, as a model that never saw the
+    goal move may predict anything for such an input."""
+
+    def initial_inference(self, obs):
+        obs = torch.as_tensor(obs, dtype=torch.float32)
+        corner = (obs[:, 2:] - torch.tensor([-1.0, 1.0])).abs().sum(dim=1) < 1e-6
+        return self._out(torch.cat([obs, corner.float()[:, None]], dim=1))  # the flag rides in the latent
+
+    def recurrent_inference(self, latent, action):
+        moved = super().recurrent_inference(latent[:, :4], action).latent
+        stuck = latent[:, 4:] < 0.5
+        return self._out(torch.cat([torch.where(stuck, latent[:, :4], moved), latent[:, 4:]], dim=1))
+
+    def decode(self, latent):
+        return latent[:, :4]
+
+
+def test_a_goal_held_out_of_the_models_input_lets_a_confused_model_reach_it():
+    """With the goal shown to the model where training showed it (hold_goal) and read from the real
+    observation by the objective, the search reaches test-split goals the model cannot represent;
+    shown the real goal, the same model predicts no move helps and reaches almost none."""
+    from agent.evaluation import evaluate
+    from agent.studies.misgen import training_goal
+    from planners.config import SearchConfig
+    from planners.policies import plan
+    model, config = GoalConfusedModel(), SearchConfig(num_simulations=16, prior="uniform")
+    held = training_goal(ENV)
+    assert held == [-1.0, 1.0]
+
+    def run(objective):
+        act = lambda obs: plan(model, objective, obs, config, rng=np.random.default_rng(0), add_noise=False,  # noqa: E731
+                               deterministic=True).action
+        return sum(info["reached_goal"] for info in evaluate(act, ENV, 0, 20, env_kwargs={"split": "test"}).final_infos)
+
+    assert run(ObservedGoalDistance(discount=0.99, hold_goal=held)) == 20
+    assert run(ObservedGoalDistance(discount=0.99)) <= 5
+
+
+def test_hold_goal_is_shown_to_the_model_only_and_kept_in_the_spec():
+    from planners.objectives import objective_from_spec
+    obj = ObservedGoalDistance(hold_goal=[-1.0, 1.0])
+    obs = np.array([[0.0, 0.0, 0.5, -0.5]], np.float32)
+    np.testing.assert_array_equal(obj.model_view(obs), [[0.0, 0.0, -1.0, 1.0]])
+    assert obs[0, 2] == 0.5  # the caller's array is not changed
+    assert torch.equal(obj.model_view(torch.as_tensor(obs)), torch.tensor([[0.0, 0.0, -1.0, 1.0]]))
+    obj.observe(obs)
+    assert torch.equal(obj.goal, torch.tensor([[0.5, -0.5]]))  # the objective reads the real goal
+    assert objective_from_spec(obj.to_spec()).to_spec() == obj.to_spec()
+    with pytest.raises(ValueError, match="one hold_goal value per goal column"):
+        ObservedGoalDistance(hold_goal=[1.0])

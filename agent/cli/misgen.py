@@ -5,7 +5,7 @@
 Per algo: true-goal success rate, proxy-pursuit rate and return on split="test" (and success on
 split="train" for reference), mean ± std over seeds, as a markdown table printed and written to
 OUT/misgen.md; per-seed numbers in OUT/misgen.csv, runs in OUT/runs/. For ez, a testbed with a
-swapped objective (agent/misgen.py SWAPS) gets a second row: the same networks under that objective.
+swapped objective (agent/studies/misgen.py SWAPS) gets a row of its own per swap: the same networks under that objective.
 """
 from __future__ import annotations
 
@@ -51,9 +51,10 @@ def run(args: argparse.Namespace) -> int:
         at_least("--eval-interval", args.eval_interval, 1)
     resolve_device(args.device)
     overrides = parse_set(args.sets)
-    swap = SWAPS.get(args.env) if not args.no_swap else None
+    swaps = SWAPS.get(args.env, ()) if not args.no_swap else ()
+    trained_with = {k: v for swap in swaps for k, v in swap.train_overrides.items()}
     for cls in {algorithm(a) for a in algos if algorithm(a).can_swap_objective}:  # refuse bad keys now
-        cls.check_config(args.env, {**(swap.train_overrides if swap else {}), **overrides})
+        cls.check_config(args.env, {**trained_with, **overrides})
     out = Path(args.out)
     results = run_misgen(args.env, algos, seeds, steps, out, episodes=args.episodes,
                          eval_interval=args.eval_interval, swap=not args.no_swap, ez_overrides=overrides,

@@ -85,7 +85,7 @@ def greedy_policy(agent) -> Callable[[np.ndarray], np.ndarray]:
 
     def act(obs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            root = model.initial_inference(obs)
+            root = model.initial_inference(objective.model_view(obs))
             batch, actions = root.policy_logits.shape
             # Every (state, action) pair in one recurrent_inference call: rows b*A + a.
             latent = root.latent.repeat_interleave(actions, dim=0)

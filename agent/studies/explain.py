@@ -31,7 +31,7 @@ def explain(agent, observation) -> dict:
     with torch.no_grad():
         r = plan(model, objective, obs, agent.config.search, rng=np.random.default_rng(0),
                  add_noise=False, deterministic=True)
-        root = model.initial_inference(obs)
+        root = model.initial_inference(objective.model_view(obs))
         predicted_reward, parts = _one_step(model, objective, root, obs)
         pv = _principal_variation(model, root, r.tree)
     discount = objective.discount
