@@ -102,7 +102,11 @@ class Learner:
         # The target network supplies bootstrap values and reanalyzed policies: a slowly moving
         # copy, so that the targets do not chase the weights being trained on them.
         self.target_model = copy.deepcopy(model).eval().requires_grad_(False)
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        # The fused kernel updates every parameter in one call where torch has one for the device,
+        # instead of a dozen small ops per tensor (measured: README, "Speed").
+        fused = all(p.device.type in ("cpu", "cuda") for p in model.parameters()) or None
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                           fused=fused)
         # A probe decoder (net.decoder_joint false) has its gradient norm clipped apart from the rest.
         probe = model.decoder if model.decoder is not None and not model.config.decoder_joint else None
         probe_ids = {id(p) for p in probe.parameters()} if probe is not None else set()

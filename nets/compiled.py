@@ -65,9 +65,10 @@ class Program(NamedTuple):
     has_representation: bool
 
 
-# model -> (its Linear layers, the key of their weights when exported, the Program). Weak, so a
-# model that is dropped is not kept alive; a key is (data_ptr, _version) per tensor, which every
-# in-place update (an optimizer step, load_state_dict) changes.
+# model -> (its Linear layers, the Program). Weak, so a model that is dropped is not kept alive.
+# The weights are compared by content at every export (about 60 us for CartPole's networks): a
+# tensor's `_version` is not bumped by every in-place write (a fused optimizer step, `.data`
+# assignments), and acting on stale weights would be a silent error.
 _exported: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
@@ -85,12 +86,12 @@ def export(model) -> Optional[Program]:
     cached = _exported.get(model)
     if cached is None:
         linears, ranges, has_representation = _layers(model)
-        cached = (linears, ranges, has_representation, None, None)
-    linears, ranges, has_representation, key, program = cached
-    now = tuple((t.data_ptr(), t._version) for lin in linears for t in (lin.weight, lin.bias))
-    if now != key:
-        program = _program(model, linears, ranges, has_representation)
-        _exported[model] = (linears, ranges, has_representation, now, program)
+        cached = (linears, ranges, has_representation, None)
+    linears, ranges, has_representation, program = cached
+    weights = _flat_weights(linears)
+    if program is None or not np.array_equal(weights, program.weights):
+        program = _program(model, weights, ranges, has_representation, linears)
+        _exported[model] = (linears, ranges, has_representation, program)
     return program
 
 
@@ -111,15 +112,19 @@ def _layers(model):
     return linears, np.asarray(ranges, np.int64), has_representation
 
 
-def _program(model, linears, ranges, has_representation) -> Program:
+def _flat_weights(linears) -> np.ndarray:
+    """Every layer's weight then bias, flattened, in order, as one float32 array."""
+    chunks = [t for lin in linears for t in (lin.weight.detach().reshape(-1), lin.bias.detach())]
+    return torch.cat(chunks).to(torch.float32).numpy()
+
+
+def _program(model, weights, ranges, has_representation, linears) -> Program:
     layers = np.zeros((len(linears), 4), np.int64)
-    chunks, offset = [], 0
+    offset = 0
     for i, lin in enumerate(linears):
-        w, b = lin.weight.detach(), lin.bias.detach()
+        w, b = lin.weight, lin.bias
         layers[i] = (offset, offset + w.numel(), w.shape[1], w.shape[0])
-        chunks += [w.reshape(-1), b]
         offset += w.numel() + b.numel()
-    weights = torch.cat(chunks).to(torch.float32).numpy()
     return Program(weights=weights, layers=layers, nets=ranges,
                    latent_norm=NORM_LAYERNORM if model.dynamics.norm.kind == "layernorm" else NORM_MINMAX,
                    reward_support=model.config.reward_support_size,

@@ -90,6 +90,17 @@ def test_the_export_follows_every_weight_update():
         model.prediction.policy[0].bias.add_(1.0)
     second = compiled.export(model)
     assert second is not first and not np.array_equal(second.weights, first.weights)
+    # Writes that do not bump a tensor's version counter are followed too: a fused optimizer
+    # step and a `.data` assignment.
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    torch.optim.AdamW(model.parameters(), lr=0.1, fused=True).step()
+    third = compiled.export(model)
+    assert not np.array_equal(third.weights, second.weights)
+    model.dynamics.net[0].weight.data[0, 0] = 123.0
+    fourth = compiled.export(model)
+    assert not np.array_equal(fourth.weights, third.weights) and 123.0 in fourth.weights
+    np.testing.assert_array_equal(fourth.weights, compiled._flat_weights(compiled._layers(model)[0]))
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
