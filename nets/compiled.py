@@ -12,10 +12,9 @@ COL_*), so that planners/fused.py runs every simulation of a search in one compi
 The torch model is the reference: tests/test_compiled.py checks the two agree. Covered: the MLP
 family (grids too: the one-hot belongs to the representation, which stays in torch) without the
 value-prefix LSTM, on the CPU. For anything else `export` returns None and the search calls torch.
-The copy is retaken whenever a weight tensor has been updated in place by torch or replaced (an
-optimizer step, load_state_dict, .to()): the cache key is each tensor's data pointer and version
-counter. Writes that bypass torch's version counter (through `.data` or a numpy view of a
-parameter) are not seen; nothing in this project makes them.
+The copy is retaken whenever the weights differ from it, compared by content at every export:
+version counters are not enough, since a fused optimizer step (the learner's AdamW) and writes
+through `.data` or a numpy view leave them unchanged.
 
 Threads: `np.dot` in Numba calls SciPy's OpenBLAS, whose default is a thread per core. Its idle
 threads busy-wait after every call, which on a small machine slowed the torch calls around the
