@@ -30,7 +30,7 @@ import envs
 from agent.aux_values import AuxValues
 from agent.callbacks import ProgressBarCallback, as_callback
 from agent.checkpoint import atomic_save, load as load_checkpoint
-from agent.config import AgentConfig, flatten, resolve_config, resume_overrides
+from agent.config import AgentConfig, apply_overrides, flatten, resolve_config, resume_overrides
 from agent.explore import Explorers, explorer_count
 from agent.learner import Learner
 from agent.protocol import Agent
@@ -80,10 +80,10 @@ class EZAgent(Agent):
         torch.manual_seed(self.seed)
         self.model = build_model(self.obs_shape, self.num_actions, config.net, self.device).eval()
         self.aux = self._build_aux() if config.aux_values else None
-        if explorer_count(config.explore_fraction, config.num_envs) and not self.model.has_decoder:
-            raise ValueError(f"explore_fraction={config.explore_fraction} needs the observation decoder, which "
-                             f"this network has not (net.use_decoder): set --set explore_fraction=0, or "
-                             f"--set net.use_decoder=true where the network family has one")
+        if explorer_count(config.explore_fraction, config.num_envs) and not self.model.decodes_whole_observation:
+            raise ValueError(f"explore_fraction={config.explore_fraction} needs a decoder of the whole observation, "
+                             f"which this network has not (net.use_decoder off, or pixel images, whose decoder "
+                             f"predicts a downsampled frame): set --set explore_fraction=0")
         self.refits: Dict[str, tuple] = {}  # NAME -> (RefitHeads, reward 'module:attr'): train.py refit
         self.learner = Learner(self.model, config, self.aux)
         self.objective: Objective = objective_from_spec("learned", config.discount)
@@ -379,7 +379,12 @@ class EZAgent(Agent):
         payload = load_checkpoint(path)
         if payload.get("algo") != cls.algo:
             raise ValueError(f"{path} is a checkpoint of {payload.get('algo')!r}, not of the ez agent")
-        agent = cls(payload["env_id"], AgentConfig.from_dict(payload["config"]), seed=payload["seed"],
+        config = AgentConfig.from_dict(payload["config"])
+        if config.net.use_decoder is None and not any(k.startswith("decoder.") for k in payload["model"]):
+            # Saved when its network family had no decoder by default (pixel images before the
+            # frame decoder): it keeps having none.
+            config = apply_overrides(config, {"net.use_decoder": False})
+        agent = cls(payload["env_id"], config, seed=payload["seed"],
                     device=device, run_dir=run_dir, env_module=payload["env_module"],
                     wrappers=payload["wrappers"])
         agent.model.load_state_dict(payload["model"])

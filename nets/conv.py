@@ -159,7 +159,8 @@ class FrameDecoder(nn.Module):
         super().__init__()
         self.obs_channels = int(obs_shape[0])
         channels, h, w = latent_shape
-        self.frame_size = (self.UPSCALE * h, self.UPSCALE * w)
+        # A quarter of a downsampled image's resolution; never larger than the image itself.
+        self.frame_size = (min(self.UPSCALE * h, int(obs_shape[1])), min(self.UPSCALE * w, int(obs_shape[2])))
         a, b = self.HIDDEN
         self.net = nn.Sequential(
             nn.Conv2d(channels, a, 1), nn.ReLU(),
@@ -167,7 +168,8 @@ class FrameDecoder(nn.Module):
             nn.ConvTranspose2d(b, self.obs_channels, 4, stride=2, padding=1))
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.net(latent)
+        frame = self.net(latent)
+        return frame if tuple(frame.shape[-2:]) == self.frame_size else F.adaptive_avg_pool2d(frame, self.frame_size)
 
     def target(self, obs: torch.Tensor) -> torch.Tensor:
         """The observation as this decoder predicts it: scaled, area-averaged to the frame size."""

@@ -137,6 +137,11 @@ class Model(nn.Module):
     def has_decoder(self) -> bool:
         return self.decoder is not None
 
+    @property
+    def decodes_whole_observation(self) -> bool:
+        """Whether decode(latent) has the observation's own shape (not a downsampled frame)."""
+        return self.decoder is not None and not isinstance(self.decoder, FrameDecoder)
+
     def capacity_report(self) -> List[CapacityRow]:
         """One row per network: parameters, depth, stateful. See `format_capacity_report`."""
         networks = {"representation": self.representation, "dynamics": self.dynamics,

@@ -103,6 +103,12 @@ class Objective(ABC):
         self.discount = DEFAULT_DISCOUNT if discount is None else float(discount)
         self.discount_given = discount is not None
 
+    @property
+    def discount_for_spec(self) -> Optional[float]:
+        """The discount `to_spec` writes: None when none was given, so a spec rebuilt from it
+        still takes the agent's."""
+        return self.discount if self.discount_given else None
+
     def with_discount(self, discount: Optional[float]) -> "Objective":
         """This objective planned at `discount` if it was built without one (a shallow copy; the
         caller's object is left as it was), else itself."""
@@ -201,7 +207,7 @@ class Learned(Objective):
         return f"Learned(discount={self.discount:g}): sum of predicted rewards + learned value at the leaf"
 
     def to_spec(self) -> dict:
-        return {"name": self.kind, "discount": self.discount}
+        return {"name": self.kind, "discount": self.discount_for_spec}
 
     @classmethod
     def parse_short(cls, arg: str) -> dict:
@@ -231,7 +237,7 @@ class RewardOnly(Objective):
                 f"sum of predicted rewards over at most {self.max_depth} steps, leaf value 0")
 
     def to_spec(self) -> dict:
-        return {"name": self.kind, "horizon": self.max_depth, "discount": self.discount}
+        return {"name": self.kind, "horizon": self.max_depth, "discount": self.discount_for_spec}
 
     @classmethod
     def parse_short(cls, arg: str) -> dict:
@@ -323,12 +329,12 @@ class LatentValue(Objective):
 
     def to_spec(self) -> dict:
         return {"name": self.kind, "module": {"ref": self.ref, "description": self.fn.name},
-                "with_reward": self.with_reward, "discount": self.discount}
+                "with_reward": self.with_reward, "discount": self.discount_for_spec}
 
     @classmethod
     def from_spec(cls, spec, discount=None, context=None):
         return cls(_fn_from_spec(spec, "module", "latent value module"), spec.get("with_reward", False),
-                   spec_discount(spec, discount))
+                   _named_discount(spec, discount))
 
 
 @register("observation-value")
@@ -367,12 +373,12 @@ class ObservationValue(Objective):
 
     def to_spec(self) -> dict:
         return {"name": self.kind, "fn": _fn_spec(self.fn), "with_reward": self.with_reward,
-                "discount": self.discount, "anchor": self.anchor.on}
+                "discount": self.discount_for_spec, "anchor": self.anchor.on}
 
     @classmethod
     def from_spec(cls, spec, discount=None, context=None):
         return cls(_fn_from_spec(spec, "fn", "observation value function"), spec.get("with_reward", False),
-                   spec_discount(spec, discount), anchor=spec.get("anchor", True))
+                   _named_discount(spec, discount), anchor=spec.get("anchor", True))
 
 
 @register("observation-reward")
@@ -411,12 +417,12 @@ class ObservationReward(Objective):
 
     def to_spec(self) -> dict:
         return {"name": self.kind, "fn": _fn_spec(self.fn), "horizon": self.max_depth,
-                "discount": self.discount, "anchor": self.anchor.on}
+                "discount": self.discount_for_spec, "anchor": self.anchor.on}
 
     @classmethod
     def from_spec(cls, spec, discount=None, context=None):
         return cls(_fn_from_spec(spec, "fn", "observation reward function"), spec.get("horizon"),
-                   spec_discount(spec, discount), anchor=spec.get("anchor", True))
+                   _named_discount(spec, discount), anchor=spec.get("anchor", True))
 
 
 @register("pessimistic")
@@ -448,7 +454,7 @@ class Pessimistic(Objective):
                 f"(mean - {self.k:g} * std) of the value heads at the leaf")
 
     def to_spec(self) -> dict:
-        return {"name": self.kind, "k": self.k, "discount": self.discount}
+        return {"name": self.kind, "k": self.k, "discount": self.discount_for_spec}
 
     @classmethod
     def parse_short(cls, arg: str) -> dict:
@@ -486,7 +492,10 @@ class Penalized(Objective):
     def observe(self, root_obs) -> None:
         self.base.observe(root_obs)
         self.penalty.observe(root_obs)
-        self.anchor.observe(root_obs)
+        self.anchor.observe(self.model_view(root_obs))
+
+    def model_view(self, root_obs):
+        return self.base.model_view(root_obs)
 
     def ends(self, model, out):
         return self.base.ends(model, out)
@@ -523,8 +532,15 @@ class Penalized(Objective):
 
 def spec_discount(spec: dict, default: Optional[float]) -> float:
     """The discount a spec names, else `default`, else DEFAULT_DISCOUNT."""
-    g = spec.get("discount", default)
-    return DEFAULT_DISCOUNT if g is None else float(g)
+    g = _named_discount(spec, default)
+    return DEFAULT_DISCOUNT if g is None else g
+
+
+def _named_discount(spec: dict, default: Optional[float]) -> Optional[float]:
+    """The discount a spec names (a missing key and None alike name none), else `default`."""
+    g = spec.get("discount")
+    g = default if g is None else g
+    return None if g is None else float(g)
 
 
 @register("observed-goal-distance")
@@ -596,7 +612,7 @@ class ObservedGoalDistance(Objective):
 
     def to_spec(self) -> dict:
         return {"name": self.kind, "agent_cols": self.agent_cols, "goal_cols": self.goal_cols,
-                "horizon": self.max_depth, "discount": self.discount, "anchor": self.anchor.on,
+                "horizon": self.max_depth, "discount": self.discount_for_spec, "anchor": self.anchor.on,
                 "hold_goal": self.hold_goal}
 
 

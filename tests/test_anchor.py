@@ -78,3 +78,11 @@ def test_integer_observations_are_read_as_decoded():
         out = agent.model.initial_inference(roots())
     obj.leaf_value(agent.model, out)
     np.testing.assert_allclose(seen.last.numpy(), agent.model.decode(out.latent).detach().numpy(), atol=1e-6)
+
+
+def test_an_objective_built_without_a_discount_keeps_taking_the_agents_through_its_spec():
+    spec = ObservationValue(prefer_right).to_spec()
+    assert spec["discount"] is None
+    assert objective_from_spec(spec).discount_given is False
+    assert objective_from_spec(spec, discount=0.9).discount == 0.9
+    assert ObservationValue(prefer_right, discount=0.5).to_spec()["discount"] == 0.5

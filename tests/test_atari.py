@@ -162,3 +162,28 @@ def test_pong_trains_end_to_end_and_resumes(tmp_path):
     obs, _ = envs.make("ALE/Pong-v5", 0).reset(seed=0)
     assert again.predict(obs)[0] in range(again.num_actions)
     assert "predicted obs" in again.explain(obs)["text"]
+
+
+TINY = {"net.conv_channels": 8, "net.projection_hidden": 32, "net.projection_dim": 32,
+        "net.projection_head_hidden": 16, "net.value_support_size": 10, "net.reward_support_size": 5,
+        "search.num_simulations": 3, "batch_size": 4, "num_envs": 2, "learning_starts": 16,
+        "unroll_steps": 2, "replay_capacity": 500}
+
+
+@needs_ale
+def test_a_pixel_checkpoint_saved_before_the_frame_decoder_loads_without_one(tmp_path):
+    from agent.checkpoint import atomic_save, load as load_checkpoint
+    from agent.ez import EZAgent
+    agent = EZAgent("ALE/Pong-v5", TINY, seed=0, device="cpu")
+    payload = load_checkpoint(agent.save(tmp_path / "model.pt"))
+    payload["model"] = {k: v for k, v in payload["model"].items() if not k.startswith("decoder.")}
+    atomic_save(payload, tmp_path / "old.pt")  # as written when pixel models had no decoder
+    old = EZAgent.load(tmp_path / "old.pt", device="cpu")
+    assert not old.model.has_decoder and agent.model.has_decoder
+
+
+@needs_ale
+def test_explorers_are_refused_for_pixel_models_naming_the_flag():
+    from agent.ez import EZAgent
+    with pytest.raises(ValueError, match="explore_fraction"):
+        EZAgent("ALE/Pong-v5", {**TINY, "explore_fraction": 0.5}, seed=0, device="cpu")

@@ -74,3 +74,10 @@ def test_the_search_maximizes_a_reward_over_predicted_frames(sign):
         scores = torch.stack([left_brightness(model.decode(model.recurrent_inference(
             root.latent, torch.full((3,), a, dtype=torch.long)).latent)) for a in range(4)], dim=1)
     np.testing.assert_array_equal(out.action, scores.argmax(dim=1).numpy())
+
+
+def test_the_decoded_frame_is_never_larger_than_the_image():
+    model = build_model((3, 4, 4), 4, NetConfig(**SMALL, conv_downsample=False), "cpu")  # latent [16, 4, 4]
+    out = model.initial_inference(torch.zeros(2, 3, 4, 4))
+    assert model.decode(out.latent).shape == (2, 3, 4, 4)
+    assert model.reconstruction_loss(out.latent, torch.zeros(2, 3, 4, 4)).shape == (2,)

@@ -248,3 +248,11 @@ def test_hold_goal_is_shown_to_the_model_only_and_kept_in_the_spec():
     assert objective_from_spec(obj.to_spec()).to_spec() == obj.to_spec()
     with pytest.raises(ValueError, match="one hold_goal value per goal column"):
         ObservedGoalDistance(hold_goal=[1.0])
+
+
+def test_penalized_shows_the_model_what_its_base_shows_it():
+    from planners.objectives import Penalized
+    base = ObservedGoalDistance(hold_goal=[0.5, 0.5])
+    obj = Penalized(base, lambda obs: obs[:, 0] * 0.0, 1.0)
+    obs = np.array([[0.0, 0.0, 0.9, 0.9]], np.float32)
+    np.testing.assert_array_equal(obj.model_view(obs), [[0.0, 0.0, 0.5, 0.5]])
