@@ -477,7 +477,11 @@ class Penalized(Objective):
         self.base = base
         self.penalty = PluggedFn(penalty, "penalty function", numpy=numpy, root=True)
         self.weight = float(weight)
-        self.anchor = RootAnchor(anchor)
+        # A base over observations anchors the same roots with the same model: share its offset
+        # rather than compute it twice per search.
+        shared = getattr(base, "anchor", None)
+        self._own_anchor = not (isinstance(shared, RootAnchor) and shared.on == bool(anchor))
+        self.anchor = RootAnchor(anchor) if self._own_anchor else shared
         self.discount, self.discount_given = base.discount, base.discount_given
         self.max_depth = base.max_depth
 
@@ -486,13 +490,16 @@ class Penalized(Objective):
             return self
         bound = copy.copy(self)
         bound.base = self.base.with_discount(discount)
+        if not self._own_anchor:
+            bound.anchor = bound.base.anchor
         bound.discount, bound.discount_given = bound.base.discount, True
         return bound
 
     def observe(self, root_obs) -> None:
         self.base.observe(root_obs)
         self.penalty.observe(root_obs)
-        self.anchor.observe(self.model_view(root_obs))
+        if self._own_anchor:  # else the base has just observed it
+            self.anchor.observe(self.model_view(root_obs))
 
     def model_view(self, root_obs):
         return self.base.model_view(root_obs)
