@@ -71,6 +71,12 @@ class AgentConfig:
     lr_final_ratio: float = 0.1
     weight_decay: float = 1e-4
     max_grad_norm: float = 5.0
+    # How the learner runs its unroll's forward and backward: "compiled" (torch.compile: one fused
+    # graph instead of hundreds of small ops; costs a compilation of tens of seconds at the first
+    # training step), "eager", or "auto": compiled for an MLP model on the CPU when the run plans at
+    # least LEARNER_COMPILE_MIN_STEPS training steps, where the saving outweighs the compilation
+    # (README, "Speed"). The two round differently: the same seed and backend give the same run.
+    learner_backend: str = "auto"
     target_update_interval: int = 100  # training steps between target-network copies
     value_loss_weight: float = 0.25  # EfficientZero's weights
     reward_loss_weight: float = 1.0
@@ -107,6 +113,9 @@ class AgentConfig:
             raise ValueError(f"AgentConfig.reanalyze_fraction must be in [0, 1], got {self.reanalyze_fraction}")
         if self.replay_ratio <= 0:
             raise ValueError(f"AgentConfig.replay_ratio must be > 0, got {self.replay_ratio}")
+        if self.learner_backend not in ("auto", "compiled", "eager"):
+            raise ValueError(f"AgentConfig.learner_backend must be 'auto', 'compiled' or 'eager', "
+                             f"got {self.learner_backend!r}")
         if self.lr_schedule not in ("cosine", "constant"):
             raise ValueError(f"AgentConfig.lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
         for item in self.aux_values:

@@ -26,6 +26,7 @@ beyond storing `reward_state` per node.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import List, Optional, Tuple
 
@@ -84,6 +85,7 @@ def resolve_device(device: "str | torch.device", flag: str = "--device") -> torc
 class Model(nn.Module):
     def __init__(self, obs_shape: Tuple[int, ...], num_actions: int, config: NetConfig):
         super().__init__()
+        self.check_outputs = True  # every inference call checks its outputs (unchecked_outputs)
         self.obs_shape = tuple(int(d) for d in obs_shape)
         self.num_actions = int(num_actions)
         self.config = config
@@ -163,7 +165,7 @@ class Model(nn.Module):
                              f"got shape {tuple(obs.shape)}")
         # Checked with the outputs' finiteness in one host sync (_predict), so a NaN observation is
         # reported as such rather than as a diverged network.
-        obs_finite = torch.isfinite(obs).flatten(1).all(dim=1)
+        obs_finite = torch.isfinite(obs).flatten(1).all(dim=1) if self.check_outputs else None
         latent = self.representation(obs)
         batch = latent.shape[0]
         reward_state = None
@@ -198,6 +200,17 @@ class Model(nn.Module):
         policy_logits, value_logits, terminal_logit = self.prediction(latent)
         value_ensemble = support_to_scalar(value_logits)
         value = value_ensemble.mean(dim=1)
+        if self.check_outputs:
+            self._check_finite(value, reward, policy_logits, terminal_logit, call, obs, obs_finite)
+        # Probability > 0.5 is logit > 0: the search reads the flag, the learner the logit.
+        terminal = None if terminal_logit is None or not predicted else terminal_logit > 0
+        return ModelOutput(latent=latent, reward=reward, value=value, policy_logits=policy_logits,
+                           reward_logits=reward_logits, value_logits=value_logits,
+                           value_ensemble=value_ensemble, terminal=terminal, terminal_logit=terminal_logit,
+                           reward_state=reward_state)
+
+    @staticmethod
+    def _check_finite(value, reward, policy_logits, terminal_logit, call, obs, obs_finite) -> None:
         # One host sync per call; a diverged network must fail loudly, not steer the search.
         finite = torch.isfinite(value).all() & torch.isfinite(reward).all() & torch.isfinite(policy_logits).all()
         if terminal_logit is not None:
@@ -210,12 +223,16 @@ class Model(nn.Module):
             raise FloatingPointError(
                 f"Model.{call}: the network produced NaN or inf in its value, reward, policy or terminal output "
                 f"(training has probably diverged: lower the learning rate or clip gradients)")
-        # Probability > 0.5 is logit > 0: the search reads the flag, the learner the logit.
-        terminal = None if terminal_logit is None or not predicted else terminal_logit > 0
-        return ModelOutput(latent=latent, reward=reward, value=value, policy_logits=policy_logits,
-                           reward_logits=reward_logits, value_logits=value_logits,
-                           value_ensemble=value_ensemble, terminal=terminal, terminal_logit=terminal_logit,
-                           reward_state=reward_state)
+
+    @contextlib.contextmanager
+    def unchecked_outputs(self):
+        """Inside: no per-call finiteness check (and so no host sync per call). For the learner's
+        unroll, which checks its total loss once instead, so that a compiled loss is one graph."""
+        self.check_outputs = False
+        try:
+            yield self
+        finally:
+            self.check_outputs = True
 
     # ----------------------------------------------------------------- learner helpers
 
