@@ -121,12 +121,16 @@ class Learner:
         self.train_steps = 0
         self.planned_steps = 1  # training steps the whole run will take (for the LR schedule)
         self._losses = None  # self.losses, or its compiled form: chosen at the first training step
+        self._compiled: Optional[bool] = None  # which one, once chosen
 
     # ------------------------------------------------------------------ backend
     @property
     def compiled(self) -> bool:
-        """Whether the unroll's forward and backward run compiled (config.learner_backend)."""
+        """Whether the unroll's forward and backward run compiled (config.learner_backend): fixed
+        at the first training step; before it, what that step would choose."""
         c = self.config
+        if self._compiled is not None:
+            return self._compiled
         if c.learner_backend != "auto":
             return c.learner_backend == "compiled"
         return (self.model.family == "mlp" and self.model.device.type == "cpu"
@@ -137,7 +141,7 @@ class Learner:
         if self._losses is not None:
             return self._losses(batch)
         if not self.compiled:
-            self._losses = self.losses
+            self._losses, self._compiled = self.losses, False
             return self.losses(batch)
         # fullgraph: a break in the graph would silently cost back what compiling buys.
         compiled = torch.compile(self.losses, fullgraph=True)
@@ -149,8 +153,9 @@ class Learner:
                                    f"({type(e).__name__}: {e}); --set learner_backend=eager runs it uncompiled") from e
             warnings.warn(f"learner_backend=auto: torch.compile failed ({type(e).__name__}); the learner runs "
                           f"eager", RuntimeWarning)
-            compiled, out = self.losses, self.losses(batch)
-        self._losses = compiled
+            self._losses, self._compiled = self.losses, False
+            return self.losses(batch)
+        self._losses, self._compiled = compiled, True
         return out
 
     # ------------------------------------------------------------------ schedule

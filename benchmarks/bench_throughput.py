@@ -17,18 +17,6 @@ Each row records environment steps per second and training steps per second over
 untimed run: a first run on a new machine pays about 30 s more). Same seed, same settings: only
 the backends differ. The last line is JSON with the medians and the speedups over `torch`.
 Figures only; nothing is asserted.
-"""Training throughput of the default CartPole-v1 run with the compiled search loop and without it,
-measured in one invocation (issue 13's throughput target).
-
-    python benchmarks/bench_throughput.py [--steps 4000] [--seeds 0] [--repeats 2] [--out FILE]
-
-For each seed, `--repeats` times in turn, one child process per run trains `python train.py`'s
-agent (the CartPole-v1 preset, no evaluations) for --steps environment steps with
-`search.inference=auto` (the default: planners/fused.py) and then with `search.inference=torch`
-(a torch call per simulation), and records environment steps per second and training steps per
-second of the whole `learn` call (Numba's compile cache is warmed first). Same seed, same
-settings: only how the search calls the network differs. The last line is JSON with the medians
-and `speedup` = auto / torch. Figures only; nothing is asserted.
 """
 from __future__ import annotations
 

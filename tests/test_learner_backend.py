@@ -72,3 +72,24 @@ def test_a_diverged_network_stops_the_learner_before_any_weight_moves():
 def test_an_unknown_learner_backend_is_refused_by_name():
     with pytest.raises(ValueError, match="learner_backend must be 'auto', 'compiled' or 'eager'"):
         AgentConfig(learner_backend="jit")
+
+
+def _failing_compile(fn, **kwargs):
+    def run(*args):
+        raise RuntimeError("no C++ compiler here")
+    return run
+
+
+def test_a_failed_compile_falls_back_under_auto_and_is_refused_by_name_when_asked_for(monkeypatch):
+    monkeypatch.setattr(torch, "compile", _failing_compile)
+    agent = tiny_agent(extra=["learner_backend=eager"])
+    agent.learn(72)
+    batch = agent.learner.make_batch(agent.replay, agent.objective, np.random.default_rng(0), agent.num_timesteps, 0.5)
+    auto = tiny_agent().learner
+    auto.planned_steps = LEARNER_COMPILE_MIN_STEPS
+    with pytest.warns(RuntimeWarning, match="runs eager"):
+        auto.train_step(batch)
+    assert auto.compiled is False and auto.train_steps == 1
+    forced = tiny_agent(extra=["learner_backend=compiled"]).learner
+    with pytest.raises(RuntimeError, match="learner_backend=eager"):
+        forced.train_step(batch)
