@@ -158,7 +158,7 @@ RETIRED_KEYS = frozenset({"checkpoint_interval", "log_interval", "audit_episodes
 # Preset per supported environment: a few overrides of the defaults above, nothing more (how each
 # was chosen: README, "Presets").
 PRESETS: Dict[str, Dict[str, Any]] = {
-    "CartPole-v1": {"search.num_simulations": 25, "replay_ratio": 0.5},
+    "CartPole-v1": {"search.num_simulations": 25, "replay_ratio": 1.0},
     "Acrobot-v1": {"search.num_simulations": 25},
     "MountainCar-v0": {"search.num_simulations": 25, "td_steps": 10, "temperature": [[0.0, 1.0]]},
     "LunarLander-v3": {"net.latent_dim": 96, "net.hidden": [96], "net.value_support_size": 30,

@@ -2,7 +2,7 @@
 """Sample efficiency and speed of the default ez agent on CartPole-v1, and of PPO beside it.
 
     python benchmarks/bench_cartpole.py --seeds 0,1,2 [--steps 20000] [--eval-interval 1000]
-        [--ppo [--ppo-steps 100000]] [--stop-when-solved] [--out FILE]
+        [--ppo [--ppo-steps 100000]] [--stop-when-solved] [--give-up-at N] [--set KEY=VALUE] [--out FILE]
 
 Per seed: environment steps and wall-clock (training + evaluations) to the first evaluation whose
 mean return over 20 deterministic episodes is >= 475, the final evaluation's return, the training
@@ -49,7 +49,16 @@ def one_seed(args) -> dict:
                               write=lambda line: print(f"  {args.algo} seed {args.seed} | {line}", file=sys.stderr,
                                                        flush=True),
                               stop_at_return=TARGET if args.stop_when_solved else None)
-    agent.learn(steps, progress_bar=False, callback=evaluation)
+    callbacks = [evaluation]
+    if args.give_up_at and args.algo == "ez":
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        class GiveUp(BaseCallback):  # the run keeps the schedules of --steps; it just ends sooner
+            def _on_step(self) -> bool:
+                return self.num_timesteps < args.give_up_at
+
+        callbacks.append(GiveUp())
+    agent.learn(steps, progress_bar=False, callback=callbacks)
     total = time.time() - start
     solved = next((r for r in evaluation.history if r.mean_return >= TARGET), None)
     final = evaluation.history[-1]
@@ -73,6 +82,8 @@ def main() -> None:
     p.add_argument("--stop-when-solved", action="store_true",
                    help="stop a seed at its first evaluation >= 475 (final return is then that evaluation)")
     p.add_argument("--out", metavar="FILE", help="also write the last line's JSON to FILE")
+    p.add_argument("--give-up-at", type=int, metavar="N",
+                   help="ez: stop an unsolved run after N env steps, its schedules still planned for --steps")
     p.add_argument("--ppo", action="store_true", help="also run SB3 PPO (zoo settings) on the same seeds")
     p.add_argument("--ppo-steps", type=int, default=100_000, help="PPO's budget (the zoo's: 100,000)")
     p.add_argument("--seed", type=int, help=argparse.SUPPRESS)  # one seed, in a child process

@@ -4,8 +4,8 @@ fast path turned off, measured in one invocation (issue 13's throughput target).
 
     python benchmarks/bench_throughput.py [--steps 6000] [--planned 20000] [--seeds 0] [--repeats 2] [--out FILE]
 
-One child process per run trains `python train.py`'s agent (the CartPole-v1 preset, no
-evaluations) with its schedules planned for --planned environment steps (the default run's
+One child process per run trains `python train.py`'s agent (the CartPole-v1 preset at replay
+ratio 0.5, the run the issue measured; no evaluations) with its schedules planned for --planned environment steps (the default run's
 20,000, which is what makes learner_backend=auto compile) and stops after --steps. Modes, in turn:
 
     default        the defaults: compiled search loop (planners/fused.py), compiled learner unroll
@@ -33,8 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from result_line import emit  # noqa: E402  (benchmarks/, the script's own folder)
 
-MODES = {"default": [], "eager-learner": ["learner_backend=eager"],
-         "torch": ["search.inference=torch", "learner_backend=eager"]}
+# The work per environment step of the run issue 13 measured: one training step per two env steps
+# (the CartPole preset since trains once per step, README "Speed": twice the work per env step).
+ISSUE_RUN = ["replay_ratio=0.5"]
+MODES = {"default": ISSUE_RUN, "eager-learner": ISSUE_RUN + ["learner_backend=eager"],
+         "torch": ISSUE_RUN + ["search.inference=torch", "learner_backend=eager"]}
 
 
 def one_run(steps: int, planned: int, seed: int, mode: str) -> dict:
