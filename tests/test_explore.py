@@ -4,15 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from agent.callbacks import CheckpointCallback
-from agent.ez import EZAgent
 from agent.explore import Explorers, explorer_count, hold_entry
 from nets.output import ModelOutput
 from planners.objectives import Learned
 from tests.test_agent_ez import tiny_agent
 from tests.test_objective_swap import corridor_ends, load_fixture
-from tests.test_protocol_and_callbacks import _StopAt
-from tests.test_reliability import _assert_same_run
+from tests.test_reliability import stopped_and_resumed
 
 EXPLORE = ["explore_fraction=0.5"]  # 2 of the tiny agent's 4 envs
 
@@ -105,13 +102,7 @@ def test_explorer_states_train_the_model_but_not_the_policy_or_value():
 
 
 def test_a_run_with_explorers_stopped_and_resumed_equals_a_run_that_never_stopped(tmp_path):
-    straight = tiny_agent(seed=2, extra=EXPLORE)
-    straight.learn(240)
-    first = tiny_agent(seed=2, extra=EXPLORE)
-    first.learn(240, callback=[_StopAt(120), CheckpointCallback(tmp_path)])
-    resumed = EZAgent.load(tmp_path / "resume.pt", device="cpu")
-    resumed.learn(240 - resumed.num_timesteps)
-    _assert_same_run(straight, resumed)
+    straight, resumed = stopped_and_resumed(tmp_path, extra=EXPLORE)
     np.testing.assert_array_equal(straight._selfplay.explorers.target, resumed._selfplay.explorers.target)
 
 

@@ -97,17 +97,7 @@ def test_a_failed_compile_falls_back_under_auto_and_is_refused_by_name_when_aske
 
 @pytest.mark.slow  # three compilations of the unroll; the eager path has the fast test (test_reliability)
 def test_a_compiled_run_stopped_and_resumed_equals_one_that_never_stopped(tmp_path):
-    from agent.callbacks import CheckpointCallback
-    from agent.ez import EZAgent
-    from tests.test_protocol_and_callbacks import _StopAt
-    from tests.test_reliability import _assert_same_run
+    from tests.test_reliability import stopped_and_resumed
 
-    compiled = ["learner_backend=compiled"]
-    straight = tiny_agent(seed=2, extra=compiled)
-    straight.learn(240)
-    first = tiny_agent(seed=2, extra=compiled)
-    first.learn(240, callback=[_StopAt(120), CheckpointCallback(tmp_path)])
-    resumed = EZAgent.load(tmp_path / "resume.pt", device="cpu")
-    resumed.learn(240 - resumed.num_timesteps)
+    straight, resumed = stopped_and_resumed(tmp_path, extra=["learner_backend=compiled"])
     assert straight.learner.compiled and resumed.learner.compiled
-    _assert_same_run(straight, resumed)

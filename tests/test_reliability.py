@@ -33,15 +33,22 @@ def _assert_same_run(a: EZAgent, b: EZAgent) -> None:
     assert a.rng.bit_generator.state == b.rng.bit_generator.state
 
 
-def test_a_run_stopped_and_resumed_equals_a_run_that_never_stopped(tmp_path):
-    straight = tiny_agent(seed=2)
+def stopped_and_resumed(tmp_path, extra=()):
+    """(a tiny run of 240 steps, the same run stopped at 120 and resumed from its checkpoint),
+    after _assert_same_run has compared them."""
+    straight = tiny_agent(seed=2, extra=extra)
     straight.learn(240)
-    first = tiny_agent(seed=2)
+    first = tiny_agent(seed=2, extra=extra)
     first.learn(240, callback=[_StopAt(120), CheckpointCallback(tmp_path)])
     assert first.num_timesteps == 120
     resumed = EZAgent.load(tmp_path / "resume.pt", device="cpu")
     resumed.learn(240 - resumed.num_timesteps)
     _assert_same_run(straight, resumed)
+    return straight, resumed
+
+
+def test_a_run_stopped_and_resumed_equals_a_run_that_never_stopped(tmp_path):
+    stopped_and_resumed(tmp_path)
 
 
 def test_envs_without_a_data_snapshot_close_their_open_episodes_on_resume(tmp_path, monkeypatch):
