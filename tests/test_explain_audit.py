@@ -189,3 +189,23 @@ def test_audit_cli_sweep_flags(capsys):
     assert cli_main(["audit", "--checkpoint", ckpt, "--episodes", "2", "--no-sweep", "--threshold", "50"]) == 0
     text = capsys.readouterr().out
     assert "return against search simulations" not in text and "CEILING" in text
+
+
+def test_explain_shows_the_predicted_observations_the_objective_reads(corridor):
+    # An objective over observations reads them anchored at the real root (planners/anchor.py):
+    # explain's principal variation shows those, not the raw decoding.
+    import torch
+
+    corridor.set_objective(ObservationValue(prefer_right))
+    d = explain(corridor, MIDDLE)
+    assert d["anchored"] and "anchored at the real one" in format_explanation(d)
+    model = corridor.model
+    with torch.no_grad():
+        root = model.initial_inference(MIDDLE.reshape(1, -1))
+        offset = MIDDLE - model.decode(root.latent)[0].numpy()
+        first = model.recurrent_inference(root.latent, torch.tensor([d["principal_variation"][0]["action"]]))
+        raw = model.decode(first.latent)[0].numpy()
+    assert d["principal_variation"][0]["predicted_observation"] == pytest.approx(raw + offset, abs=1e-4)  # 4 decimals
+    assert np.abs(offset).max() > 1e-3  # the decoder is off at the root: anchoring shows
+    corridor.set_objective(ObservationValue(prefer_right, anchor=False))
+    assert not explain(corridor, MIDDLE)["anchored"]

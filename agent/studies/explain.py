@@ -10,7 +10,8 @@ observation and returns a JSON-friendly dict; `format_explanation(d)` renders it
     search's backed-up means; None where the search never tried the action), and the edge reward
     split into the objective's named parts (e.g. base reward and penalty for Penalized);
   * the principal variation (the most visited path), with the predicted observation at each step
-    when the model has a decoder;
+    when the model has a decoder, as the objective reads it: anchored at the real observation
+    where the objective anchors its predictions (planners/anchor.py), else as decoded;
   * the capacity report of the networks.
 """
 from __future__ import annotations
@@ -21,6 +22,8 @@ import numpy as np
 import torch
 
 from nets.budget import format_capacity_report
+from planners.anchor import RootAnchor
+from planners.objectives import anchored_observation
 from planners.policies import plan
 from planners.tree import ROOT, principal_variation
 
@@ -33,7 +36,8 @@ def explain(agent, observation) -> dict:
                  add_noise=False, deterministic=True)
         root = model.initial_inference(objective.model_view(obs))
         predicted_reward, parts = _one_step(model, objective, root, obs)
-        pv = _principal_variation(model, root, r.tree)
+        decode, anchored = _observation_view(model, objective, obs)
+        pv = _principal_variation(model, root, r.tree, decode)
     discount = objective.discount
     actions = [{"action": a, "visits": int(r.visit_counts[0, a]), "prior": float(r.prior[0, a]),
                 "predicted_reward": float(predicted_reward[a]), "edge_reward": _num(r.edge_reward[0, a]),
@@ -46,6 +50,7 @@ def explain(agent, observation) -> dict:
             "num_simulations": agent.config.search.num_simulations, "action": int(r.action[0]),
             "root_value": float(r.root_value[0]), "search_depth": int(r.max_depth[0]),
             "actions": actions, "principal_variation": pv, "has_decoder": bool(model.has_decoder),
+            "anchored": anchored,
             "capacity_report": format_capacity_report(capacity)}
 
 
@@ -62,7 +67,17 @@ def _one_step(model, objective, root, obs):
     return out.reward.cpu().numpy(), parts
 
 
-def _principal_variation(model, root, tree) -> List[dict]:
+def _observation_view(model, objective, obs):
+    """(decode(latent [1, ...]) -> predicted observation as the objective reads it, whether that is
+    anchored at `obs`)."""
+    anchor = getattr(objective, "anchor", None)
+    if not (model.has_decoder and isinstance(anchor, RootAnchor) and anchor.on):
+        return model.decode, False
+    objective.observe(obs)  # the one root, so the anchor's rows match the path's
+    return (lambda latent: anchored_observation(anchor, model, latent, "explain")), anchor.root is not None
+
+
+def _principal_variation(model, root, tree, decode) -> List[dict]:
     """The most visited path; latents are re-derived by stepping the model along it (to decode)."""
     steps, node, latent, reward_state = [], ROOT, root.latent, root.reward_state
     for action in principal_variation(tree, 0):
@@ -74,7 +89,7 @@ def _principal_variation(model, root, tree) -> List[dict]:
         steps.append({"depth": int(tree.depth[0, node]), "action": action, "visits": visits,
                       "edge_reward": float(tree.edge_reward[0, node]),
                       "value": float(tree.value_sum[0, node] / max(visits, 1)),
-                      "predicted_observation": _floats(model.decode(latent)[0]) if model.has_decoder else None})
+                      "predicted_observation": _floats(decode(latent)[0]) if model.has_decoder else None})
     return steps
 
 
@@ -94,7 +109,8 @@ def format_explanation(d: dict) -> str:
         lines += ["", "edge reward parts (one model step from the root):"]
         lines += _table(("action", *part_names), [(str(a["action"]), *(f"{a['edge_reward_parts'][n]:.3f}"
                                                                      for n in part_names)) for a in d["actions"]])
-    lines += ["", "principal variation (most visited path):"]
+    anchored = " (predicted observations anchored at the real one, as the objective reads them)"
+    lines += ["", "principal variation (most visited path)" + (anchored if d.get("anchored") else "") + ":"]
     if not d["principal_variation"]:
         lines.append("  (empty: no child of the root was visited)")
     for s in d["principal_variation"]:
