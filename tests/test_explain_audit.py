@@ -209,3 +209,23 @@ def test_explain_shows_the_predicted_observations_the_objective_reads(corridor):
     assert np.abs(offset).max() > 1e-3  # the decoder is off at the root: anchoring shows
     corridor.set_objective(ObservationValue(prefer_right, anchor=False))
     assert not explain(corridor, MIDDLE)["anchored"]
+
+
+def test_the_audits_prior_alone_sees_what_the_search_shows_the_model(corridor, monkeypatch):
+    # An objective may show the model another observation than the real one (Objective.model_view,
+    # e.g. a goal held out); the prior-alone policy the search is measured against must see it too.
+    from agent.studies.audit import prior_policy
+
+    left = np.eye(8, dtype=np.float32)[1]
+    left[0] = -1.0  # cell 0
+
+    class ShowsLeft(ObservationValue):
+        def model_view(self, obs):
+            return np.repeat(left[None], len(obs), axis=0)
+
+    seen = []
+    inference = corridor.model.initial_inference
+    monkeypatch.setattr(corridor.model, "initial_inference", lambda obs: seen.append(np.asarray(obs)) or inference(obs))
+    corridor.set_objective(ShowsLeft(prefer_right))
+    prior_policy(corridor)(np.stack([MIDDLE, MIDDLE]))
+    np.testing.assert_array_equal(seen[-1], np.stack([left, left]))

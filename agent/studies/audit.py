@@ -71,10 +71,12 @@ def amplification(r_search: float, r_base: float) -> float:
 
 
 def prior_policy(agent) -> Callable[[np.ndarray], np.ndarray]:
-    """Argmax of the learned policy prior: what the networks do with no search at all."""
+    """Argmax of the learned policy prior: what the networks do with no search at all, shown the
+    observation the search shows them (Objective.model_view: a goal held out of the input, say)."""
     def act(obs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return agent.model.initial_inference(obs).policy_logits.argmax(dim=-1).cpu().numpy()
+            root = agent.model.initial_inference(agent.objective.model_view(obs))
+            return root.policy_logits.argmax(dim=-1).cpu().numpy()
     return act
 
 
