@@ -59,9 +59,8 @@ class Batch:
     aux_value: Dict[str, torch.Tensor] = field(default_factory=dict)  # NAME -> [B, K+1] aux returns
 
 
-# Training steps from which learner_backend "auto" compiles the unroll: compiling the CartPole
-# model's took 25-40 s on a new machine (7 s from torch's cache) and saved 5.4 ms a training step,
-# so a run this long pays it back even cold (README, "Speed").
+# Training steps from which learner_backend "auto" compiles the unroll: a run this long pays back
+# the compilation even with torch's cache empty (the costs and savings: README, "Speed").
 LEARNER_COMPILE_MIN_STEPS = 5_000
 
 
