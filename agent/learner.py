@@ -138,25 +138,23 @@ class Learner:
 
     def _run_losses(self, batch: "Batch"):
         """self.losses(batch), through the backend chosen at the first call."""
-        if self._losses is not None:
-            return self._losses(batch)
-        if not self.compiled:
+        if self._losses is None and self.compiled:
+            compiled = torch.compile(self.losses, fullgraph=True)  # fullgraph: a break would cost back the gain
+            try:
+                out = compiled(batch)
+            except Exception as e:  # torch.compile's failures have no common base class
+                if self.config.learner_backend == "compiled":
+                    raise RuntimeError(f"learner_backend=compiled: torch.compile failed on the learner's unroll "
+                                       f"({type(e).__name__}: {e}); --set learner_backend=eager runs it "
+                                       f"uncompiled") from e
+                warnings.warn(f"learner_backend=auto: torch.compile failed ({type(e).__name__}); the learner "
+                              f"runs eager", RuntimeWarning)
+            else:
+                self._losses, self._compiled = compiled, True
+                return out
+        if self._losses is None:
             self._losses, self._compiled = self.losses, False
-            return self.losses(batch)
-        # fullgraph: a break in the graph would silently cost back what compiling buys.
-        compiled = torch.compile(self.losses, fullgraph=True)
-        try:
-            out = compiled(batch)
-        except Exception as e:  # torch.compile's failures have no common base class
-            if self.config.learner_backend == "compiled":
-                raise RuntimeError(f"learner_backend=compiled: torch.compile failed on the learner's unroll "
-                                   f"({type(e).__name__}: {e}); --set learner_backend=eager runs it uncompiled") from e
-            warnings.warn(f"learner_backend=auto: torch.compile failed ({type(e).__name__}); the learner runs "
-                          f"eager", RuntimeWarning)
-            self._losses, self._compiled = self.losses, False
-            return self.losses(batch)
-        self._losses, self._compiled = compiled, True
-        return out
+        return self._losses(batch)
 
     # ------------------------------------------------------------------ schedule
     def lr_at(self, step: int) -> float:
