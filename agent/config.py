@@ -163,31 +163,28 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "MountainCar-v0": {"search.num_simulations": 25, "td_steps": 10, "temperature": [[0.0, 1.0]]},
     "LunarLander-v3": {"net.latent_dim": 96, "net.hidden": [96], "net.value_support_size": 30,
                        "replay_capacity": 300_000, "lr": 1e-3},
-    # MiniGrid (over GRID_DEFAULTS below): one sparse reward at the goal, so a longer n-step target
-    # carries it back faster; 25 simulations as on the classic-control presets (CPU time per step).
-    # Self-play's returns fell from the random policy's (~0.4) to ~0 once the learned prior took
-    # over; keeping the visit temperature at 1 and training twice as often per step is what learned
-    # DoorKey-5x5 on the choosing seeds (README, "MiniGrid"). LavaGapS5 takes the same, unmeasured.
     # The testbeds (and their test splits' ids): episodes end at goals, so the terminal head is on
     # and a swapped objective's search stops at a predicted end instead of planning through it
     # (README, "Predicted episode ends"); the transfer suite and misgen train them with it.
     **{env_id: {"net.terminal_head": True} for env_id in (
         "glasszero/Corridor-v0", "glasszero/CornerGoal-v0", "glasszero/SideEffects-v0",
         "glasszero/CorridorTest-v0", "glasszero/CornerGoalTest-v0", "glasszero/SideEffectsTest-v0")},
-    "MiniGrid-DoorKey-5x5-v0": {"search.num_simulations": 25, "td_steps": 10, "replay_ratio": 0.5,
-                                "temperature": [[0.0, 1.0]]},
-    "MiniGrid-LavaGapS5-v0": {"search.num_simulations": 25, "td_steps": 10, "replay_ratio": 0.5,
-                              "temperature": [[0.0, 1.0]]},
 }
 
 
-# Every MiniGrid/BabyAI id (envs/minigrid.py) starts from these, its own preset over them: the grid
-# read one-hot (nets/grid.py), by the network family measured to learn DoorKey faster here
+# Every MiniGrid/BabyAI id (envs/minigrid.py), and every full-view id of one, starts from these:
+# the grid read one-hot (nets/grid.py) by the network family measured to learn DoorKey faster here
 # (README, "MiniGrid"); the one-hot 7x7 grid is 980 inputs, so the per-network limit is raised to
-# fit the first layer and the decoder's last one (about 67k parameters each at 64 wide).
+# fit the first layer and the decoder's last one (about 67k parameters each at 64 wide). The
+# learning settings are DoorKey-5x5's, chosen on its choosing seeds, for the whole family: one
+# sparse reward at the goal, so a longer n-step target carries it back faster; 25 simulations as on
+# the classic-control presets; self-play's returns fell from the random policy's (~0.4) to ~0 once
+# the learned prior took over, and keeping the visit temperature at 1 and training twice as often
+# per step is what learned DoorKey-5x5 (README, "MiniGrid").
 GRID_DEFAULTS: Dict[str, Any] = {
     "net.grid_values": [11, 6, 4], "net.family": "mlp",
     "net.budget.max_network_params": 100_000, "net.budget.max_core_params": 150_000,
+    "search.num_simulations": 25, "td_steps": 10, "replay_ratio": 0.5, "temperature": [[0.0, 1.0]],
 }
 
 

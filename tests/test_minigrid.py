@@ -87,6 +87,16 @@ def test_presets_read_the_grid_one_hot_with_a_grid_decoder():
     assert model.has_decoder
 
 
+def test_every_minigrid_id_learns_with_the_settings_chosen_on_doorkey():
+    # The transfer suite trains full-view ids; before, they fell back to the classic-control
+    # defaults (a temperature that decays), under which the learned prior collapsed to one action.
+    chosen = preset(DOORKEY)
+    for env_id in ("MiniGrid-LavaGapS5-v0", EMPTY_FULL, "glasszero/MiniGrid-DoorKey-5x5-Full-v0"):
+        config = preset(env_id)
+        assert config.temperature == chosen.temperature == [[0.0, 1.0]]
+        assert (config.td_steps, config.replay_ratio, config.search.num_simulations) == (10, 0.5, 25)
+
+
 def test_grid_values_outside_the_setting_are_refused_naming_it():
     model = build_model((7, 7, 3), 7, preset(DOORKEY).net, "cpu")
     obs = np.zeros((1, 7, 7, 3), np.uint8)
