@@ -1,6 +1,7 @@
 """The transfer suite's parts: tasks (envs/tasks.py), refit (agent/refit.py), scoring and the
 `train.py transfer` / `train.py refit` commands."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -156,6 +157,13 @@ def test_transfer_command_writes_its_report_and_resumes_without_retraining(tmp_p
     assert main(argv + ["--resume"]) == 0
     assert (tmp_path / "results.csv").read_text() == rows
     assert "training" not in capsys.readouterr().out
+    # Only the oracle's row missing (and the base's run gone): the resume trains the oracle alone.
+    shutil.rmtree(tmp_path / "runs" / "base")
+    (tmp_path / "results.csv").write_text("".join(line for line in rows.splitlines(keepends=True)
+                                                  if ",oracle_ez," not in line))
+    assert main(argv + ["--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "oracle" in out and " base " not in out and not (tmp_path / "runs" / "base").exists()
 
 
 def test_audit_reports_a_transfer_studys_median_and_refuses_another_file(tmp_path, capsys):
