@@ -180,16 +180,11 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 # sparse reward at the goal, so a longer n-step target carries it back faster; 25 simulations as on
 # the classic-control presets; self-play's returns fell from the random policy's (~0.4) to ~0 once
 # the learned prior took over, and keeping the visit temperature at 1 and training twice as often
-# per step is what learned DoorKey-5x5 (README, "MiniGrid"). The discount is MiniGrid's usual 0.99,
-# not 0.997: a goal a few steps away is then worth visibly more now than after a detour, where at
-# 0.997 a no-op's backed-up value (0.997 x a value estimated a few % high) beat the step onto the
-# goal and the greedy agent stood still (measured on the transfer suite's development objective
-# "minigrid empty cell (1,3)": README, "MiniGrid").
+# per step is what learned DoorKey-5x5 (README, "MiniGrid").
 GRID_DEFAULTS: Dict[str, Any] = {
     "net.grid_values": [11, 6, 4], "net.family": "mlp",
     "net.budget.max_network_params": 100_000, "net.budget.max_core_params": 150_000,
     "search.num_simulations": 25, "td_steps": 10, "replay_ratio": 0.5, "temperature": [[0.0, 1.0]],
-    "discount": 0.99,
 }
 
 

@@ -94,7 +94,7 @@ def test_every_minigrid_id_learns_with_the_settings_chosen_on_doorkey():
     for env_id in ("MiniGrid-LavaGapS5-v0", EMPTY_FULL, "glasszero/MiniGrid-DoorKey-5x5-Full-v0"):
         config = preset(env_id)
         assert config.temperature == chosen.temperature == [[0.0, 1.0]]
-        assert (config.td_steps, config.replay_ratio, config.search.num_simulations, config.discount) == (10, 0.5, 25, 0.99)
+        assert (config.td_steps, config.replay_ratio, config.search.num_simulations) == (10, 0.5, 25)
 
 
 def test_grid_values_outside_the_setting_are_refused_naming_it():
