@@ -94,6 +94,11 @@ def test_the_prior_after_a_swap_is_chosen_on_dev_objectives_only():
     for method in ("zero_shot", "refit"):
         prior, medians = choose_prior(rows, [dev, ev], ("learned", "uniform"), method)
         assert prior == "uniform" and medians == {"learned": 0.0, "uniform": 100.0}
+    # A tie on the dev objectives goes to the setting listed first, whatever the eval rows say.
+    tied = [m for m in rows if m.objective == "e" or m.method in ("random", "oracle_ez")] + [
+        Measurement("d", dev.env, "dev", "zero_shot", p, 1.0, 1.0) for p in ("learned", "uniform")]
+    assert choose_prior(tied, [dev, ev], ("uniform", "learned"))[0] == "uniform"
+    assert choose_prior(tied, [dev, ev], ("learned", "uniform"))[0] == "learned"
 
 
 @pytest.fixture(scope="module")

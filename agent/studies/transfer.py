@@ -283,7 +283,8 @@ def table(rows: Sequence[Measurement], objectives: Sequence[SuiteObjective], pri
 def choose_prior(rows: Sequence[Measurement], objectives: Sequence[SuiteObjective],
                  priors: Sequence[str] = PRIORS, method: str = "zero_shot") -> tuple:
     """(the prior setting with the highest median % of the oracle of `method` ('zero_shot' or
-    'refit') over the DEV objectives, {prior: that median}). Evaluation objectives are never read."""
+    'refit') over the DEV objectives, {prior: that median}). Evaluation objectives are never read.
+    Ties go to the setting listed first in `priors` (PRIORS starts with 'learned': no change)."""
     dev = [o for o in objectives if o.split == "dev"]
     medians = {p: _nanmedian([e.get(f"pct_oracle_{method}", math.nan) for e in table(rows, dev, p)])
                for p in priors}
