@@ -11,7 +11,9 @@ evaluates its final model.pt greedily on --episodes episodes of the shared evalu
 1 - 0.9 * steps / max_steps at the goal, 0 otherwise), `lava_deaths` the episodes that ended
 (terminated) with return 0 before the time limit, which in the Lava envs is stepping onto lava.
 Also the run's own evaluation curve (mean return over 20 episodes every --eval-interval steps) and
-its wall-clock. The last line is JSON. Figures only; nothing is asserted. Targets (issue 15):
+its wall-clock. --sampled also evaluates each run acting as self-play does (root noise, an action
+sampled from the visits): a greedy agent in a deterministic grid repeats any action that leaves
+the state unchanged to the time limit, a sampled one cannot. The last line is JSON. Figures only; nothing is asserted. Targets (issue 15):
 DoorKey-5x5 success >= 0.95 within 30k steps on 3 of 3 seeds; LavaGapS5 success >= 0.95 with no
 lava deaths.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -27,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from result_line import emit  # noqa: E402  (benchmarks/, the script's own folder)
 
 
-def measure(run_dir: Path, episodes: int) -> dict:
+def measure(run_dir: Path, episodes: int, sampled: bool = False) -> dict:
     import numpy as np
 
     import envs
@@ -49,11 +52,18 @@ def measure(run_dir: Path, episodes: int) -> dict:
                       wrappers=agent.wrappers)
     returns, lengths = np.asarray(result.returns), np.asarray(result.lengths)
     deaths = (returns <= 0) & (lengths < limit) if limit else np.zeros_like(returns, bool)
-    return {"seed": summary.seed, "env_steps": summary.env_steps, "success": round(float((returns > 0).mean()), 3),
+    extra = {}
+    if sampled:  # the same agent acting as in self-play: root noise, an action sampled from the visits
+        noisy = np.asarray(evaluate(lambda obs: agent.predict(obs, deterministic=False)[0], agent.env_id, agent.seed,
+                                    episodes, wrappers=agent.wrappers).returns)
+        extra = {"sampled_success": round(float((noisy > 0).mean()), 3),
+                 "sampled_mean_return": round(float(noisy.mean()), 3)}
+    return {**extra, "seed": summary.seed, "env_steps": summary.env_steps, "success": round(float((returns > 0).mean()), 3),
             "lava_deaths": int(deaths.sum()), "episodes": episodes, "mean_return": round(float(returns.mean()), 3),
             "train_seconds": round(summary.wall_clock_s, 1), "settings_over_preset": changed,
             "train_command": " ".join([f"python train.py --env {summary.env_id} --steps {summary.config.get('steps')} "
                                        f"--seed {summary.seed} --eval-interval {summary.config.get('eval_interval')}",
+                                       *(f"--wrapper {shlex.quote(w)}" for w in summary.config.get("wrappers") or ()),
                                        *(f"--set '{k}={json.dumps(v)}'" for k, v in changed.items())]),
             "curve": [[r.env_steps, round(r.mean_return, 3)] for r in summary.history]}
 
@@ -67,6 +77,8 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=100, help="final evaluation episodes per run")
     p.add_argument("--eval-interval", type=int, default=2_000, help="with --train: the runs' evaluation interval")
     p.add_argument("--train", action="store_true", help="train the runs that have not finished (else skip them)")
+    p.add_argument("--sampled", action="store_true",
+                   help="also evaluate each run acting as self-play does (root noise, actions sampled from the visits)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", help="also write the JSON line to this file")
     args = p.parse_args()
@@ -86,7 +98,7 @@ def main() -> None:
                     continue
                 train_run("ez", env_id, seed, args.steps, args.logdir, eval_interval=args.eval_interval,
                           progress_bar=False, device="cpu", audit_episodes=0, overwrite=True)
-            row = measure(run_dir, args.episodes)
+            row = measure(run_dir, args.episodes, args.sampled)
             print(f"{env_id} seed {seed}: success {row['success']:.2f}, lava deaths {row['lava_deaths']}, "
                   f"{row['env_steps']} steps, {row['train_seconds']:.0f}s", file=sys.stderr, flush=True)
             runs.setdefault(env_id, []).append(row)
