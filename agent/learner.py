@@ -239,10 +239,10 @@ class Learner:
         """Per-sample losses [B] by kind, and the root value error [B] (the new priority)."""
         c, model = self.config, self.model
         K = c.unroll_steps
-        vs, rs = c.net.value_support_size, c.net.reward_support_size
+        vs, rs, spacing = c.net.value_support_size, c.net.reward_support_size, c.net.support_step
 
         def value_loss(out, k):  # averaged over the value heads [B, E, S]
-            target = scalar_to_support(batch.target_value[:, k], vs).unsqueeze(1)
+            target = scalar_to_support(batch.target_value[:, k], vs, spacing).unsqueeze(1)
             return support_cross_entropy(out.value_logits, target).mean(1) * batch.value_mask[:, k]
 
         def policy_loss(out, k):
@@ -272,7 +272,7 @@ class Learner:
             if horizon is not None and (k - 1) % horizon == 0:
                 reward_state = None  # reset, as the search does at the same depths
             out = model.recurrent_inference(latent, batch.actions[:, k - 1], reward_state)
-            reward_target = scalar_to_support(batch.target_reward[:, k - 1], rs)
+            reward_target = scalar_to_support(batch.target_reward[:, k - 1], rs, spacing)
             step = {
                 "value": value_loss(out, k),
                 "policy": policy_loss(out, k),

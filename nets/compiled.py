@@ -56,6 +56,7 @@ class Program(NamedTuple):
     latent_norm: int  # NORM_*
     reward_support: int  # S of the reward's 2S+1 bins
     value_support: int
+    support_step: float  # spacing of both supports' bins in h(x)-space
     num_actions: int
     latent_dim: int
     has_terminal: bool
@@ -128,6 +129,7 @@ def _program(model, weights, ranges, has_representation, linears) -> Program:
                    latent_norm=NORM_LAYERNORM if model.dynamics.norm.kind == "layernorm" else NORM_MINMAX,
                    reward_support=model.config.reward_support_size,
                    value_support=model.config.value_support_size,
+                   support_step=float(model.config.support_step),
                    num_actions=model.num_actions, latent_dim=model.config.latent_dim,
                    has_terminal=model.prediction.terminal is not None,
                    has_representation=has_representation)
@@ -212,9 +214,9 @@ def normalize_latent(h, kind, out):
 
 
 @njit(cache=True)
-def support_scalar(logits, i, support):
-    """Row i of categorical logits over -S..S decoded to a scalar: softmax expectation, then h^-1
-    (nets/support.py)."""
+def support_scalar(logits, i, support, step):
+    """Row i of categorical logits over step * (-S..S) decoded to a scalar: softmax expectation,
+    then h^-1 (nets/support.py)."""
     top = logits[i].max()
     total = 0.0
     mean = 0.0
@@ -222,7 +224,7 @@ def support_scalar(logits, i, support):
         p = math.exp(logits[i, k] - top)
         total += p
         mean += p * (k - support)
-    y = mean / total
+    y = step * mean / total
     eps = TRANSFORM_EPS
     root = (math.sqrt(1.0 + 4.0 * eps * (abs(y) + 1.0 + eps)) - 1.0) / (2.0 * eps)
     return math.copysign(root * root - 1.0, y) if y != 0.0 else 0.0
@@ -245,7 +247,7 @@ def recurrent_step(program, latent, action, out_latent, packed, terminal_column)
     reward = run_net(program, NET_REWARD, out_latent)
     finite = True
     for i in range(B):
-        packed[i, COL_REWARD] = support_scalar(reward, i, program.reward_support)
+        packed[i, COL_REWARD] = support_scalar(reward, i, program.reward_support, program.support_step)
         finite &= np.isfinite(packed[i, COL_REWARD])
     finite &= predict(program, out_latent, packed)
     if program.has_terminal:
@@ -284,7 +286,7 @@ def predict(program, latent, packed):
     for e in range(heads):
         value = run_net(program, NET_VALUE + e, latent)
         for i in range(B):
-            packed[i, COL_VALUE] += support_scalar(value, i, program.value_support) / heads
+            packed[i, COL_VALUE] += support_scalar(value, i, program.value_support, program.support_step) / heads
     for i in range(B):
         finite &= np.isfinite(packed[i, COL_VALUE])
     return finite

@@ -20,6 +20,12 @@ class NetConfig:
     conv_downsample: bool = True  # EfficientZero's /16 downsampling (96x96 -> 6x6); off for tiny images
     value_support_size: int = 20  # value bins -S..S over h(x); 20 covers |returns| up to ~420
     reward_support_size: int = 10  # reward bins; 10 covers |reward| up to ~117
+    # Spacing of the value and reward bins in h(x)-space: bins at step * (-S..S). 1 is MuZero's
+    # integers, made for returns in the tens and hundreds; a task whose returns stay within 1 (a
+    # goal paid once) has every value between the bins 0 and 1 (h(1) = 0.41), where a small error
+    # in the two-hot mixture is a few % of the value (README, "MiniGrid"). Smaller steps resolve
+    # small returns finely and cover h <= step * S.
+    support_step: float = 1.0
     # Per-sample latent normalization: LayerNorm without affine parameters (default), or
     # EfficientZero's min-max to [0, 1], which passes gradient to the latent's scale only through
     # its min and max entries; LayerNorm fitted the dynamics better (README, "Choices measured").
@@ -69,6 +75,9 @@ class NetConfig:
             raise ValueError(f"NetConfig.num_value_heads must be >= 1, got {self.num_value_heads}")
         if min(self.value_support_size, self.reward_support_size) < 1:
             raise ValueError("NetConfig value_support_size and reward_support_size must be >= 1")
+        self.support_step = float(self.support_step)
+        if not self.support_step > 0:
+            raise ValueError(f"NetConfig.support_step must be > 0, got {self.support_step}")
         self.hidden = tuple(int(h) for h in self.hidden)  # lists arrive from YAML / JSON
         if self.grid_values is not None:
             self.grid_values = tuple(int(v) for v in self.grid_values)

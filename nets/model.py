@@ -187,7 +187,7 @@ class Model(nn.Module):
         if reward_state is not None and self.dynamics.reward.state_size:
             lstm_state, parent_prefix = reward_state[:, :-1], reward_state[:, -1]
         next_latent, reward_logits, lstm_state = self.dynamics(latent, action, lstm_state)
-        reward = support_to_scalar(reward_logits)
+        reward = support_to_scalar(reward_logits, self.config.support_step)
         next_reward_state = None
         if lstm_state is not None:
             prefix = reward
@@ -198,7 +198,7 @@ class Model(nn.Module):
     def _predict(self, latent, reward, reward_logits, reward_state, call: str, obs=None,
                  obs_finite: Optional[torch.Tensor] = None, predicted: bool = True) -> ModelOutput:
         policy_logits, value_logits, terminal_logit = self.prediction(latent)
-        value_ensemble = support_to_scalar(value_logits)
+        value_ensemble = support_to_scalar(value_logits, self.config.support_step)
         value = value_ensemble.mean(dim=1)
         if self.check_outputs:
             self._check_finite(value, reward, policy_logits, terminal_logit, call, obs, obs_finite)

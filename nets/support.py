@@ -1,11 +1,11 @@
 """Scalars <-> categorical distributions over an integer support, as in MuZero / EfficientZero.
 
-Values and rewards are predicted as distributions over the integers -S..S (2S+1 bins) of the
-*transformed* scalar h(x). The transform squashes large returns so one support covers them,
+Values and rewards are predicted as distributions over the integers -S..S (2S+1 bins; spaced
+`step` apart when NetConfig.support_step is not 1) of the *transformed* scalar h(x). The transform squashes large returns so one support covers them,
 and cross-entropy against a two-hot target trains far more stably than a squared error on x.
 
 What the learner needs:
-    scalar_to_support(x, S)          targets: two-hot of h(x), shape [..., 2S+1]
+    scalar_to_support(x, S[, step])  targets: two-hot of h(x), shape [..., 2S+1]
     support_cross_entropy(logits, p) loss:    -sum p * log_softmax(logits), shape [...]
     support_to_scalar(logits)        decode:  expectation over bins, then h^-1
 """
@@ -41,12 +41,12 @@ def support_size_of(logits: torch.Tensor) -> int:
     return (n - 1) // 2
 
 
-def scalar_to_support(x: torch.Tensor, support_size: int) -> torch.Tensor:
-    """Two-hot encoding of h(x) over the integers -S..S: shape [*x.shape, 2S+1], rows sum to 1.
+def scalar_to_support(x: torch.Tensor, support_size: int, step: float = 1.0) -> torch.Tensor:
+    """Two-hot encoding of h(x) over the bins step * (-S..S): shape [*x.shape, 2S+1], rows sum to 1.
 
-    h(x) is clamped to [-S, S] first, so returns beyond h^-1(S) are encoded as the edge bin.
+    h(x) is clamped to [-S, S] steps first, so returns beyond h^-1(step * S) are encoded as the edge bin.
     """
-    y = scalar_transform(x).clamp(-support_size, support_size)
+    y = (scalar_transform(x) / step).clamp(-support_size, support_size)
     low = torch.floor(y)
     upper_weight = y - low
     low_index = (low + support_size).long()
@@ -58,16 +58,16 @@ def scalar_to_support(x: torch.Tensor, support_size: int) -> torch.Tensor:
     return probs
 
 
-def probs_to_scalar(probs: torch.Tensor) -> torch.Tensor:
-    """Expectation of a distribution over -S..S in transformed space, mapped back with h^-1."""
+def probs_to_scalar(probs: torch.Tensor, step: float = 1.0) -> torch.Tensor:
+    """Expectation of a distribution over step * (-S..S) in transformed space, mapped back with h^-1."""
     support_size = support_size_of(probs)
     bins = torch.arange(-support_size, support_size + 1, dtype=probs.dtype, device=probs.device)
-    return inverse_scalar_transform((probs * bins).sum(-1))
+    return inverse_scalar_transform(step * (probs * bins).sum(-1))
 
 
-def support_to_scalar(logits: torch.Tensor) -> torch.Tensor:
-    """Decode categorical logits [..., 2S+1] to scalars [...]."""
-    return probs_to_scalar(torch.softmax(logits, dim=-1))
+def support_to_scalar(logits: torch.Tensor, step: float = 1.0) -> torch.Tensor:
+    """Decode categorical logits [..., 2S+1] (bins step * (-S..S)) to scalars [...]."""
+    return probs_to_scalar(torch.softmax(logits, dim=-1), step)
 
 
 def support_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
