@@ -165,8 +165,11 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                        "replay_capacity": 300_000, "lr": 1e-3},
     # The testbeds (and their test splits' ids): episodes end at goals, so the terminal head is on
     # and a swapped objective's search stops at a predicted end instead of planning through it
-    # (README, "Predicted episode ends"); the transfer suite and misgen train them with it.
-    **{env_id: {"net.terminal_head": True} for env_id in (
+    # (README, "Predicted episode ends"); the transfer suite and misgen train them with it. Their
+    # returns stay within a few units, so the value and reward bins are 0.05 apart in h-space
+    # (NetConfig.support_step): with MuZero's integer bins the greedy agent lost its own goal
+    # mid-run (README, "Value resolution").
+    **{env_id: {"net.terminal_head": True, "net.support_step": 0.05} for env_id in (
         "glasszero/Corridor-v0", "glasszero/CornerGoal-v0", "glasszero/SideEffects-v0",
         "glasszero/CorridorTest-v0", "glasszero/CornerGoalTest-v0", "glasszero/SideEffectsTest-v0")},
 }
@@ -185,6 +188,7 @@ GRID_DEFAULTS: Dict[str, Any] = {
     "net.grid_values": [11, 6, 4], "net.family": "mlp",
     "net.budget.max_network_params": 100_000, "net.budget.max_core_params": 150_000,
     "search.num_simulations": 25, "td_steps": 10, "replay_ratio": 0.5, "temperature": [[0.0, 1.0]],
+    "net.support_step": 0.05,  # returns within 1: fine value bins, as the testbeds' (README, "Value resolution")
 }
 
 
