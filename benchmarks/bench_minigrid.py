@@ -20,14 +20,13 @@ lava deaths.
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from result_line import emit  # noqa: E402  (benchmarks/, the script's own folder)
+from run_record import settings_over_preset, train_command  # noqa: E402
 
 
 def measure(run_dir: Path, episodes: int, sampled: bool = False) -> dict:
@@ -38,12 +37,8 @@ def measure(run_dir: Path, episodes: int, sampled: bool = False) -> dict:
     from agent.ez import EZAgent
     from agent.runner import RunSummary
 
-    from agent.config import flatten, preset
-
     summary = RunSummary.load(run_dir)
-    # Settings the run used beside its env's preset (a run trained with --set is labelled by them).
-    used, base = flatten(summary.config.get("hyperparameters", {})), flatten(preset(summary.env_id).to_dict())
-    changed = {k: v for k, v in used.items() if base.get(k, v) != v}
+    changed = settings_over_preset(summary)  # a run trained with --set is labelled by them
     agent = EZAgent.load(run_dir / EZAgent.CHECKPOINT, device="cpu")
     probe = envs.make(agent.env_id, None, wrappers=agent.wrappers)
     limit = probe.spec.max_episode_steps if probe.spec else None
@@ -61,10 +56,7 @@ def measure(run_dir: Path, episodes: int, sampled: bool = False) -> dict:
     return {**extra, "seed": summary.seed, "env_steps": summary.env_steps, "success": round(float((returns > 0).mean()), 3),
             "lava_deaths": int(deaths.sum()), "episodes": episodes, "mean_return": round(float(returns.mean()), 3),
             "train_seconds": round(summary.wall_clock_s, 1), "settings_over_preset": changed,
-            "train_command": " ".join([f"python train.py --env {summary.env_id} --steps {summary.config.get('steps')} "
-                                       f"--seed {summary.seed} --eval-interval {summary.config.get('eval_interval')}",
-                                       *(f"--wrapper {shlex.quote(w)}" for w in summary.config.get("wrappers") or ()),
-                                       *(f"--set '{k}={json.dumps(v)}'" for k, v in changed.items())]),
+            "train_command": train_command(summary, changed),
             "curve": [[r.env_steps, round(r.mean_return, 3)] for r in summary.history]}
 
 

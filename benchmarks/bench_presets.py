@@ -12,33 +12,28 @@ used beside its env's preset, and the `train.py` command that reproduces it. The
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from result_line import emit  # noqa: E402  (benchmarks/, the script's own folder)
+from run_record import settings_over_preset, train_command  # noqa: E402
 
 TARGETS = {"MountainCar-v0": (-100.8, 24_000), "LunarLander-v3": (242.0, 200_000)}
 
 
 def one_run(run_dir: Path) -> dict:
-    from agent.config import flatten, preset
     from agent.runner import RunSummary
 
     summary = RunSummary.load(run_dir)
-    used, base = flatten(summary.config.get("hyperparameters", {})), flatten(preset(summary.env_id).to_dict())
-    changed = {k: v for k, v in used.items() if base.get(k, v) != v}
+    changed = settings_over_preset(summary)
     target = TARGETS.get(summary.env_id)
     return {"env": summary.env_id, "seed": summary.seed, "env_steps": summary.env_steps,
             "final_return": round(summary.final_mean_return, 2),
             "target": target and {"return": target[0], "within_steps": target[1]},
             "settings_over_preset": changed, "train_seconds": round(summary.wall_clock_s, 1),
-            "train_command": " ".join([f"python train.py --env {summary.env_id} --steps {summary.config.get('steps')} "
-                                       f"--seed {summary.seed} --eval-interval {summary.config.get('eval_interval')} "
-                                       f"--eval-episodes {summary.config.get('eval_episodes')}",
-                                       *(f"--set '{k}={json.dumps(v)}'" for k, v in changed.items())]),
+            "train_command": train_command(summary, changed),
             "curve": [[r.env_steps, round(r.mean_return, 2)] for r in summary.history]}
 
 
