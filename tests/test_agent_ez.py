@@ -300,7 +300,7 @@ def test_a_short_run_learns_the_corridor():
     sets = ["net.latent_dim=16", "net.hidden=[16]", "net.projection_hidden=16", "net.projection_dim=16",
             "net.projection_head_hidden=8", "search.num_simulations=8", "num_envs=4", "batch_size=32",
             "learning_starts=64", "replay_ratio=0.5", "lr=3e-3", "lr_warmup_steps=10", "discount=0.9",
-            "td_steps=3", "unroll_steps=3", "net.value_support_size=10", "net.reward_support_size=3",
+            "td_steps=3", "unroll_steps=3", "net.value_support_size=10", "net.reward_support_size=3", "net.support_step=1.0",
             "target_update_interval=50"]
     agent = EZAgent("glasszero/Corridor-v0", resolve("glasszero/Corridor-v0", sets=sets), seed=1, device="cpu")
 
