@@ -23,7 +23,7 @@ class NetConfig:
     # Spacing of the value and reward bins in h(x)-space: bins at step * (-S..S). 1 is MuZero's
     # integers, made for returns in the tens and hundreds; a task whose returns stay within 1 (a
     # goal paid once) has every value between the bins 0 and 1 (h(1) = 0.41), where a small error
-    # in the two-hot mixture is a few % of the value (README, "MiniGrid"). Smaller steps resolve
+    # in the two-hot mixture is a few % of the value (README, "Value resolution"). Smaller steps resolve
     # small returns finely and cover h <= step * S.
     support_step: float = 1.0
     # Per-sample latent normalization: LayerNorm without affine parameters (default), or

@@ -174,10 +174,9 @@ class TransferRun:
             row("random", "", self._evaluate(lambda obs: rng.integers(0, n, len(obs)), o))
         # The base agent is trained (or loaded) only when a row needs it: a resumed study whose
         # base rows are all there trains oracles alone.
-        base_dir = None
-        if not all(self._have(k) for k in [(o.name, "floor", "learned"),
-                                           *((o.name, m, p) for m in ("zero_shot", "refit") for p in self.priors)]):
-            base_dir = self.base(o.base_env)
+        base_rows = [(o.name, "floor", "learned"), *((o.name, m, p) for m in ("zero_shot", "refit")
+                                                     for p in self.priors)]
+        base_dir = None if all(self._have(k) for k in base_rows) else self.base(o.base_env)
         if not self._have((o.name, "floor", "learned")):
             agent = load_agent(base_dir, device=self.device)
             row("floor", "learned", self._evaluate(lambda obs: agent.predict(obs)[0], o))

@@ -30,7 +30,7 @@ BUDGETS: Dict[str, int] = {
     "glasszero/CornerGoal-v0": 10_000,
     "glasszero/SideEffects-v0": 4_000,
     # MiniGrid full views (envs/minigrid.py): the DoorKey-5x5 preset's steps scaled to the smaller
-    # tasks. Measured in the suite: the Empty-5x5 base agent solves its own task by 4,000 steps.
+    # tasks (how they did: README, "Transfer").
     "glasszero/MiniGrid-Empty-5x5-Full-v0": 10_000,
     "glasszero/MiniGrid-LavaGapS5-Full-v0": 20_000,
 }
