@@ -15,6 +15,7 @@ logging and the progress bar are callbacks (agent/callbacks.py). Every search ma
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import warnings
 from collections import deque
@@ -356,6 +357,7 @@ class EZAgent(Agent):
                 "aux_values": self.aux.heads.state_dict() if self.aux is not None else {},
                 "refit_heads": {name: {"reward": reward, "latent_dim": heads.latent_dim, "hidden": heads.hidden,
                                        "num_actions": heads.num_actions, "reward_values": heads.reward_values,
+                                       "value_range": list(heads.value_range),
                                        "state": heads.state_dict()} for name, (heads, reward) in self.refits.items()},
                 "objective": self.objective.to_spec(), "objective_description": self.objective.describe()}
 
@@ -393,7 +395,8 @@ class EZAgent(Agent):
             agent.aux.heads.load_state_dict(payload["aux_values"])
         agent._num_timesteps = int(payload["num_timesteps"])
         for name, saved in payload.get("refit_heads", {}).items():
-            heads = RefitHeads(saved["latent_dim"], saved["hidden"], saved["num_actions"], saved["reward_values"])
+            heads = RefitHeads(saved["latent_dim"], saved["hidden"], saved["num_actions"], saved["reward_values"],
+                               saved.get("value_range", (-math.inf, math.inf)))  # older checkpoints: unbounded
             heads.load_state_dict(saved["state"])
             agent.add_refit(name, heads, saved["reward"])
         try:

@@ -10,14 +10,21 @@ trajectories (where the search reads them):
                 that "no reward" is predicted exactly)
     end(z')     whether the new task ends the episode there: the environment's termination or
                 the task's own (`fn.ends(next_obs)` where the reward function has one), a logit
-    value(z)    the new objective's value, fitted in-sample as implicit Q-learning does: an upper
-                expectile of reward + discount * [not end] * V~(next real state) over the
-                transitions replay holds (V~ a periodically copied target). A max over the model's
-                successors for actions replay never took reads values nobody fitted, and fitted
-                value iteration amplifies them at a discount near 1 (measured on SideEffects:
-                values of 3.5 for a task whose return is at most 1)
-    policy(z)   a policy prior for the new objective: the actions searches under it (uniform
-                prior) choose at the replayed states, imitated as the agent's own prior imitates
+    value(z)    the new objective's value. Where the replay's states repeat (a grid world:
+                few distinct observations, each left by several actions), the exact in-sample
+                optimum: value iteration over the graph of replayed transitions between identical
+                observations (agent/replay_graph.py), regressed, and the head's output bounded
+                by the range of those values. Elsewhere (continuous states) fitted in-sample as
+                implicit Q-learning does: an upper expectile of reward + discount * [not end] *
+                V~(next real state) over the transitions replay holds (V~ a periodically copied
+                target). Never a max over the model's successors for actions replay never
+                took: those read values nobody fitted, and fitted value iteration amplifies
+                them at a discount near 1. On a grid even the fitted expectile drifts above any
+                return and flattens over cells a few steps apart (README "Refit"), which is
+                why the graph's exact values are used wherever states repeat
+    policy(z)   a policy prior for the new objective: at each replayed state the actions that
+                achieve the graph's value, or (continuous states) the action a search under the
+                new objective (uniform prior) chooses, imitated as the agent's own prior imitates
                 its searches
 
 The objective they make (`refit:NAME`, a registered kind) puts reward(z') on the edges, value(z)
@@ -30,6 +37,7 @@ stored in the checkpoint with the reward function's 'module:attr' string, so the
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Optional, Sequence, Tuple
@@ -38,6 +46,7 @@ import numpy as np
 import torch
 
 from agent.aux_values import _checked
+from agent.replay_graph import replay_graph, observation_classes, states_repeat
 from common.imports import load_callable
 from nets.support import inverse_scalar_transform, scalar_transform
 from planners.objectives import DEFAULT_DISCOUNT, Objective, register, spec_discount
@@ -69,9 +78,14 @@ class RefitHeads(torch.nn.Module):
     steps (measured: values near 4 for a task whose return is at most 1)."""
 
     def __init__(self, latent_dim: int, hidden: int = 64, num_actions: int = 2,
-                 reward_values: Optional[Sequence[float]] = None):
+                 reward_values: Optional[Sequence[float]] = None,
+                 value_range: Tuple[float, float] = (-math.inf, math.inf)):
         super().__init__()
         self.latent_dim, self.hidden, self.num_actions = int(latent_dim), int(hidden), int(num_actions)
+        # The values a state can have, where replay tells (the graph's in-sample values): a latent the
+        # head never saw, such as one the dynamics reach by a chain of actions replay never took,
+        # cannot be worth more than the best replayed state.
+        self.value_range = (float(value_range[0]), float(value_range[1]))
         self.reward_values = [float(v) for v in reward_values] if reward_values else []
         self.register_buffer("_values", torch.tensor(self.reward_values, dtype=torch.float32), persistent=False)
         # Classes weighted inversely to their frequency while fitting (set by refit): a goal's reward
@@ -102,7 +116,7 @@ class RefitHeads(torch.nn.Module):
         """The smaller of the value heads' estimates: a max over actions picks the action whose
         value is most overestimated, and fitted value iteration feeds that back (measured: values
         near 4 for a task whose return is at most 1 with one head)."""
-        return inverse_scalar_transform(self.value(z).min(dim=-1).values)
+        return inverse_scalar_transform(self.value(z).min(dim=-1).values).clamp(*self.value_range)
 
 
 @register("refit")
@@ -161,7 +175,8 @@ class RefitReport:
     reward_mse: float  # on the real transitions, after fitting
     end_accuracy: float
     value_td_error: float  # mean |V - target| in h(x)-space over the last 100 steps
-    policy_agreement: float  # the fitted prior's argmax = the search's most visited action, on real states
+    policy_agreement: float  # the fitted prior's argmax is one of its target's best actions, on real states
+    graph_states: int = 0  # distinct observations when the values came from the replay graph, else 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -214,6 +229,7 @@ class _Replayed:
     prev: torch.Tensor  # [T] state row each transition leaves
     next: torch.Tensor  # [T] state row it reaches
     reward: torch.Tensor  # [T] the new reward of each transition
+    action: np.ndarray  # [T] the action each transition took
     z_dyn: torch.Tensor  # [T, D] the dynamics' latent each transition reaches, unrolled from a replayed state
     transitions: int  # replayed transitions (unroll starts)
     reward_values: Optional[list]  # the reward's few distinct values, or None (regressed)
@@ -245,21 +261,35 @@ def refit(agent, reward: str, name: str = "refit", steps: int = 3000, batch_size
     rng = np.random.default_rng(seed)
     data = _replayed(agent, fn, name)
     discount = agent.config.discount if discount is None else float(discount)
-    heads = RefitHeads(data.z_real.shape[1], hidden, agent.num_actions, data.reward_values).to(agent.device)
+    classes = observation_classes(data.obs)
+    graph = None
+    if states_repeat(classes):
+        graph = replay_graph(data.obs, data.prev.cpu().numpy(), data.next.cpu().numpy(), data.action,
+                             data.reward.cpu().numpy(), data.ended.cpu().numpy(), agent.num_actions, discount)
+    value_range = (float(graph.value.min()), float(graph.value.max())) if graph is not None else (-math.inf, math.inf)
+    heads = RefitHeads(data.z_real.shape[1], hidden, agent.num_actions, data.reward_values,
+                       value_range).to(agent.device)
     fit = dict(steps=steps, batch_size=batch_size, lr=lr, rng=rng)
     reward_mse, end_accuracy = _fit_reward_and_end(heads, data, **fit)
-    td_error = _fit_value(heads, data, discount, target_every, **fit)
-    objective = RefitObjective(name, heads.eval(), reward, discount)
-    agreement = _fit_prior(heads, data, agent, objective, seed, **fit)
+    if graph is not None:
+        td_error = _fit_value_to(heads, data, torch.as_tensor(graph.value, dtype=torch.float32, device=agent.device),
+                                 **fit)
+        best = torch.as_tensor(graph.best_actions, device=agent.device)
+    else:
+        td_error = _fit_value(heads, data, discount, target_every, **fit)
+        best = _searched_actions(heads, data, agent, RefitObjective(name, heads.eval(), reward, discount), seed)
+    agreement = _fit_prior(heads, data, best, **fit)
     agent.add_refit(name, heads, reward)
     agent.set_objective({"name": RefitObjective.kind, "head": name, "discount": discount})
     report = RefitReport(name=name, reward=reward, transitions=data.transitions, unrolled=len(data.prev),
                          steps=int(steps), wall_s=time.perf_counter() - start, reward_mse=reward_mse,
-                         end_accuracy=end_accuracy, value_td_error=td_error, policy_agreement=agreement)
+                         end_accuracy=end_accuracy, value_td_error=td_error, policy_agreement=agreement,
+                         graph_states=graph.classes if graph is not None else 0)
     if log is not None:
         log(f"refit {PREFIX}{name}: {report.transitions:,} transitions ({report.unrolled:,} unrolled), {steps} "
             f"steps, {report.wall_s:.1f} s | reward MSE {reward_mse:.4f}, end accuracy {end_accuracy:.3f}, "
-            f"value TD error {td_error:.3f}, prior agreement {agreement:.3f}")
+            f"value error {td_error:.3f}, prior agreement {agreement:.3f}"
+            + (f" | values from the replay graph of {report.graph_states:,} distinct states" if report.graph_states else ""))
     return report
 
 
@@ -286,7 +316,7 @@ def _replayed(agent, fn, name: str) -> _Replayed:
     distinct = np.unique(rewards)
     return _Replayed(obs=obs, z_real=z_real, ended=torch.as_tensor(ended, device=device),
                      prev=torch.as_tensor(prev, device=device), next=torch.as_tensor(nxt, device=device),
-                     reward=torch.as_tensor(rewards, device=device),
+                     reward=torch.as_tensor(rewards, device=device), action=replay.action[prev_g].astype(np.int64),
                      z_dyn=unrolled[torch.as_tensor(real, device=device)], transitions=len(idx),
                      reward_values=distinct.tolist() if len(distinct) <= MAX_REWARD_CLASSES else None)
 
@@ -364,28 +394,57 @@ def _fit_set(data: _Replayed) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
                        torch.as_tensor(np.maximum(dyn_out, 0), device=device)[keep]]))
 
 
-def _fit_prior(heads: RefitHeads, data: _Replayed, agent, objective: "RefitObjective", seed: int, steps: int,
-               batch_size: int, lr: float, rng: np.random.Generator) -> float:
-    """The objective's own policy prior: the action a search under it (uniform prior) chooses at
-    each replayed state, smoothed (visit shares of near-tied actions would give a prior too flat
-    to steer the next search), imitated on the state's real and dynamics latents. Returns the
-    share of states where the fitted prior's argmax is the search's action."""
-    device, A = data.z_real.device, heads.num_actions
+def _fit_value_to(heads: RefitHeads, data: _Replayed, value: torch.Tensor, steps: int, batch_size: int,
+                  lr: float, rng: np.random.Generator) -> float:
+    """Every fitted latent (_fit_set) regressed to its state's value [U] (the replay graph's: no
+    bootstrapping on the head itself). Returns the mean |error| in h(x)-space over the last 100 steps."""
+    latents, sid, _ = _fit_set(data)
+    target = scalar_transform(value)
+    opt = torch.optim.Adam(heads.value.parameters(), lr=lr)
+    errors = []
+    for i in _batches(len(latents), steps, batch_size, rng, latents.device):
+        err = target[sid[i]].unsqueeze(-1) - heads.value(latents[i])
+        _step(opt, (err ** 2).mean())
+        errors.append(float(err.detach().abs().mean()))
+    return float(np.mean(errors[-100:]))
+
+
+def _searched_actions(heads: RefitHeads, data: _Replayed, agent, objective: "RefitObjective",
+                      seed: int) -> torch.Tensor:
+    """[U, A] bool: the action a search under the fitted objective (uniform prior) chooses at each
+    replayed state."""
     search = dataclasses.replace(agent.config.search, prior="uniform")
+    heads.eval()
     with torch.no_grad():
         chosen = np.concatenate([plan(agent.model, objective, data.obs[i:i + 1024], search,
                                       rng=np.random.default_rng(seed), add_noise=False, deterministic=True).action
                                  for i in range(0, len(data.obs), 1024)])
-    pi = torch.full((len(data.obs), A), PRIOR_SMOOTHING / A, device=device)
-    pi[torch.arange(len(data.obs), device=device), torch.as_tensor(chosen, device=device)] += 1.0 - PRIOR_SMOOTHING
+    best = torch.zeros((len(data.obs), heads.num_actions), dtype=torch.bool, device=data.z_real.device)
+    best[torch.arange(len(data.obs)), torch.as_tensor(chosen, device=best.device)] = True
+    return best
+
+
+def _fit_prior(heads: RefitHeads, data: _Replayed, best: torch.Tensor, steps: int, batch_size: int, lr: float,
+               rng: np.random.Generator) -> float:
+    """The objective's own policy prior: at each replayed state the best actions `best` [U, A]
+    (shared equally; uniform where there is none), smoothed, imitated on the state's real and
+    dynamics latents. A target of the best actions, not of a search's visit shares: shares of
+    near-tied actions give a prior too flat to steer the next search. Returns the share of states
+    with a best action where the fitted prior's argmax is one."""
+    A = heads.num_actions
+    b = best.float()
+    share = torch.where(b.sum(-1, keepdim=True) > 0, b / b.sum(-1, keepdim=True).clamp(min=1.0), torch.full_like(b, 1 / A))
+    pi = PRIOR_SMOOTHING / A + (1.0 - PRIOR_SMOOTHING) * share
     latents, sid, _ = _fit_set(data)
     heads.train()
     opt = torch.optim.Adam(heads.policy.parameters(), lr=lr)
-    for i in _batches(len(latents), steps, batch_size, rng, device):
+    for i in _batches(len(latents), steps, batch_size, rng, latents.device):
         _step(opt, -(pi[sid[i]] * torch.log_softmax(heads.policy(latents[i]), dim=-1)).sum(-1).mean())
     heads.eval()
     with torch.no_grad():
-        return float((heads.policy(data.z_real).argmax(-1) == pi.argmax(-1)).float().mean())
+        known = best.any(-1)
+        hit = best.gather(1, heads.policy(data.z_real).argmax(-1, keepdim=True)).squeeze(-1)
+        return float(hit[known].float().mean()) if bool(known.any()) else float("nan")
 
 
 def _arrived(replay, states: np.ndarray) -> np.ndarray:

@@ -8,16 +8,15 @@ from dataclasses import dataclass
 # The prior setting an agent takes when its objective is swapped (EZAgent.set_objective, `eval
 # --value` and the other objective flags) unless one is given: chosen on the transfer suite's
 # development objectives (agent/studies/transfer.py, choose_prior), never on its evaluation ones.
-# Measured (benchmarks/results/transfer.json): median zero-shot % of the oracle over the dev
-# objectives, root-mixed(0.5) 112, learned 92, mixed(0.5) 72, root-uniform 46, uniform -10.
+# Measured in benchmarks/results/transfer.json (README "The policy prior after a swap").
 # CartPole's balance lives in the learned prior, and a prior flattened everywhere (or at the root
 # alone) drops the pole; the grid worlds need the root flattened to leave the old goal. Half
 # flat at the root and learned below serves both.
 PRIOR_AFTER_SWAP = "root-mixed(0.5)"
 # The same for an objective with a policy prior of its own (refit's, Objective.has_prior), chosen
-# the same way on refit's dev scores: uniform 90, mixed(0.5) 74, learned (its own prior) 73,
-# root-mixed(0.5) 71, root-uniform 43.
-PRIOR_OWN_PRIOR = "uniform"
+# the same way on refit's dev scores (README "The policy prior after a swap"): its own prior,
+# fitted on the actions that achieve the replay graph's values, needs no flattening.
+PRIOR_OWN_PRIOR = "learned"
 
 
 @dataclass

@@ -134,6 +134,40 @@ def test_refit_fits_the_new_reward_from_replay_and_round_trips_a_checkpoint(corr
                                       again.objective.heads.value_of(z).numpy())
 
 
+@pytest.fixture(scope="module")
+def corridor_starts_run(tmp_path_factory):
+    """Trained on the test split's varied starts, so that its replay holds every cell."""
+    logdir = tmp_path_factory.mktemp("corridor_starts")
+    return train_run("ez", "glasszero/CorridorTest-v0", 0, 300, logdir, eval_interval=300, eval_episodes=2,
+                     config_overrides=dict(TRAIN_OVERRIDES), progress_bar=False, verbose=False).run_dir
+
+
+def test_refit_on_a_grid_reaches_the_new_target_from_every_start(corridor_starts_run):
+    """The corridor's states repeat, so refit's values come from the replay graph: the new target
+    (cell 4; the agent was trained to walk to cell 0) is reached from every start, including
+    the target itself (leave and come back), and no latent is valued beyond the replayed values."""
+    agent = EZAgent.load(corridor_starts_run / "resume.pt")
+    reward = "envs.tasks:task(name='corridor-cell', cell=4)"
+    report = refit(agent, reward, name="cell4", steps=300)
+    assert report.graph_states == 7 and report.policy_agreement > 0.9
+    env = envs.make("glasszero/CorridorTest-v0", wrappers=["envs.tasks:TaskReward(name='corridor-cell', cell=4)"])
+    starts = set()
+    for seed in range(10):
+        obs, _ = env.reset(seed=seed)
+        starts.add(env.unwrapped.position)
+        for _ in range(20):
+            obs, r, term, trunc, info = env.step(int(agent.predict(obs[None])[0][0]))
+            if term or trunc:
+                break
+        assert term and info["task_success"], f"seed {seed}: did not reach cell 4"
+    assert len(starts) >= 3
+    heads = agent.objective.heads
+    low, high = heads.value_range
+    assert 0.0 <= low < high <= 1.0  # a goal reward of 1, paid once
+    v = heads.value_of(10 * torch.randn(256, heads.latent_dim))  # far from every replayed latent
+    assert bool(((v >= low) & (v <= high)).all())
+
+
 def test_refit_command_writes_a_checkpoint_and_refuses_one_without_replay(corridor_run, tmp_path, capsys):
     out = tmp_path / "r.pt"
     assert main(["refit", "--checkpoint", str(corridor_run), "--reward",
