@@ -168,6 +168,7 @@ def test_tiny_misgen_run_writes_the_table(tmp_path):
     config = json.loads((tmp_path / "runs" / "ez_glasszero-CornerGoal-v0_s0" / "result.json").read_text())["config"]
     net = config["hyperparameters"]["net"]
     assert net["use_decoder"] in (None, True) and net["terminal_head"] is True  # trained so that the swap applies
+    assert net["decoder_joint"] is True and config["hyperparameters"]["reconstruction_loss_weight"] == 200.0
 
 
 def test_parse_steps_default_and_per_algo_budgets():
