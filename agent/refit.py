@@ -88,9 +88,9 @@ class RefitHeads(torch.nn.Module):
         self.value_range = (float(value_range[0]), float(value_range[1]))
         self.reward_values = [float(v) for v in reward_values] if reward_values else []
         self.register_buffer("_values", torch.tensor(self.reward_values, dtype=torch.float32), persistent=False)
-        # Classes weighted inversely to their frequency while fitting (set by refit): a goal's reward
-        # is rare in replay, and an unweighted classifier learns to predict 0 everywhere.
-        self.class_weight: Optional[torch.Tensor] = None
+        # Classes are not weighted by their rarity: the search maximizes over what the heads predict,
+        # so a reward predicted where there is none (a rare class weighted up) is sought out, while
+        # one missed next to a goal still shows in the value of the states beside it.
         self.reward = _mlp(self.latent_dim, self.hidden, max(1, len(self.reward_values)))
         self.end = _mlp(self.latent_dim, self.hidden)
         self.value = _mlp(self.latent_dim, self.hidden, VALUE_HEADS)
@@ -99,7 +99,7 @@ class RefitHeads(torch.nn.Module):
     def reward_loss(self, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if not self.reward_values:
             return ((self.reward(z).squeeze(-1) - target) ** 2).mean()
-        return torch.nn.functional.cross_entropy(self.reward(z), self.reward_class(target), weight=self.class_weight)
+        return torch.nn.functional.cross_entropy(self.reward(z), self.reward_class(target))
 
     def reward_class(self, target: torch.Tensor) -> torch.Tensor:
         return (target.unsqueeze(-1) - self._values).abs().argmin(dim=-1)
@@ -336,9 +336,6 @@ def _fit_reward_and_end(heads: RefitHeads, data: _Replayed, steps: int, batch_si
                         rng: np.random.Generator) -> Tuple[float, float]:
     """The reward and the end of each real transition, at the dynamics latent it reaches;
     returns (reward MSE, end accuracy) after fitting."""
-    if heads.reward_values:  # classes weighted inversely to their frequency
-        counts = torch.bincount(heads.reward_class(data.reward), minlength=len(heads.reward_values)).float()
-        heads.class_weight = counts.sum() / (len(heads.reward_values) * counts.clamp(min=1.0))
     ends = data.ended[data.next].float()
     pos = float(ends.mean())
     pos_weight = torch.tensor((1 - pos) / max(pos, 1e-3), device=ends.device)  # ends are rare: balance them
