@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from agent.aux_values import _checked
-from agent.replay_graph import replay_graph, observation_classes, states_repeat
+from agent.replay_graph import observation_classes, replay_graph, states_repeat
 from common.imports import load_callable
 from nets.support import inverse_scalar_transform, scalar_transform
 from planners.objectives import DEFAULT_DISCOUNT, Objective, register, spec_discount
@@ -261,12 +261,11 @@ def refit(agent, reward: str, name: str = "refit", steps: int = 3000, batch_size
     rng = np.random.default_rng(seed)
     data = _replayed(agent, fn, name)
     discount = agent.config.discount if discount is None else float(discount)
-    classes = observation_classes(data.obs)
-    graph = None
-    if states_repeat(classes):
-        graph = replay_graph(data.obs, data.prev.cpu().numpy(), data.next.cpu().numpy(), data.action,
+    state_class, graph = observation_classes(data.obs), None
+    if states_repeat(state_class):
+        graph = replay_graph(state_class, data.prev.cpu().numpy(), data.next.cpu().numpy(), data.action,
                              data.reward.cpu().numpy(), data.ended.cpu().numpy(), agent.num_actions, discount)
-    value_range = (float(graph.value.min()), float(graph.value.max())) if graph is not None else (-math.inf, math.inf)
+    value_range = (-math.inf, math.inf) if graph is None else (float(graph.value.min()), float(graph.value.max()))
     heads = RefitHeads(data.z_real.shape[1], hidden, agent.num_actions, data.reward_values,
                        value_range).to(agent.device)
     fit = dict(steps=steps, batch_size=batch_size, lr=lr, rng=rng)

@@ -75,11 +75,11 @@ def value_iteration(src: np.ndarray, dst: np.ndarray, reward: np.ndarray, live: 
     return value, reward + discount * live * value[dst], iteration
 
 
-def replay_graph(obs: np.ndarray, prev: np.ndarray, nxt: np.ndarray, action: np.ndarray, reward: np.ndarray,
-                 ended: np.ndarray, num_actions: int, discount: float) -> ReplayGraph:
-    """The graph of stored states `obs` [U, ...] and transitions prev[t] -> nxt[t] (rows of obs) by
-    action[t] with reward[t]; ended[u]: the episode ended on arriving at row u."""
-    state_class = observation_classes(obs)
+def replay_graph(state_class: np.ndarray, prev: np.ndarray, nxt: np.ndarray, action: np.ndarray,
+                 reward: np.ndarray, ended: np.ndarray, num_actions: int, discount: float) -> ReplayGraph:
+    """The graph of U stored states, merged by `state_class` [U] (observation_classes), and the
+    transitions prev[t] -> nxt[t] (state rows) by action[t] with reward[t]; ended[u]: the episode
+    ended on arriving at row u."""
     classes = int(state_class.max()) + 1
     src, dst = state_class[prev], state_class[nxt]
     class_value, q, iterations = value_iteration(src, dst, reward, ~ended[nxt], classes, discount)

@@ -58,7 +58,7 @@ def test_replay_graph_merges_identical_observations_and_names_the_best_actions()
     prev, nxt = np.array([0, 2, 3]), np.array([1, 3, 4])
     action, reward = np.array([0, 1, 1]), np.array([0.0, 0.0, 1.0])
     ended = np.array([False, False, False, False, True])
-    g = replay_graph(obs, prev, nxt, action, reward, ended, num_actions=2, discount=0.9)
+    g = replay_graph(observation_classes(obs), prev, nxt, action, reward, ended, num_actions=2, discount=0.9)
     assert g.classes == 4 and g.state_class[0] == g.state_class[2]
     np.testing.assert_allclose(g.value, [0.9, 0.9, 0.9, 1.0, 0.0])  # cell 0 never left: the least value
     assert g.best_actions[0].tolist() == [False, True]  # from cell 1 the replayed step right, not left
