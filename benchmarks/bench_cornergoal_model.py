@@ -26,14 +26,15 @@ from envs.testbeds.corner_goal import MOVES, CornerGoal  # noqa: E402
 
 def one_step_errors(model, size: int = 7) -> np.ndarray:
     env = CornerGoal(size=size)
-    goal = env._region_cells[0]
+    cells = [(r, c) for r in range(size) for c in range(size)]
+    goal = next(p for p in cells if env.in_region(p))  # the train split's goal (region 1: one cell)
     scale = 2.0 / (size - 1)
 
     def obs(cell):
         return (np.array(cell + goal) * scale - 1.0).astype(np.float32)
 
     errors = []
-    for cell in env._start_cells:
+    for cell in (p for p in cells if not env.in_region(p)):
         o = obs(cell)
         with torch.no_grad():
             z = model.initial_inference(o[None]).latent
