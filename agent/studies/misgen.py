@@ -58,7 +58,7 @@ SWAPS: Dict[str, Sequence[Swap]] = {
     # decoded prediction, so the decoder is trained jointly and its loss weighted up: the mean
     # squared error of a 4-number observation scaled to [-1, 1] is tiny beside the value and policy
     # losses, and as a probe (the default) or at weight 1 the predicted position after one step was
-    # off by half a cell or more for a third of the cells and actions (README, "Goal
+    # off by half a cell or more for a third of the cells and actions (README, "Headline: goal
     # misgeneralization"). The weight and the uniform prior were chosen on the train split (the
     # model's one-step error there, and the transfer suite's CornerGoal development objective, the
     # bottom-left corner), never on the test split. The second row shows the world model the goal
