@@ -474,11 +474,3 @@ def _successors(model, z: torch.Tensor, action: torch.Tensor) -> Tuple[torch.Ten
         terminal.append(out.terminal if out.terminal is not None
                         else torch.zeros(len(out.latent), dtype=torch.bool, device=z.device))
     return torch.cat(latents), torch.cat(terminal)
-
-
-def _all_successors(model, z: torch.Tensor, A: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """([N, A, D], [N, A]): dynamics(z, a) for every action, and its predicted terminal flag."""
-    rows = z.repeat_interleave(A, dim=0)
-    actions = torch.arange(A, device=z.device).repeat(len(z))
-    latents, terminal = _successors(model, rows, actions)
-    return latents.reshape(len(z), A, -1), terminal.reshape(len(z), A)

@@ -8,9 +8,10 @@ import pytest
 from agent.replay_graph import observation_classes, replay_graph, states_repeat, value_iteration
 
 
-def _brute_force(src, dst, reward, live, classes, discount, depth=12):
-    """max over every path of replayed edges of its discounted return, to `depth` edges (edges
-    leaving a class with none valued at the least value of a left class, like the graph)."""
+def _brute_force(src, action, dst, reward, live, classes, discount, depth=12):
+    """The Bellman recursion to `depth` edges, memoized: per (class, action) the mean over its
+    edges of reward + discount * value(next), the max over actions; a class never left takes the
+    least value of a left class, like the graph."""
     @functools.lru_cache(maxsize=None)
     def best(c, d):
         if d == 0:
@@ -18,8 +19,11 @@ def _brute_force(src, dst, reward, live, classes, discount, depth=12):
         out = [t for t in range(len(src)) if src[t] == c]
         if not out:
             return None
-        vals = [reward[t] + (discount * best_or_floor(dst[t], d - 1) if live[t] else 0.0) for t in out]
-        return max(vals)
+        by_action = {}
+        for t in out:
+            by_action.setdefault(action[t], []).append(
+                reward[t] + (discount * best_or_floor(dst[t], d - 1) if live[t] else 0.0))
+        return max(np.mean(v) for v in by_action.values())
 
     def best_or_floor(c, d):
         v = best(c, d)
@@ -33,23 +37,34 @@ def _brute_force(src, dst, reward, live, classes, discount, depth=12):
 
 def test_value_iteration_on_a_known_graph():
     # 0 -a0-> 1 -a0-> 2 (goal: reward 1, episode ends); 0 -a1-> 0 (a no-op); 1 -a1-> 3 (never left)
-    src, dst = np.array([0, 1, 0, 1]), np.array([1, 2, 0, 3])
+    src, action, dst = np.array([0, 1, 0, 1]), np.array([0, 0, 1, 1]), np.array([1, 2, 0, 3])
     reward, live = np.array([0.0, 1.0, 0.0, 0.0]), np.array([True, False, True, True])
-    value, q, _ = value_iteration(src, dst, reward, live, 4, discount=0.9)
+    value, q, _ = value_iteration(src, action, dst, reward, live, 4, 2, discount=0.9)
     # 2 was never left either: the least value of a left class (0.9 at class 0)
     np.testing.assert_allclose(value, [0.9, 1.0, 0.9, 0.9])
-    np.testing.assert_allclose(q, [0.9, 1.0, 0.81, 0.81])
+    np.testing.assert_allclose(q, [[0.9, 0.81], [1.0, 0.81], [np.nan, np.nan], [np.nan, np.nan]])
+
+
+def test_an_action_with_several_replayed_outcomes_is_worth_their_mean():
+    # from class 0, action 0 once reached the goal (reward 1) and once did not (an aliased or random
+    # outcome); action 1 surely pays 0.6
+    src, action, dst = np.array([0, 0, 0]), np.array([0, 0, 1]), np.array([1, 1, 1])
+    reward, live = np.array([1.0, 0.0, 0.6]), np.array([False, False, False])
+    value, q, _ = value_iteration(src, action, dst, reward, live, 2, 2, discount=0.9)
+    np.testing.assert_allclose(q[0], [0.5, 0.6])
+    assert value[0] == pytest.approx(0.6)
 
 
 def test_value_iteration_matches_a_brute_force_search_on_random_graphs():
     rng = np.random.default_rng(0)
     for _ in range(5):
         classes, edges = 5, 12
-        src, dst = rng.integers(0, classes, edges), rng.integers(0, classes, edges)
+        src, action, dst = rng.integers(0, classes, edges), rng.integers(0, 2, edges), rng.integers(0, classes, edges)
         reward = rng.choice([-0.1, 0.0, 1.0], edges)
         live = rng.random(edges) > 0.2
-        value, _, _ = value_iteration(src, dst, reward, live, classes, discount=0.5)
-        np.testing.assert_allclose(value, _brute_force(src, dst, reward, live, classes, 0.5, depth=30), atol=1e-6)
+        value, _, _ = value_iteration(src, action, dst, reward, live, classes, 2, discount=0.5)
+        np.testing.assert_allclose(value, _brute_force(src, action, dst, reward, live, classes, 0.5, depth=30),
+                                   atol=1e-6)
 
 
 def test_replay_graph_merges_identical_observations_and_names_the_best_actions():
@@ -76,4 +91,5 @@ def test_observation_classes_and_when_states_repeat():
 
 def test_value_iteration_refuses_a_discount_of_one():
     with pytest.raises(ValueError, match="discount"):
-        value_iteration(np.array([0]), np.array([0]), np.array([1.0]), np.array([True]), 1, discount=1.0)
+        value_iteration(np.array([0]), np.array([0]), np.array([0]), np.array([1.0]), np.array([True]), 1, 1,
+                        discount=1.0)

@@ -113,7 +113,7 @@ def test_refit_fits_the_new_reward_from_replay_and_round_trips_a_checkpoint(corr
     agent = EZAgent.load(corridor_run / "resume.pt")
     steps_before = agent.num_timesteps
     reward = "envs.tasks:task(name='corridor-cell', cell=4)"
-    report = refit(agent, reward, name="right", steps=1500)
+    report = refit(agent, reward, name="right", steps=1500)  # 4 rewards in replay: unweighted classes need the steps
     assert agent.num_timesteps == steps_before  # no environment steps
     obs, action, r, next_obs, term = replay_transitions(agent.replay)
     assert report.transitions == len(action) > 100
