@@ -175,7 +175,7 @@ class RefitReport:
     reward_mse: float  # on the real transitions, after fitting
     end_accuracy: float
     value_td_error: float  # mean |V - target| in h(x)-space over the last 100 steps
-    policy_agreement: float  # the fitted prior's argmax is one of its target's best actions, on real states
+    policy_agreement: float  # the prior's argmax is a best action, on real states where not every action is
     graph_states: int = 0  # distinct observations when the values came from the replay graph, else 0
 
     def to_dict(self) -> dict:
@@ -426,7 +426,8 @@ def _fit_prior(heads: RefitHeads, data: _Replayed, best: torch.Tensor, steps: in
     (shared equally; uniform where there is none), smoothed, imitated on the state's real and
     dynamics latents. A target of the best actions, not of a search's visit shares: shares of
     near-tied actions give a prior too flat to steer the next search. Returns the share of states
-    with a best action where the fitted prior's argmax is one."""
+    where some but not all actions are best (elsewhere any argmax would count) whose fitted
+    prior's argmax is one of them."""
     A = heads.num_actions
     b = best.float()
     share = torch.where(b.sum(-1, keepdim=True) > 0, b / b.sum(-1, keepdim=True).clamp(min=1.0), torch.full_like(b, 1 / A))
@@ -438,7 +439,8 @@ def _fit_prior(heads: RefitHeads, data: _Replayed, best: torch.Tensor, steps: in
         _step(opt, -(pi[sid[i]] * torch.log_softmax(heads.policy(latents[i]), dim=-1)).sum(-1).mean())
     heads.eval()
     with torch.no_grad():
-        known = best.any(-1)
+        n_best = best.sum(-1)
+        known = (n_best > 0) & (n_best < A)
         hit = best.gather(1, heads.policy(data.z_real).argmax(-1, keepdim=True)).squeeze(-1)
         return float(hit[known].float().mean()) if bool(known.any()) else float("nan")
 
