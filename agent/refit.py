@@ -288,7 +288,8 @@ def refit(agent, reward: str, name: str = "refit", steps: int = 3000, batch_size
         log(f"refit {PREFIX}{name}: {report.transitions:,} transitions ({report.unrolled:,} unrolled), {steps} "
             f"steps, {report.wall_s:.1f} s | reward MSE {reward_mse:.4f}, end accuracy {end_accuracy:.3f}, "
             f"value error {td_error:.3f}, prior agreement {agreement:.3f}"
-            + (f" | values from the replay graph of {report.graph_states:,} distinct states" if report.graph_states else ""))
+            + (f" | values from the replay graph of {report.graph_states:,} distinct states"
+               if report.graph_states else ""))
     return report
 
 
@@ -430,7 +431,8 @@ def _fit_prior(heads: RefitHeads, data: _Replayed, best: torch.Tensor, steps: in
     prior's argmax is one of them."""
     A = heads.num_actions
     b = best.float()
-    share = torch.where(b.sum(-1, keepdim=True) > 0, b / b.sum(-1, keepdim=True).clamp(min=1.0), torch.full_like(b, 1 / A))
+    n_best = b.sum(-1, keepdim=True)
+    share = torch.where(n_best > 0, b / n_best.clamp(min=1.0), torch.full_like(b, 1 / A))
     pi = PRIOR_SMOOTHING / A + (1.0 - PRIOR_SMOOTHING) * share
     latents, sid, _ = _fit_set(data)
     heads.train()
