@@ -269,15 +269,16 @@ def refit(agent, reward: str, name: str = "refit", steps: int = 3000, batch_size
     heads = RefitHeads(data.z_real.shape[1], hidden, agent.num_actions, data.reward_values,
                        value_range).to(agent.device)
     fit = dict(steps=steps, batch_size=batch_size, lr=lr, rng=rng)
+    fit_set = _fit_set(data)  # where the value and the prior are fitted, computed once for both
     reward_mse, end_accuracy = _fit_reward_and_end(heads, data, **fit)
     if graph is not None:
-        td_error = _fit_value_to(heads, data, torch.as_tensor(graph.value, dtype=torch.float32, device=agent.device),
+        td_error = _fit_value_to(heads, fit_set, torch.as_tensor(graph.value, dtype=torch.float32, device=agent.device),
                                  **fit)
         best = torch.as_tensor(graph.best_actions, device=agent.device)
     else:
-        td_error = _fit_value(heads, data, discount, target_every, **fit)
+        td_error = _fit_value(heads, data, fit_set, discount, target_every, **fit)
         best = _searched_actions(heads, data, agent, RefitObjective(name, heads.eval(), reward, discount), seed)
-    agreement = _fit_prior(heads, data, best, **fit)
+    agreement = _fit_prior(heads, data, fit_set, best, **fit)
     agent.add_refit(name, heads, reward)
     agent.set_objective({"name": RefitObjective.kind, "head": name, "discount": discount})
     report = RefitReport(name=name, reward=reward, transitions=data.transitions, unrolled=len(data.prev),
@@ -348,14 +349,14 @@ def _fit_reward_and_end(heads: RefitHeads, data: _Replayed, steps: int, batch_si
                 float(((heads.end_logit(data.z_dyn) > 0).float() == ends).float().mean()))
 
 
-def _fit_value(heads: RefitHeads, data: _Replayed, discount: float, target_every: int, steps: int,
+def _fit_value(heads: RefitHeads, data: _Replayed, fit_set: tuple, discount: float, target_every: int, steps: int,
                batch_size: int, lr: float, rng: np.random.Generator) -> float:
     """In-sample value iteration (module docstring): every fitted latent, a state's real one or a
     dynamics latent reaching it, is paired with a transition out of that state, and regressed to
     the upper expectile of r + discount * V~(next real state); a state the episode ended in is
     worth 0. Returns the mean |error| in h(x)-space over the last 100 steps."""
     device = data.z_real.device
-    fit_latents, fit_sid, fit_tr = _fit_set(data)
+    fit_latents, fit_sid, fit_tr = fit_set
     live_next = (~data.ended[data.next]).float()
     target_net = RefitHeads(heads.latent_dim, heads.hidden, heads.num_actions, heads.reward_values).to(device)
     opt = torch.optim.Adam(heads.value.parameters(), lr=lr)
@@ -391,11 +392,11 @@ def _fit_set(data: _Replayed) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
                        torch.as_tensor(np.maximum(dyn_out, 0), device=device)[keep]]))
 
 
-def _fit_value_to(heads: RefitHeads, data: _Replayed, value: torch.Tensor, steps: int, batch_size: int,
+def _fit_value_to(heads: RefitHeads, fit_set: tuple, value: torch.Tensor, steps: int, batch_size: int,
                   lr: float, rng: np.random.Generator) -> float:
     """Every fitted latent (_fit_set) regressed to its state's value [U] (the replay graph's: no
     bootstrapping on the head itself). Returns the mean |error| in h(x)-space over the last 100 steps."""
-    latents, sid, _ = _fit_set(data)
+    latents, sid, _ = fit_set
     target = scalar_transform(value)
     opt = torch.optim.Adam(heads.value.parameters(), lr=lr)
     errors = []
@@ -421,8 +422,8 @@ def _searched_actions(heads: RefitHeads, data: _Replayed, agent, objective: "Ref
     return best
 
 
-def _fit_prior(heads: RefitHeads, data: _Replayed, best: torch.Tensor, steps: int, batch_size: int, lr: float,
-               rng: np.random.Generator) -> float:
+def _fit_prior(heads: RefitHeads, data: _Replayed, fit_set: tuple, best: torch.Tensor, steps: int, batch_size: int,
+               lr: float, rng: np.random.Generator) -> float:
     """The objective's own policy prior: at each replayed state the best actions `best` [U, A]
     (shared equally; uniform where there is none), smoothed, imitated on the state's real and
     dynamics latents. A target of the best actions, not of a search's visit shares: shares of
@@ -434,7 +435,7 @@ def _fit_prior(heads: RefitHeads, data: _Replayed, best: torch.Tensor, steps: in
     n_best = b.sum(-1, keepdim=True)
     share = torch.where(n_best > 0, b / n_best.clamp(min=1.0), torch.full_like(b, 1 / A))
     pi = PRIOR_SMOOTHING / A + (1.0 - PRIOR_SMOOTHING) * share
-    latents, sid, _ = _fit_set(data)
+    latents, sid, _ = fit_set
     heads.train()
     opt = torch.optim.Adam(heads.policy.parameters(), lr=lr)
     for i in _batches(len(latents), steps, batch_size, rng, latents.device):

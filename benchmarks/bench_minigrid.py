@@ -13,7 +13,8 @@ evaluates its final model.pt greedily on --episodes episodes of the shared evalu
 Also the run's own evaluation curve (mean return over 20 episodes every --eval-interval steps) and
 its wall-clock. --sampled also evaluates each run acting as self-play does (root noise, an action
 sampled from the visits): a greedy agent in a deterministic grid repeats any action that leaves
-the state unchanged to the time limit, a sampled one cannot. The last line is JSON. Figures only; nothing is asserted. Targets (issue 15):
+the state unchanged to the time limit, a sampled one cannot. The last line is JSON. Figures only;
+nothing is asserted. Targets (issue 15):
 DoorKey-5x5 success >= 0.95 within 30k steps on 3 of 3 seeds; LavaGapS5 success >= 0.95 with no
 lava deaths.
 """
@@ -53,7 +54,8 @@ def measure(run_dir: Path, episodes: int, sampled: bool = False) -> dict:
                                     episodes, wrappers=agent.wrappers).returns)
         extra = {"sampled_success": round(float((noisy > 0).mean()), 3),
                  "sampled_mean_return": round(float(noisy.mean()), 3)}
-    return {**extra, "seed": summary.seed, "env_steps": summary.env_steps, "success": round(float((returns > 0).mean()), 3),
+    return {**extra, "seed": summary.seed, "env_steps": summary.env_steps,
+            "success": round(float((returns > 0).mean()), 3),
             "lava_deaths": int(deaths.sum()), "episodes": episodes, "mean_return": round(float(returns.mean()), 3),
             "train_seconds": round(summary.wall_clock_s, 1), "settings_over_preset": changed,
             "train_command": train_command(summary, changed),

@@ -1,8 +1,9 @@
 """Scalars <-> categorical distributions over an integer support, as in MuZero / EfficientZero.
 
 Values and rewards are predicted as distributions over the integers -S..S (2S+1 bins; spaced
-`step` apart when NetConfig.support_step is not 1) of the *transformed* scalar h(x). The transform squashes large returns so one support covers them,
-and cross-entropy against a two-hot target trains far more stably than a squared error on x.
+`step` apart when NetConfig.support_step is not 1) of the *transformed* scalar h(x). The transform
+squashes large returns so one support covers them, and cross-entropy against a two-hot target
+trains far more stably than a squared error on x.
 
 What the learner needs:
     scalar_to_support(x, S[, step])  targets: two-hot of h(x), shape [..., 2S+1]
