@@ -65,10 +65,22 @@ class Program(NamedTuple):
     has_representation: bool
 
 
-# model -> (its Linear layers, the Program). Weak, so a model that is dropped is not kept alive.
-# The weights are compared by content at every export (about 60 us for CartPole's networks): a
-# tensor's `_version` is not bumped by every in-place write (a fused optimizer step, `.data`
-# assignments), and acting on stale weights would be a silent error.
+class _Export(NamedTuple):
+    """What `export` keeps per model to tell, cheaply, whether its Program is still current."""
+
+    tensors: list  # every Linear's weight then bias, in Program order
+    views: list  # numpy views sharing each tensor's memory, flattened
+    addresses: list  # each tensor's data_ptr when `views` were taken
+    program: Program
+    scratch: np.ndarray  # float32 [P]: where the current weights are gathered to be compared
+
+
+# model -> _Export. Weak, so a model that is dropped is not kept alive. The weights are compared
+# by content at every export: a tensor's `_version` is not bumped by every in-place write (a
+# fused optimizer step, `.data` writes, numpy views), and acting on stale weights would be a
+# silent error. The comparison reads numpy views of the parameters (about 10 us for CartPole's
+# networks, a fifth of gathering them through torch); a parameter whose memory moved (`.data =`,
+# `.to()`) is caught by its address, which cannot be reused while the old view holds its memory.
 _exported: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
@@ -78,20 +90,25 @@ def export(model) -> Optional[Program]:
     weights changed."""
     from nets.model import Model  # nets.model imports nothing from here; kept local for clarity
 
+    cached = _exported.get(model)
+    # Unmoved memory means an unmoved device, too: the checks below passed when it was cached.
+    if cached is not None and [t.data_ptr() for t in cached.tensors] == cached.addresses:
+        _match_torch_threads()
+        np.concatenate(cached.views, out=cached.scratch)
+        if np.array_equal(cached.scratch, cached.program.weights):
+            return cached.program
     if type(model) is not Model or model.family != "mlp" or model.config.value_prefix_lstm:
         return None
     if model.device.type != "cpu":
         return None
     _match_torch_threads()
-    cached = _exported.get(model)
-    if cached is None:
-        linears, ranges, has_representation = _layers(model)
-        cached = (linears, ranges, has_representation, None)
-    linears, ranges, has_representation, program = cached
+    linears, ranges, has_representation = _layers(model)
+    tensors = [t for lin in linears for t in (lin.weight, lin.bias)]
+    views = [t.detach().numpy().reshape(-1) for t in tensors]
     weights = _flat_weights(linears)
-    if program is None or not np.array_equal(weights, program.weights):
-        program = _program(model, weights, ranges, has_representation, linears)
-        _exported[model] = (linears, ranges, has_representation, program)
+    program = _program(model, weights, ranges, has_representation, linears)
+    _exported[model] = _Export(tensors, views, [t.data_ptr() for t in tensors],
+                               program, np.empty_like(weights))
     return program
 
 
@@ -188,6 +205,23 @@ def run_net(program, net, x):
 
 
 @njit(cache=True)
+def run_net_transposed(program, net, x):
+    """`run_net(program, net, x)` transposed, [out, B]: batch along rows, so that the support
+    decoding below runs down contiguous rows of B values."""
+    first, end = program.nets[net]
+    for layer in range(first, end - 1):
+        x = dense(program, layer, x, True)
+    w_off, b_off, n_in, n_out = program.layers[end - 1]
+    w = program.weights[w_off:w_off + n_in * n_out].reshape((n_out, n_in))
+    y = np.dot(w, x.T)
+    for j in range(n_out):
+        bias = program.weights[b_off + j]
+        for i in range(y.shape[1]):
+            y[j, i] += bias
+    return y
+
+
+@njit(cache=True)
 def normalize_latent(h, kind, out):
     """LatentNorm of every row of h into `out` (float32 [B, L])."""
     n = h.shape[1]
@@ -213,21 +247,58 @@ def normalize_latent(h, kind, out):
                 out[i, j] = (h[i, j] - lo) / scale
 
 
+_LOG2_E = 1.4426950408889634
+_LN_2 = 0.6931471805599453
+
+
+@njit(cache=True, inline="always")
+def exp_nonpositive(x):
+    """e^x for x <= 0 as two parts: the float64 bits of 2^n (read them back through a float64
+    view of an int64 array) and 2^f, where x log2(e) = n + f, n an integer, |f| <= 1/2; 2^f by
+    the Taylor series of e^(f ln 2) to the 10th term (relative error below 1e-13). Unlike
+    math.exp, which Numba calls one value at a time (without Intel's SVML), this is arithmetic
+    that a loop over B rows runs in vector lanes: the support decoding below is most of a small
+    network's step otherwise. Below 2^-1020 it gives 2^-1020, not 0 (negligible beside the
+    largest term, which is 1). No array is passed in: one would keep the loop from vectorizing."""
+    y = max(x * _LOG2_E, -1020.0)
+    n = math.floor(y + 0.5)
+    r = (y - n) * _LN_2
+    return (np.int64(n) + 1023) << 52, 1.0 + r * (1.0 + r * (1 / 2 + r * (1 / 6 + r * (1 / 24 + r * (1 / 120 + r * (
+        1 / 720 + r * (1 / 5040 + r * (1 / 40320 + r * (1 / 362880 + r / 3628800)))))))))
+
+
 @njit(cache=True)
-def support_scalar(logits, i, support, step):
-    """Row i of categorical logits over step * (-S..S) decoded to a scalar: softmax expectation,
-    then h^-1 (nets/support.py)."""
-    top = logits[i].max()
-    total = 0.0
-    mean = 0.0
-    for k in range(logits.shape[1]):
-        p = math.exp(logits[i, k] - top)
-        total += p
-        mean += p * (k - support)
-    y = step * mean / total
+def decode_support(logits_t, support, step, out, column, weight):
+    """Categorical logits over step * (-S..S), transposed ([2S+1, B]), decoded to scalars and
+    added, times `weight`, into out[:, column]: softmax expectation, then h^-1
+    (nets/support.py). A row whose logits include NaN or +inf decodes to NaN."""
+    K, B = logits_t.shape
+    top = logits_t[0].astype(np.float64)
+    total = np.zeros(B)
+    mean = np.zeros(B)
+    term = np.empty(B)
+    scale_bits = np.empty(B, np.int64)
+    scale = scale_bits.view(np.float64)
+    for k in range(1, K):
+        for i in range(B):
+            top[i] = max(top[i], logits_t[k, i])
+    for k in range(K):
+        for i in range(B):
+            scale_bits[i], term[i] = exp_nonpositive(logits_t[k, i] - top[i])
+        for i in range(B):
+            p = term[i] * scale[i]
+            total[i] += p
+            mean[i] += p * (k - support)
+    bad = np.zeros(B, np.bool_)
+    for k in range(K):
+        for i in range(B):
+            bad[i] |= not logits_t[k, i] < np.inf  # NaN or +inf
     eps = TRANSFORM_EPS
-    root = (math.sqrt(1.0 + 4.0 * eps * (abs(y) + 1.0 + eps)) - 1.0) / (2.0 * eps)
-    return math.copysign(root * root - 1.0, y) if y != 0.0 else 0.0
+    for i in range(B):
+        y = step * mean[i] / total[i]
+        root = (math.sqrt(1.0 + 4.0 * eps * (abs(y) + 1.0 + eps)) - 1.0) / (2.0 * eps)
+        scalar = math.copysign(root * root - 1.0, y) if y != 0.0 else 0.0
+        out[i, column] += np.nan if bad[i] else weight * scalar
 
 
 @njit(cache=True)
@@ -244,10 +315,12 @@ def recurrent_step(program, latent, action, out_latent, packed, terminal_column)
         x[i, :L] = latent[i]
         x[i, L + action[i]] = 1.0
     normalize_latent(run_net(program, NET_DYNAMICS, x), program.latent_norm, out_latent)
-    reward = run_net(program, NET_REWARD, out_latent)
     finite = True
     for i in range(B):
-        packed[i, COL_REWARD] = support_scalar(reward, i, program.reward_support, program.support_step)
+        packed[i, COL_REWARD] = 0.0
+    decode_support(run_net_transposed(program, NET_REWARD, out_latent), program.reward_support,
+                   program.support_step, packed, COL_REWARD, 1.0)
+    for i in range(B):
         finite &= np.isfinite(packed[i, COL_REWARD])
     finite &= predict(program, out_latent, packed)
     if program.has_terminal:
@@ -284,9 +357,8 @@ def predict(program, latent, packed):
             packed[i, COL_LOGITS + a] = logits[i, a]
             finite &= np.isfinite(logits[i, a])
     for e in range(heads):
-        value = run_net(program, NET_VALUE + e, latent)
-        for i in range(B):
-            packed[i, COL_VALUE] += support_scalar(value, i, program.value_support, program.support_step) / heads
+        decode_support(run_net_transposed(program, NET_VALUE + e, latent), program.value_support,
+                       program.support_step, packed, COL_VALUE, 1.0 / heads)
     for i in range(B):
         finite &= np.isfinite(packed[i, COL_VALUE])
     return finite

@@ -7,8 +7,7 @@ spent in rounds of sequential halving; which visit count a considered action mus
 simulation k is a fixed table (as in mctx's `get_sequence_of_considered_visits`), so the root rule
 is stateless: at simulation k visit the action with the highest g + logits + sigma(q̂) among those
 with exactly table[k] visits. Below the root, selection is ordinary pUCT. The per-simulation parts
-are Numba kernels (kernels.select_gumbel, kernels.root_completed_q); this module prepares and
-reads them.
+are Numba kernels (kernels.select_gumbel, kernels.gumbel_decide); this module prepares them.
 
 sigma(q̂) = (c_visit + max_b N(b)) * c_scale * q̂, where q̂ is the root's Q completed with the
 mixed value for unvisited actions, min-max rescaled over the root's actions (mctx's
@@ -94,27 +93,11 @@ def draw(tree: Tree, rng: np.random.Generator, add_noise: bool, max_considered: 
 
 
 def decide(tree: Tree, gumbel: GumbelRoot, visits: np.ndarray, backend=kernels):
-    """The action to play ([B]) and the improved-policy target ([B, A]) of searched Gumbel roots.
-    `visits` [B, A]: the root children's visit counts."""
-    completed_q = backend.root_completed_q
+    """The action to play ([B]) and the improved-policy target ([B, A]) of searched Gumbel roots
+    (kernels.gumbel_decide). `visits` [B, A]: the root children's visit counts."""
     B, A = gumbel.logits.shape
-    q = np.zeros(A, np.float64)
     actions = np.zeros(B, np.int64)
-    target = np.zeros((B, A), np.float64)
-    for b in range(B):
-        legal = tree.legal[b, ROOT]
-        if not legal.any():  # a terminal root without actions: nothing was searched
-            target[b] = 1.0 / A
-            continue
-        max_visits = completed_q(tree, b, gumbel.raw_value, q)
-        sigma = (gumbel.c_visit + max_visits) * gumbel.c_scale * q
-        most = legal & (visits[b] == visits[b][legal].max())
-        score = gumbel.root_score[b]
-        if np.isfinite(score[most]).any():
-            actions[b] = int(np.argmax(np.where(most & np.isfinite(score), score + sigma, -np.inf)))
-        else:
-            actions[b] = int(np.argmax(np.where(most, gumbel.logits[b] + sigma, -np.inf)))
-        improved = np.where(legal, gumbel.logits[b] + sigma, -np.inf)
-        improved = np.exp(improved - improved.max())
-        target[b] = improved / improved.sum()
+    target = np.empty((B, A), np.float64)
+    args = (tree, gumbel, np.ascontiguousarray(visits, np.int64), actions, target)
+    kernels.specialize(backend.gumbel_decide, *args)(*args)
     return actions, target

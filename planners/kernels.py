@@ -200,6 +200,55 @@ def root_completed_q(tree, b, raw_value, out):
 
 
 @njit(cache=True)
+def gumbel_decide(tree, gumbel, visits, actions, target):
+    """The action to play of every searched Gumbel root (the highest g + logits + sigma(q̂) among
+    its most-visited actions; logits + sigma where none of those was considered) into
+    actions [B], and the improved-policy target softmax(logits + sigma(q̂)) into target [B, A].
+    A root without legal actions (terminal, never searched) targets its actions alike."""
+    num_actions = target.shape[1]
+    q = gumbel.q_scratch
+    for b in range(target.shape[0]):
+        most = -1
+        for a in range(num_actions):
+            if tree.legal[b, 0, a]:
+                most = max(most, visits[b, a])
+        actions[b] = 0
+        if most < 0:
+            for a in range(num_actions):
+                target[b, a] = 1.0 / num_actions
+            continue
+        max_visits = root_completed_q(tree, b, gumbel.raw_value, q)
+        scale = (gumbel.c_visit + max_visits) * gumbel.c_scale
+        any_considered = False
+        for a in range(num_actions):
+            if tree.legal[b, 0, a] and visits[b, a] == most and np.isfinite(gumbel.root_score[b, a]):
+                any_considered = True
+        best = -np.inf
+        for a in range(num_actions):
+            if not (tree.legal[b, 0, a] and visits[b, a] == most):
+                continue
+            if any_considered:
+                if not np.isfinite(gumbel.root_score[b, a]):
+                    continue
+                score = gumbel.root_score[b, a] + scale * q[a]
+            else:
+                score = gumbel.logits[b, a] + scale * q[a]
+            if score > best:
+                best = score
+                actions[b] = a
+        top = -np.inf
+        for a in range(num_actions):
+            target[b, a] = gumbel.logits[b, a] + scale * q[a] if tree.legal[b, 0, a] else -np.inf
+            top = max(top, target[b, a])
+        mass = 0.0
+        for a in range(num_actions):
+            target[b, a] = math.exp(target[b, a] - top)
+            mass += target[b, a]
+        for a in range(num_actions):
+            target[b, a] /= mass
+
+
+@njit(cache=True)
 def select_gumbel(tree, exploration, gumbel, sel):
     """Like select_puct, with the root action chosen by sequential halving."""
     children, visit_count, value_sum, edge_reward = tree.children, tree.visit_count, tree.value_sum, tree.edge_reward

@@ -117,6 +117,28 @@ def root_completed_q(tree, b, raw_value, out):
     return max_visits
 
 
+def gumbel_decide(tree, gumbel, visits, actions, target):
+    """The action to play and the improved-policy target of every searched Gumbel root."""
+    B, A = target.shape
+    for b in range(B):
+        legal = tree.legal[b, 0]
+        actions[b] = 0
+        if not legal.any():  # a terminal root without actions: nothing was searched
+            target[b] = 1.0 / A
+            continue
+        max_visits = root_completed_q(tree, b, gumbel.raw_value, gumbel.q_scratch)
+        sigma = (gumbel.c_visit + max_visits) * gumbel.c_scale * gumbel.q_scratch
+        most = legal & (visits[b] == visits[b][legal].max())
+        score = gumbel.root_score[b]
+        if np.isfinite(score[most]).any():
+            actions[b] = int(np.argmax(np.where(most & np.isfinite(score), score + sigma, -np.inf)))
+        else:
+            actions[b] = int(np.argmax(np.where(most, gumbel.logits[b] + sigma, -np.inf)))
+        improved = np.where(legal, gumbel.logits[b] + sigma, -np.inf)
+        improved = np.exp(improved - improved.max())
+        target[b] = improved / improved.sum()
+
+
 def select_gumbel(tree, exploration, gumbel, sel):
     for b in range(tree.children.shape[0]):
         if tree.terminal[b, 0] or tree.depth[b, 0] >= tree.max_depth:

@@ -102,6 +102,15 @@ def test_the_export_follows_every_weight_update():
     fourth = compiled.export(model)
     assert not np.array_equal(fourth.weights, third.weights) and 123.0 in fourth.weights
     np.testing.assert_array_equal(fourth.weights, compiled._flat_weights(compiled._layers(model)[0]))
+    # A parameter given new memory (`.data =`), and a whole state dict loaded in place.
+    model.dynamics.net[0].bias.data = torch.full_like(model.dynamics.net[0].bias, 7.0)
+    fifth = compiled.export(model)
+    np.testing.assert_array_equal(fifth.weights, compiled._flat_weights(compiled._layers(model)[0]))
+    assert 7.0 in fifth.weights and 7.0 not in fourth.weights
+    model.load_state_dict(_model(NetConfig()).state_dict())
+    sixth = compiled.export(model)
+    np.testing.assert_array_equal(sixth.weights, compiled._flat_weights(compiled._layers(model)[0]))
+    assert compiled.export(model) is sixth
 
 
 # Whole trees compared node for node: the fine-bins model's values (all within a few units, its
