@@ -255,7 +255,7 @@ _LN_2 = 0.6931471805599453
 def exp_nonpositive(x):
     """e^x for x <= 0 as two parts: the float64 bits of 2^n (read them back through a float64
     view of an int64 array) and 2^f, where x log2(e) = n + f, n an integer, |f| <= 1/2; 2^f by
-    the Taylor series of e^(f ln 2) to the 10th term (relative error below 1e-13). Unlike
+    the Taylor series of e^(f ln 2) to the 10th term (relative error below 1e-12). Unlike
     math.exp, which Numba calls one value at a time (without Intel's SVML), this is arithmetic
     that a loop over B rows runs in vector lanes: the support decoding below is most of a small
     network's step otherwise. Below 2^-1020 it gives 2^-1020, not 0 (negligible beside the

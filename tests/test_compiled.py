@@ -3,6 +3,7 @@ search (planners/fused.py) against the torch-driven loop: same outputs, same tre
 import numpy as np
 import pytest
 import torch
+from numba import njit
 
 from nets import compiled
 from nets.config import NetConfig
@@ -56,6 +57,36 @@ def test_recurrent_step_matches_the_torch_model(name, batch):
     np.testing.assert_allclose(packed[:, 2:2 + A], ref.policy_logits.numpy(), rtol=1e-5, atol=1e-5)
     if ref.terminal is not None:
         assert (packed[:, terminal_column] > 0.5).tolist() == ref.terminal.tolist()
+
+
+def test_the_vectorized_exp_matches_math_exp():
+    @njit
+    def exp_all(x):
+        out = np.empty(len(x))
+        bits = np.empty(len(x), np.int64)
+        for i in range(len(x)):
+            bits[i], out[i] = compiled.exp_nonpositive(x[i])
+        return out * bits.view(np.float64)
+
+    x = np.concatenate([[0.0, -1e-300, -0.5, -0.3465735902799726, -708.0, -706.0],
+                        -np.random.default_rng(0).exponential(20.0, 10_000)])
+    got, want = exp_all(x), np.exp(x)
+    normal = want > 2.0 ** -1000
+    np.testing.assert_allclose(got[normal], want[normal], rtol=1e-12, atol=0)
+    assert (got[~normal] <= 2.0 ** -1000).all()
+
+
+def test_support_decoding_flags_nan_and_infinite_logits():
+    logits = np.zeros((5, 4), np.float32)  # [2S+1, B], S = 2
+    logits[4, 0] = 3.0
+    logits[1, 1] = np.nan
+    logits[2, 2] = np.inf
+    logits[0, 3] = -np.inf
+    out = np.zeros((4, 2))
+    compiled.decode_support(logits, 2, 1.0, out, 1, 1.0)
+    assert np.isnan(out[1, 1]) and np.isnan(out[2, 1])
+    assert np.isfinite(out[0, 1]) and out[0, 1] > 0 and np.isfinite(out[3, 1]) and out[3, 1] > 0
+    assert (out[:, 0] == 0).all()
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
