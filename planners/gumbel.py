@@ -71,25 +71,19 @@ def _visit_tables(max_considered: int, num_simulations: int) -> np.ndarray:
 
 
 def draw(tree: Tree, rng: np.random.Generator, add_noise: bool, max_considered: int,
-         num_simulations: int, c_visit: float, c_scale: float) -> GumbelRoot:
-    """The Gumbel root of B initialized trees: noise, considered actions and the halving tables."""
-    legal = tree.legal[:, ROOT]
-    with np.errstate(divide="ignore"):
-        logits = np.where(legal, np.log(tree.prior[:, ROOT]), -np.inf)
-    noise = rng.gumbel(size=logits.shape) if add_noise else np.zeros(logits.shape)
-    score = logits + noise
-    m = min(max_considered, tree.num_actions)
-    # Keep the m best-scoring legal actions; ties broken toward the lowest action (stable sort).
-    order = np.argsort(-score, axis=1, kind="stable")
-    considered = np.zeros_like(legal)
-    np.put_along_axis(considered, order[:, :m], True, axis=1)
-    considered &= legal
-    num_considered = considered.sum(axis=1).astype(np.int64)
+         num_simulations: int, c_visit: float, c_scale: float, backend=kernels) -> GumbelRoot:
+    """The Gumbel root of B initialized trees: noise, considered actions (kernels.gumbel_consider)
+    and the halving tables."""
+    B, A = tree.batch_size, tree.num_actions
+    noise = rng.gumbel(size=(B, A)) if add_noise else np.zeros((B, A))
+    logits, root_score = np.empty((B, A)), np.empty((B, A))
+    num_considered = np.empty(B, np.int64)
+    args = (tree, noise, int(max_considered), logits, root_score, num_considered)
+    kernels.specialize(backend.gumbel_consider, *args)(*args)
     table = _visit_tables(int(num_considered.max()), num_simulations)
-    return GumbelRoot(root_score=np.where(considered, score, -np.inf), logits=logits,
-                      raw_value=tree.leaf_value[:, ROOT].copy(), visit_table=table,
-                      num_considered=num_considered, c_visit=float(c_visit), c_scale=float(c_scale),
-                      q_scratch=np.zeros(tree.num_actions, np.float64))
+    return GumbelRoot(root_score=root_score, logits=logits, raw_value=tree.leaf_value[:, ROOT].copy(),
+                      visit_table=table, num_considered=num_considered, c_visit=float(c_visit),
+                      c_scale=float(c_scale), q_scratch=np.zeros(A, np.float64))
 
 
 def decide(tree: Tree, gumbel: GumbelRoot, visits: np.ndarray, backend=kernels):

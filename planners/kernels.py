@@ -200,6 +200,34 @@ def root_completed_q(tree, b, raw_value, out):
 
 
 @njit(cache=True)
+def gumbel_consider(tree, noise, max_considered, logits, root_score, num_considered):
+    """The Gumbel roots' considered actions: the `max_considered` best of log prior + noise
+    (ties to the lowest action) that are legal. Writes logits [B, A] (log prior, -inf where
+    illegal), root_score [B, A] (log prior + noise where considered, -inf elsewhere) and
+    num_considered [B]."""
+    num_actions = logits.shape[1]
+    chosen = np.zeros(num_actions, np.bool_)
+    for b in range(logits.shape[0]):
+        for a in range(num_actions):
+            legal = tree.legal[b, 0, a]
+            logits[b, a] = math.log(tree.prior[b, 0, a]) if legal else -np.inf
+            root_score[b, a] = logits[b, a] + noise[b, a]
+            chosen[a] = False
+        for _ in range(min(max_considered, num_actions)):
+            pick = -1
+            for a in range(num_actions):
+                if not chosen[a] and (pick < 0 or root_score[b, a] > root_score[b, pick]):
+                    pick = a
+            chosen[pick] = True
+        num_considered[b] = 0
+        for a in range(num_actions):
+            if chosen[a] and tree.legal[b, 0, a]:
+                num_considered[b] += 1
+            else:
+                root_score[b, a] = -np.inf
+
+
+@njit(cache=True)
 def gumbel_decide(tree, gumbel, visits, actions, target):
     """The action to play of every searched Gumbel root (the highest g + logits + sigma(q̂) among
     its most-visited actions; logits + sigma where none of those was considered) into

@@ -117,6 +117,22 @@ def root_completed_q(tree, b, raw_value, out):
     return max_visits
 
 
+def gumbel_consider(tree, noise, max_considered, logits, root_score, num_considered):
+    """The Gumbel roots' considered actions: the best of log prior + noise that are legal."""
+    legal = tree.legal[:, 0]
+    with np.errstate(divide="ignore"):
+        logits[:] = np.where(legal, np.log(tree.prior[:, 0]), -np.inf)
+    score = logits + noise
+    m = min(max_considered, logits.shape[1])
+    # Keep the m best-scoring actions, ties toward the lowest action (a stable sort), if legal.
+    order = np.argsort(-score, axis=1, kind="stable")
+    considered = np.zeros_like(legal)
+    np.put_along_axis(considered, order[:, :m], True, axis=1)
+    considered &= legal
+    num_considered[:] = considered.sum(axis=1)
+    root_score[:] = np.where(considered, score, -np.inf)
+
+
 def gumbel_decide(tree, gumbel, visits, actions, target):
     """The action to play and the improved-policy target of every searched Gumbel root."""
     B, A = target.shape

@@ -88,7 +88,7 @@ class GumbelRoot(RootRule):
         super().start(tree, backend)
         rng = self.rng if self.rng is not None else np.random.default_rng(0)
         self.state = gumbel.draw(tree, rng, self.rng is not None, self.max_considered,
-                                 self.num_simulations, self.c_visit, self.c_scale)
+                                 self.num_simulations, self.c_visit, self.c_scale, backend)
 
     def selector(self, tree, exploration, sel, backend):
         args = (tree, exploration, self.state, sel)
