@@ -181,23 +181,31 @@ def _linears(net: nn.Sequential):
 # ---------------------------------------------------------------- kernels
 
 
+# Activations are kept transposed, [features, B]: every loop over the batch then runs down a
+# contiguous row (bias, ReLU, normalization and support decoding vectorize), and BLAS was faster
+# on W @ X than on X @ W^T for this family's shapes at B = 1 to 64 (benchmarks/bench_search_vs_mctx.py).
+
+
 @njit(cache=True)
 def dense(program, layer, x, relu):
-    """x [B, in] float32 -> x W^T + b [B, out], ReLU'd when `relu`."""
+    """x [in, B] float32 -> W x + b [out, B], ReLU'd when `relu`."""
     w_off, b_off, n_in, n_out = program.layers[layer]
     w = program.weights[w_off:w_off + n_in * n_out].reshape((n_out, n_in))
-    bias = program.weights[b_off:b_off + n_out]
-    y = np.dot(x, w.T)
-    for i in range(y.shape[0]):
-        for j in range(n_out):
-            v = y[i, j] + bias[j]
-            y[i, j] = max(v, np.float32(0.0)) if relu else v
+    y = np.dot(w, x)
+    for j in range(n_out):
+        bias = program.weights[b_off + j]
+        if relu:
+            for i in range(y.shape[1]):
+                y[j, i] = max(y[j, i] + bias, np.float32(0.0))
+        else:
+            for i in range(y.shape[1]):
+                y[j, i] += bias
     return y
 
 
 @njit(cache=True)
 def run_net(program, net, x):
-    """The MLP `net` (NET_*) on x: ReLU between its layers, none after the last."""
+    """The MLP `net` (NET_*) on x [in, B]: ReLU between its layers, none after the last."""
     first, end = program.nets[net]
     for layer in range(first, end):
         x = dense(program, layer, x, layer < end - 1)
@@ -205,46 +213,44 @@ def run_net(program, net, x):
 
 
 @njit(cache=True)
-def run_net_transposed(program, net, x):
-    """`run_net(program, net, x)` transposed, [out, B]: batch along rows, so that the support
-    decoding below runs down contiguous rows of B values."""
-    first, end = program.nets[net]
-    for layer in range(first, end - 1):
-        x = dense(program, layer, x, True)
-    w_off, b_off, n_in, n_out = program.layers[end - 1]
-    w = program.weights[w_off:w_off + n_in * n_out].reshape((n_out, n_in))
-    y = np.dot(w, x.T)
-    for j in range(n_out):
-        bias = program.weights[b_off + j]
-        for i in range(y.shape[1]):
-            y[j, i] += bias
-    return y
-
-
-@njit(cache=True)
-def normalize_latent(h, kind, out):
-    """LatentNorm of every row of h into `out` (float32 [B, L])."""
-    n = h.shape[1]
-    for i in range(h.shape[0]):
-        if kind == NORM_LAYERNORM:
-            mean = 0.0
-            for j in range(n):
-                mean += h[i, j]
-            mean /= n
-            var = 0.0
-            for j in range(n):
-                d = h[i, j] - mean
-                var += d * d
-            inv = 1.0 / math.sqrt(var / n + _LAYERNORM_EPS)
-            for j in range(n):
-                out[i, j] = (h[i, j] - mean) * inv
-        else:
-            lo = h[i].min()
-            scale = h[i].max() - lo
-            if scale < _MINMAX_FLOOR:
-                scale += _MINMAX_FLOOR
-            for j in range(n):
-                out[i, j] = (h[i, j] - lo) / scale
+def normalize_latent(h, kind, out, out_t):
+    """LatentNorm of every column of h [L, B] into `out` [B, L] (the search's latent rows) and
+    `out_t` [L, B] (the heads' input)."""
+    n, B = h.shape
+    if kind == NORM_LAYERNORM:
+        mean = np.zeros(B, np.float32)
+        var = np.zeros(B, np.float32)
+        for j in range(n):
+            for i in range(B):
+                mean[i] += h[j, i]
+        for i in range(B):
+            mean[i] /= n
+        for j in range(n):
+            for i in range(B):
+                d = h[j, i] - mean[i]
+                var[i] += d * d
+        for i in range(B):  # reused as the inverse standard deviation
+            var[i] = np.float32(1.0) / np.sqrt(var[i] / n + np.float32(_LAYERNORM_EPS))
+        for j in range(n):
+            for i in range(B):
+                out_t[j, i] = (h[j, i] - mean[i]) * var[i]
+    else:
+        lo = h[0].copy()
+        hi = h[0].copy()
+        for j in range(1, n):
+            for i in range(B):
+                lo[i] = min(lo[i], h[j, i])
+                hi[i] = max(hi[i], h[j, i])
+        for i in range(B):  # reused as the scale
+            hi[i] -= lo[i]
+            if hi[i] < _MINMAX_FLOOR:
+                hi[i] += np.float32(_MINMAX_FLOOR)
+        for j in range(n):
+            for i in range(B):
+                out_t[j, i] = (h[j, i] - lo[i]) / hi[i]
+    for i in range(B):
+        for j in range(n):
+            out[i, j] = out_t[j, i]
 
 
 _LOG2_E = 1.4426950408889634
@@ -310,25 +316,27 @@ def recurrent_step(program, latent, action, out_latent, packed, terminal_column)
     raises FloatingPointError then)."""
     B, L = latent.shape
     A = program.num_actions
-    x = np.zeros((B, L + A), np.float32)
+    x = np.zeros((L + A, B), np.float32)
     for i in range(B):
-        x[i, :L] = latent[i]
-        x[i, L + action[i]] = 1.0
-    normalize_latent(run_net(program, NET_DYNAMICS, x), program.latent_norm, out_latent)
+        for j in range(L):
+            x[j, i] = latent[i, j]
+        x[L + action[i], i] = 1.0
+    latent_t = np.empty((L, B), np.float32)
+    normalize_latent(run_net(program, NET_DYNAMICS, x), program.latent_norm, out_latent, latent_t)
     finite = True
     for i in range(B):
         packed[i, COL_REWARD] = 0.0
-    decode_support(run_net_transposed(program, NET_REWARD, out_latent), program.reward_support,
-                   program.support_step, packed, COL_REWARD, 1.0)
+    decode_support(run_net(program, NET_REWARD, latent_t), program.reward_support, program.support_step,
+                   packed, COL_REWARD, 1.0)
     for i in range(B):
         finite &= np.isfinite(packed[i, COL_REWARD])
-    finite &= predict(program, out_latent, packed)
+    finite &= predict(program, latent_t, packed)
     if program.has_terminal:
-        terminal = run_net(program, NET_TERMINAL, out_latent)
+        terminal = run_net(program, NET_TERMINAL, latent_t)
         for i in range(B):
-            finite &= np.isfinite(terminal[i, 0])
+            finite &= np.isfinite(terminal[0, i])
             if terminal_column >= 0:
-                packed[i, terminal_column] = 1.0 if terminal[i, 0] > 0.0 else 0.0
+                packed[i, terminal_column] = 1.0 if terminal[0, i] > 0.0 else 0.0
     return finite
 
 
@@ -337,28 +345,31 @@ def initial_step(program, obs, out_latent, packed):
     """Model.initial_inference for B rows of flattened float32 observations [B, D] (where
     program.has_representation): the latents into out_latent, and into packed a reward of 0,
     the mean value and the policy logits. Returns False if any output is not finite."""
-    normalize_latent(run_net(program, NET_REPRESENTATION, obs), program.latent_norm, out_latent)
-    for i in range(obs.shape[0]):
+    B, L = out_latent.shape
+    latent_t = np.empty((L, B), np.float32)
+    normalize_latent(run_net(program, NET_REPRESENTATION, np.ascontiguousarray(obs.T)), program.latent_norm,
+                     out_latent, latent_t)
+    for i in range(B):
         packed[i, COL_REWARD] = 0.0
-    return predict(program, out_latent, packed)
+    return predict(program, latent_t, packed)
 
 
 @njit(cache=True)
-def predict(program, latent, packed):
-    """The prediction network at `latent`: policy logits and the mean decoded value into packed.
-    Returns False if one is not finite."""
-    B = latent.shape[0]
-    logits = run_net(program, NET_POLICY, latent)
+def predict(program, latent_t, packed):
+    """The prediction network at latent_t [L, B]: policy logits and the mean decoded value into
+    packed. Returns False if one is not finite."""
+    B = latent_t.shape[1]
+    logits = run_net(program, NET_POLICY, latent_t)
     heads = program.nets.shape[0] - NET_VALUE
     finite = True
     for i in range(B):
         packed[i, COL_VALUE] = 0.0
         for a in range(program.num_actions):
-            packed[i, COL_LOGITS + a] = logits[i, a]
-            finite &= np.isfinite(logits[i, a])
+            packed[i, COL_LOGITS + a] = logits[a, i]
+            finite &= np.isfinite(logits[a, i])
     for e in range(heads):
-        decode_support(run_net_transposed(program, NET_VALUE + e, latent), program.value_support,
-                       program.support_step, packed, COL_VALUE, 1.0 / heads)
+        decode_support(run_net(program, NET_VALUE + e, latent_t), program.value_support, program.support_step,
+                       packed, COL_VALUE, 1.0 / heads)
     for i in range(B):
         finite &= np.isfinite(packed[i, COL_VALUE])
     return finite
