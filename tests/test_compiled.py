@@ -1,5 +1,8 @@
 """The compiled recurrent step (nets/compiled.py) against the torch model it copies, and the fused
 search (planners/fused.py) against the torch-driven loop: same outputs, same trees."""
+import os
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -191,3 +194,21 @@ def test_a_diverged_network_fails_loudly_in_the_fused_search():
 def test_search_inference_setting_is_checked():
     with pytest.raises(ValueError, match="search.inference"):
         SearchConfig(inference="jit")
+
+
+def test_a_cached_search_is_forgotten_when_a_file_it_calls_is_newer(tmp_path):
+    index, callee = tmp_path / "simulate.nbi", tmp_path / "callee.py"
+    index.write_text("index")
+    callee.write_text("x = 1")
+    os.utime(index, (1000, 1000))
+    os.utime(callee, (2000, 2000))
+    dispatcher = SimpleNamespace(_cache=SimpleNamespace(_cache_file=SimpleNamespace(_index_path=str(index))))
+    module = SimpleNamespace(__file__=str(callee))
+    os.utime(index, (3000, 3000))
+    fused.forget_stale_cache(dispatcher, module)
+    assert index.exists()  # newer than what it calls: kept
+    os.utime(index, (1000, 1000))
+    fused.forget_stale_cache(dispatcher, module)
+    assert not index.exists()
+    fused.forget_stale_cache(dispatcher, module)  # nothing left to remove: no error
+    fused.forget_stale_cache(object(), module)  # caching off: nothing to do
