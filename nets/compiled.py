@@ -213,9 +213,9 @@ def run_net(program, net, x):
 
 
 @njit(cache=True)
-def normalize_latent(h, kind, out, out_t):
-    """LatentNorm of every column of h [L, B] into `out` [B, L] (the search's latent rows) and
-    `out_t` [L, B] (the heads' input)."""
+def normalize_latent(h, kind, out, rows, out_t):
+    """LatentNorm of every column i of h [L, B] into row rows[i] of `out` (the search's latent
+    pool) and into `out_t` [L, B] (the heads' input)."""
     n, B = h.shape
     if kind == NORM_LAYERNORM:
         mean = np.zeros(B, np.float32)
@@ -250,7 +250,7 @@ def normalize_latent(h, kind, out, out_t):
                 out_t[j, i] = (h[j, i] - lo[i]) / hi[i]
     for i in range(B):
         for j in range(n):
-            out[i, j] = out_t[j, i]
+            out[rows[i], j] = out_t[j, i]
 
 
 _LOG2_E = 1.4426950408889634
@@ -308,21 +308,22 @@ def decode_support(logits_t, support, step, out, column, weight):
 
 
 @njit(cache=True)
-def recurrent_step(program, latent, action, out_latent, packed, terminal_column):
-    """Model.recurrent_inference for B rows: latent [B, L] float32 and action [B] int64 in; the
-    next latents into out_latent [B, L], and into packed [B, 3 + 2A] (float64) the reward, the
+def recurrent_step(program, pool, parent_rows, action, child_rows, packed, terminal_column):
+    """Model.recurrent_inference for B rows: the latents pool[parent_rows] (float32 [*, L]) and
+    action [B] int64 in; the next latents into pool[child_rows], and into packed [B, 3 + 2A]
+    (float64) the reward, the
     mean value, the policy logits (`predict`) and, at `terminal_column` (when >= 0), the terminal flag (1.0
     where the terminal logit is > 0). Returns False if any output is not finite (the torch path
     raises FloatingPointError then)."""
-    B, L = latent.shape
+    B, L = len(action), pool.shape[1]
     A = program.num_actions
     x = np.zeros((L + A, B), np.float32)
     for i in range(B):
         for j in range(L):
-            x[j, i] = latent[i, j]
+            x[j, i] = pool[parent_rows[i], j]
         x[L + action[i], i] = 1.0
     latent_t = np.empty((L, B), np.float32)
-    normalize_latent(run_net(program, NET_DYNAMICS, x), program.latent_norm, out_latent, latent_t)
+    normalize_latent(run_net(program, NET_DYNAMICS, x), program.latent_norm, pool, child_rows, latent_t)
     finite = True
     for i in range(B):
         packed[i, COL_REWARD] = 0.0
@@ -348,7 +349,7 @@ def initial_step(program, obs, out_latent, packed):
     B, L = out_latent.shape
     latent_t = np.empty((L, B), np.float32)
     normalize_latent(run_net(program, NET_REPRESENTATION, np.ascontiguousarray(obs.T)), program.latent_norm,
-                     out_latent, latent_t)
+                     out_latent, np.arange(B), latent_t)
     for i in range(B):
         packed[i, COL_REWARD] = 0.0
     return predict(program, latent_t, packed)

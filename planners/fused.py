@@ -62,18 +62,15 @@ def simulate(tree, exploration, gumbel, sel, packed, pool, program, terminal_col
     state, or None for pUCT at the root. Returns OK, MODEL_NOT_FINITE, or the first tree whose
     reward or value was not finite (kernels.expand_and_backup)."""
     B = sel.shape[1]
-    out_latent = np.empty((B, pool.shape[1]), np.float32)
     for _ in range(num_simulations):
         if gumbel is None:
             kernels.select_puct(tree, exploration, sel)
         else:
             kernels.select_gumbel(tree, exploration, gumbel, sel)
-        parents = pool[sel[kernels.SEL_FLAT_NODE]]
-        if not compiled.recurrent_step(program, parents, sel[kernels.SEL_MODEL_ACTION], out_latent, packed,
-                                       terminal_column):
+        if not compiled.recurrent_step(program, pool, sel[kernels.SEL_FLAT_NODE], sel[kernels.SEL_MODEL_ACTION],
+                                       sel[kernels.SEL_FLAT_SLOT], packed, terminal_column):
             return MODEL_NOT_FINITE
         for b in range(B):
-            pool[sel[kernels.SEL_FLAT_SLOT, b]] = out_latent[b]
             # Learned values an absorbing state at 0 (Objective.terminal_value).
             if terminal_column >= 0 and packed[b, terminal_column] > 0.5:
                 packed[b, kernels.COL_VALUE] = 0.0

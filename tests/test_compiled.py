@@ -49,11 +49,18 @@ def test_recurrent_step_matches_the_torch_model(name, batch):
         latent = model.initial_inference(torch.as_tensor(rng.normal(size=(batch, 5)), dtype=torch.float32)).latent
         action = torch.as_tensor(rng.integers(0, A, batch))
         ref = model.recurrent_inference(latent, action)
-    out_latent = np.empty_like(latent.numpy())
+    # A pool of latent rows as the search keeps them: parents read from shuffled rows, children
+    # written to others.
+    pool = np.full((3 * batch, latent.shape[1]), np.nan, np.float32)
+    rows = rng.permutation(3 * batch)
+    parent_rows, child_rows = rows[:batch], rows[batch:2 * batch]
+    pool[parent_rows] = latent.numpy()
     packed = np.full((batch, 3 + 2 * A), np.nan)
     terminal_column = 2 + A
-    assert compiled.recurrent_step(program, latent.numpy(), action.numpy(), out_latent, packed, terminal_column)
-    np.testing.assert_allclose(out_latent, ref.latent.numpy(), atol=1e-5)
+    assert compiled.recurrent_step(program, pool, parent_rows, action.numpy(), child_rows, packed, terminal_column)
+    np.testing.assert_allclose(pool[child_rows], ref.latent.numpy(), atol=1e-5)
+    np.testing.assert_array_equal(pool[parent_rows], latent.numpy())  # parents untouched
+    assert np.isnan(pool[rows[2 * batch:]]).all()  # nothing else written
     # torch decodes in float32, the kernel in float64
     np.testing.assert_allclose(packed[:, compiled.COL_REWARD], ref.reward.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(packed[:, compiled.COL_VALUE], ref.value.numpy(), rtol=1e-4, atol=1e-4)
