@@ -101,3 +101,25 @@ def test_a_compiled_run_stopped_and_resumed_equals_one_that_never_stopped(tmp_pa
 
     straight, resumed = stopped_and_resumed(tmp_path, extra=["learner_backend=compiled"])
     assert straight.learner.compiled and resumed.learner.compiled
+
+
+def test_train_mode_is_switched_on_for_the_step_only_where_a_module_depends_on_it():
+    agent = tiny_agent(extra=["learner_backend=eager"])
+    agent.learn(72)
+    seen = []
+    hook = agent.model.representation.register_forward_pre_hook(lambda m, args: seen.append(m.training))
+    batch = agent.learner.make_batch(agent.replay, agent.objective, np.random.default_rng(0), agent.num_timesteps, 0.5)
+    seen.clear()
+    agent.learner.train_step(batch)
+    assert seen and not any(seen)  # no dropout or batch statistics: the mode is left as it is
+    hook.remove()
+
+    agent = tiny_agent(extra=["learner_backend=eager"])
+    agent.model.representation.add_module("dropout", torch.nn.Dropout(0.0))  # a mode-dependent module
+    learner = type(agent.learner)(agent.model, agent.config)
+    agent.learn(72)
+    batch = learner.make_batch(agent.replay, agent.objective, np.random.default_rng(0), agent.num_timesteps, 0.5)
+    agent.model.representation.register_forward_pre_hook(lambda m, args: seen.append(m.training))
+    seen.clear()
+    learner.train_step(batch)
+    assert seen and all(seen) and not agent.model.training  # trained in train mode, back to eval after
