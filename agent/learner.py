@@ -97,10 +97,11 @@ class Draft:
         return self.obs[self.redo]
 
 
-def root_values(model, obs) -> np.ndarray:
-    """The model's value [B] at observations: through its compiled forward where it has one
-    (planners/fused.py; on CartPole's bootstrap batch a third of torch's time), else torch."""
-    program = fused.fused_program(model, Learned(), "auto")
+def root_values(model, obs, inference: str = "auto") -> np.ndarray:
+    """The model's value [B] at observations: through its compiled forward where it has one and
+    `inference` (SearchConfig.inference) allows it (planners/fused.py; on CartPole's bootstrap
+    batch two thirds of torch's time), else torch."""
+    program = fused.fused_program(model, Learned(), inference)
     if program is not None and program.has_representation:
         return fused.initial_inference(model, program, obs).value.numpy()
     return model.initial_inference(obs).value.cpu().numpy()
@@ -219,7 +220,7 @@ class Learner:
                                  rewards=rewards)[0]
 
         with torch.no_grad():
-            z = targets(None, lambda obs: root_values(self.target_model, obs))
+            z = targets(None, lambda obs: root_values(self.target_model, obs, c.search.inference))
         aux_value = {} if self.aux is None else self.aux.targets(
             targets, replay, lambda obs: self.model.initial_inference(obs).latent)
         policy = replay.policy[slots]  # [B, K+1, A] what the acting search chose back then
