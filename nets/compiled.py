@@ -253,55 +253,60 @@ def normalize_latent(h, kind, out, rows, out_t):
             out[rows[i], j] = out_t[j, i]
 
 
-_LOG2_E = 1.4426950408889634
-_LN_2 = 0.6931471805599453
+_LOG2_E = np.float32(1.4426950408889634)
+_LN_2 = np.float32(0.6931471805599453)
 
 
 @njit(cache=True, inline="always")
 def exp_nonpositive(x):
-    """e^x for x <= 0 as two parts: the float64 bits of 2^n (read them back through a float64
-    view of an int64 array) and 2^f, where x log2(e) = n + f, n an integer, |f| <= 1/2; 2^f by
-    the Taylor series of e^(f ln 2) to the 10th term (relative error below 1e-12). Unlike
-    math.exp, which Numba calls one value at a time (without Intel's SVML), this is arithmetic
-    that a loop over B rows runs in vector lanes: the support decoding below is most of a small
-    network's step otherwise. Below 2^-1020 it gives 2^-1020, not 0 (negligible beside the
-    largest term, which is 1). No array is passed in: one would keep the loop from vectorizing."""
-    y = max(x * _LOG2_E, -1020.0)
-    n = math.floor(y + 0.5)
+    """e^x for float32 x <= 0 as two parts: the float32 bits of 2^n (read them back through a
+    float32 view of an int32 array) and 2^f, where x log2(e) = n + f, n an integer, |f| <= 1/2;
+    2^f by the Taylor series of e^(f ln 2) to the 7th term (truncation error 5e-9, below float32
+    rounding: relative error a few ulps near 0, growing as 6e-8 |x| from rounding x log2(e);
+    torch decodes in float32 too). Unlike math.exp, which Numba calls one value at a
+    time (without Intel's SVML), this is arithmetic that a loop over B rows runs in vector lanes:
+    the support decoding below is most of a small network's step otherwise. Below 2^-126 it gives
+    about 2^-126, not 0 (negligible beside the largest term, which is 1). No array is passed in:
+    one would keep the loop from vectorizing."""
+    y = max(x * _LOG2_E, np.float32(-126.0))
+    n = np.floor(y + np.float32(0.5))
     r = (y - n) * _LN_2
-    return (np.int64(n) + 1023) << 52, 1.0 + r * (1.0 + r * (1 / 2 + r * (1 / 6 + r * (1 / 24 + r * (1 / 120 + r * (
-        1 / 720 + r * (1 / 5040 + r * (1 / 40320 + r * (1 / 362880 + r / 3628800)))))))))
+    return (np.int32(n) + np.int32(127)) << 23, np.float32(1.0) + r * (np.float32(1.0) + r * (
+        np.float32(1 / 2) + r * (np.float32(1 / 6) + r * (np.float32(1 / 24) + r * (
+            np.float32(1 / 120) + r * (np.float32(1 / 720) + r * np.float32(1 / 5040)))))))
 
 
 @njit(cache=True)
 def decode_support(logits_t, support, step, out, column, weight):
-    """Categorical logits over step * (-S..S), transposed ([2S+1, B]), decoded to scalars and
-    added, times `weight`, into out[:, column]: softmax expectation, then h^-1
-    (nets/support.py). A row whose logits include NaN or +inf decodes to NaN."""
+    """Categorical logits over step * (-S..S), transposed (float32 [2S+1, B]), decoded to
+    scalars and added, times `weight`, into out[:, column]: softmax expectation (in float32, as
+    torch computes it), then h^-1 (nets/support.py). A row whose logits include NaN or +inf
+    decodes to NaN."""
     K, B = logits_t.shape
-    top = logits_t[0].astype(np.float64)
-    total = np.zeros(B)
-    mean = np.zeros(B)
-    term = np.empty(B)
-    scale_bits = np.empty(B, np.int64)
-    scale = scale_bits.view(np.float64)
+    top = logits_t[0].copy()
+    total = np.zeros(B, np.float32)
+    mean = np.zeros(B, np.float32)
+    term = np.empty(B, np.float32)
+    scale_bits = np.empty(B, np.int32)
+    scale = scale_bits.view(np.float32)
     for k in range(1, K):
         for i in range(B):
             top[i] = max(top[i], logits_t[k, i])
     for k in range(K):
         for i in range(B):
             scale_bits[i], term[i] = exp_nonpositive(logits_t[k, i] - top[i])
+        bin_value = np.float32(k - support)
         for i in range(B):
             p = term[i] * scale[i]
             total[i] += p
-            mean[i] += p * (k - support)
+            mean[i] += p * bin_value
     bad = np.zeros(B, np.bool_)
     for k in range(K):
         for i in range(B):
             bad[i] |= not logits_t[k, i] < np.inf  # NaN or +inf
     eps = TRANSFORM_EPS
     for i in range(B):
-        y = step * mean[i] / total[i]
+        y = step * np.float64(mean[i]) / np.float64(total[i])
         root = (math.sqrt(1.0 + 4.0 * eps * (abs(y) + 1.0 + eps)) - 1.0) / (2.0 * eps)
         scalar = math.copysign(root * root - 1.0, y) if y != 0.0 else 0.0
         out[i, column] += np.nan if bad[i] else weight * scalar

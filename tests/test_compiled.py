@@ -69,21 +69,24 @@ def test_recurrent_step_matches_the_torch_model(name, batch):
         assert (packed[:, terminal_column] > 0.5).tolist() == ref.terminal.tolist()
 
 
-def test_the_vectorized_exp_matches_math_exp():
+def test_the_vectorized_exp_matches_numpy_to_float32_precision():
     @njit
     def exp_all(x):
-        out = np.empty(len(x))
-        bits = np.empty(len(x), np.int64)
+        out = np.empty(len(x), np.float32)
+        bits = np.empty(len(x), np.int32)
         for i in range(len(x)):
             bits[i], out[i] = compiled.exp_nonpositive(x[i])
-        return out * bits.view(np.float64)
+        return out * bits.view(np.float32)
 
-    x = np.concatenate([[0.0, -1e-300, -0.5, -0.3465735902799726, -708.0, -706.0],
-                        -np.random.default_rng(0).exponential(20.0, 10_000)])
-    got, want = exp_all(x), np.exp(x)
-    normal = want > 2.0 ** -1000
-    np.testing.assert_allclose(got[normal], want[normal], rtol=1e-12, atol=0)
-    assert (got[~normal] <= 2.0 ** -1000).all()
+    x = np.concatenate([[0.0, -1e-30, -0.5, -0.3465736, -87.0, -86.0, -100.0],
+                        -np.random.default_rng(0).exponential(10.0, 10_000)]).astype(np.float32)
+    got, want = exp_all(x), np.exp(x.astype(np.float64))
+    normal = want > 2.0 ** -125
+    # float32 rounding of x * log2(e) costs about 6e-8 * |x| of relative error; the terms that
+    # weigh in a softmax are those near 0, where it is a few float32 ulps.
+    error = np.abs(got[normal] / want[normal] - 1.0)
+    assert (error <= 3e-7 + 8e-8 * np.abs(x[normal])).all(), error.max()
+    assert (got[~normal] <= 2.0 ** -125).all() and (got >= 0).all()
 
 
 def test_support_decoding_flags_nan_and_infinite_logits():
