@@ -68,8 +68,9 @@ class Program(NamedTuple):
 class _Export(NamedTuple):
     """What `export` keeps per model to tell, cheaply, whether its Program is still current."""
 
-    tensors: list  # every Linear's weight then bias, in Program order
-    views: list  # numpy views sharing each tensor's memory, flattened
+    linears: list  # the Linear layers the Program was copied from, in Program order
+    tensors: list  # each one's weight then bias, as they were then
+    views: Optional[list]  # numpy views sharing each tensor's memory, flattened (None: one was not contiguous)
     addresses: list  # each tensor's data_ptr when `views` were taken
     program: Program
     scratch: np.ndarray  # float32 [P]: where the current weights are gathered to be compared
@@ -79,8 +80,9 @@ class _Export(NamedTuple):
 # by content at every export: a tensor's `_version` is not bumped by every in-place write (a
 # fused optimizer step, `.data` writes, numpy views), and acting on stale weights would be a
 # silent error. The comparison reads numpy views of the parameters (about 10 us for CartPole's
-# networks, a fifth of gathering them through torch); a parameter whose memory moved (`.data =`,
-# `.to()`) is caught by its address, which cannot be reused while the old view holds its memory.
+# networks, a fifth of gathering them through torch), valid while each layer still holds the
+# same parameter (not one assigned anew) at the same address (not moved by `.data =` or `.to()`;
+# an address cannot be reused while the old view holds its memory).
 _exported: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
@@ -91,11 +93,13 @@ def export(model) -> Optional[Program]:
     from nets.model import Model  # nets.model imports nothing from here; kept local for clarity
 
     cached = _exported.get(model)
-    # Unmoved memory means an unmoved device, too: the checks below passed when it was cached.
-    if cached is not None and [t.data_ptr() for t in cached.tensors] == cached.addresses:
+    if cached is not None and _unmoved(cached):  # unmoved memory: an unmoved device too
         _match_torch_threads()
-        np.concatenate(cached.views, out=cached.scratch)
-        if np.array_equal(cached.scratch, cached.program.weights):
+        if cached.views is None:
+            current = _flat_weights(cached.linears)
+        else:
+            current = np.concatenate(cached.views, out=cached.scratch)
+        if np.array_equal(current, cached.program.weights):
             return cached.program
     if type(model) is not Model or model.family != "mlp" or model.config.value_prefix_lstm:
         return None
@@ -104,12 +108,26 @@ def export(model) -> Optional[Program]:
     _match_torch_threads()
     linears, ranges, has_representation = _layers(model)
     tensors = [t for lin in linears for t in (lin.weight, lin.bias)]
-    views = [t.detach().numpy().reshape(-1) for t in tensors]
+    # A view of a non-contiguous tensor would be a copy, blind to later writes.
+    views = [t.detach().numpy().reshape(-1) for t in tensors] if all(t.is_contiguous() for t in tensors) else None
     weights = _flat_weights(linears)
     program = _program(model, weights, ranges, has_representation, linears)
-    _exported[model] = _Export(tensors, views, [t.data_ptr() for t in tensors],
-                               program, np.empty_like(weights))
+    _exported[model] = _Export(linears, tensors, views, [t.data_ptr() for t in tensors], program,
+                               np.empty_like(weights))
     return program
+
+
+def _unmoved(cached: _Export) -> bool:
+    """Whether every layer still holds the parameters the views were taken of, at their address.
+    (Read from each layer's parameter dict: `lin.weight` goes through nn.Module.__getattr__, which
+    made this check cost three times the comparison it guards.)"""
+    i = 0
+    for lin in cached.linears:
+        held = lin._parameters
+        if held["weight"] is not cached.tensors[i] or held["bias"] is not cached.tensors[i + 1]:
+            return False
+        i += 2
+    return [t.data_ptr() for t in cached.tensors] == cached.addresses
 
 
 def _layers(model):

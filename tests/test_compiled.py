@@ -155,6 +155,24 @@ def test_the_export_follows_every_weight_update():
     sixth = compiled.export(model)
     np.testing.assert_array_equal(sixth.weights, compiled._flat_weights(compiled._layers(model)[0]))
     assert compiled.export(model) is sixth
+    # Parameters assigned anew (their old memory untouched), and a state dict loaded by assignment.
+    layer = model.prediction.policy[0]
+    layer.weight = torch.nn.Parameter(layer.weight.detach() + 1.0)
+    seventh = compiled.export(model)
+    np.testing.assert_array_equal(seventh.weights, compiled._flat_weights(compiled._layers(model)[0]))
+    model.load_state_dict(_model(NetConfig(), seed=1).state_dict(), assign=True)
+    eighth = compiled.export(model)
+    np.testing.assert_array_equal(eighth.weights, compiled._flat_weights(compiled._layers(model)[0]))
+    # A non-contiguous parameter (a transposed view) is still followed through in-place writes.
+    layer = model.dynamics.net[0]
+    layer.weight = torch.nn.Parameter(layer.weight.detach().t().contiguous().t())
+    assert not layer.weight.is_contiguous()
+    ninth = compiled.export(model)
+    with torch.no_grad():
+        layer.weight.add_(0.5)
+    tenth = compiled.export(model)
+    np.testing.assert_array_equal(tenth.weights, compiled._flat_weights(compiled._layers(model)[0]))
+    assert not np.array_equal(tenth.weights, ninth.weights)
 
 
 # Whole trees compared node for node: the fine-bins model's values (all within a few units, its
