@@ -32,6 +32,8 @@ import torch
 from numba import njit
 from torch import nn
 
+from common.numba_cache import forget_stale_cache
+from nets import support
 from nets.support import TRANSFORM_EPS
 
 # Rows of Program.nets: each network is a run of rows [first, last) of Program.layers (an empty
@@ -397,3 +399,8 @@ def predict(program, latent_t, packed):
     for i in range(B):
         finite &= np.isfinite(packed[i, COL_VALUE])
     return finite
+
+
+# These embed nets/support.py's TRANSFORM_EPS: their caches must not outlive a change to it.
+for _kernel in (decode_support, predict, recurrent_step, initial_step):
+    forget_stale_cache(_kernel, support)

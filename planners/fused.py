@@ -9,13 +9,13 @@ same algorithm on the same kernels; tests/test_compiled.py checks they build the
 """
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import numpy as np
 import torch
 from numba import njit
 
+from common.numba_cache import forget_stale_cache
 from nets import compiled, support
 from nets.output import ModelOutput
 from planners import kernels
@@ -80,20 +80,5 @@ def simulate(tree, exploration, gumbel, sel, packed, pool, program, terminal_col
     return OK
 
 
-def forget_stale_cache(dispatcher, *modules) -> None:
-    """Numba keys a function's disk cache on its own file's timestamp only, so a cached `simulate`
-    would go on running the network and kernel code of older versions of the files it calls
-    (after a `git pull` into an editable install, say). Its cache index is removed when one of
-    those modules' files is newer than it; Numba then compiles afresh."""
-    try:
-        index = dispatcher._cache._cache_file._index_path
-    except AttributeError:  # caching off, or Numba's internals moved: nothing to keep fresh
-        return
-    try:
-        if os.path.getmtime(index) < max(os.path.getmtime(m.__file__) for m in modules):
-            os.remove(index)
-    except OSError:  # no cache yet, or another process removed it first
-        pass
-
-
+# Its cache would otherwise outlive changes to the network code and kernels it calls.
 forget_stale_cache(simulate, compiled, kernels, support)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from numba import njit
 
+from common.numba_cache import forget_stale_cache
 from nets import compiled
 from nets.config import NetConfig
 from nets.model import NonFiniteObservation, build_model
@@ -233,10 +234,10 @@ def test_a_cached_search_is_forgotten_when_a_file_it_calls_is_newer(tmp_path):
     dispatcher = SimpleNamespace(_cache=SimpleNamespace(_cache_file=SimpleNamespace(_index_path=str(index))))
     module = SimpleNamespace(__file__=str(callee))
     os.utime(index, (3000, 3000))
-    fused.forget_stale_cache(dispatcher, module)
+    forget_stale_cache(dispatcher, module)
     assert index.exists()  # newer than what it calls: kept
     os.utime(index, (1000, 1000))
-    fused.forget_stale_cache(dispatcher, module)
+    forget_stale_cache(dispatcher, module)
     assert not index.exists()
-    fused.forget_stale_cache(dispatcher, module)  # nothing left to remove: no error
-    fused.forget_stale_cache(object(), module)  # caching off: nothing to do
+    forget_stale_cache(dispatcher, module)  # nothing left to remove: no error
+    forget_stale_cache(object(), module)  # caching off: nothing to do
