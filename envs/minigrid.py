@@ -99,6 +99,35 @@ class FullView(gym.ObservationWrapper):
         return grid
 
 
+# MiniGrid's actions (minigrid.core.actions.Actions), by name.
+ACTION = {"left": 0, "right": 1, "forward": 2, "pickup": 3, "drop": 4, "toggle": 5, "done": 6}
+
+
+class MinimalActions(gym.ActionWrapper):
+    """Only the MiniGrid actions a task needs, as ALE's minimal action sets do for Atari: action i
+    of the wrapped env is `actions[i]` of MiniGrid's seven (names of ACTION; default: turn left,
+    turn right, forward, what navigation needs; DoorKey adds pickup and toggle). The others change
+    nothing in those tasks, and a greedy agent whose values cannot tell waiting from moving repeats
+    one of them to the time limit (README, "Greedy agents stand still").
+
+        --wrapper envs.minigrid:MinimalActions
+        --wrapper 'envs.minigrid:MinimalActions(actions=("left", "right", "forward", "pickup", "toggle"))'
+    """
+
+    def __init__(self, env: gym.Env, actions=("left", "right", "forward")):
+        super().__init__(env)
+        _minigrid_env(env, "envs.minigrid:MinimalActions")
+        unknown = [a for a in actions if a not in ACTION]
+        if unknown or not actions or len(set(actions)) != len(actions):
+            raise ValueError(f"envs.minigrid:MinimalActions: actions must be distinct names of {list(ACTION)}, "
+                             f"got {list(actions)}")
+        self.actions = tuple(ACTION[a] for a in actions)
+        self.action_space = gym.spaces.Discrete(len(self.actions))
+
+    def action(self, action):
+        return self.actions[int(action)]
+
+
 def full_view_env(base_id: str, **kwargs) -> gym.Env:
     """Entry point of the FULL_VIEW_IDS: base_id with GridImage then FullView."""
     require_minigrid()
