@@ -72,6 +72,33 @@ def test_minigrid_wrappers_after_the_image_are_refused_naming_the_full_view_wrap
         envs.make("CartPole-v1", wrappers=["envs.minigrid:FullView"])
 
 
+def test_minimal_actions_pass_only_the_named_minigrid_actions():
+    from minigrid.core.actions import Actions
+
+    from envs.minigrid import ACTION
+
+    assert ACTION == {a.name: a.value for a in Actions}
+    env = envs.make("MiniGrid-Empty-5x5-v0", None, wrappers=["envs.minigrid:MinimalActions"])
+    assert env.action_space.n == 3
+    env.reset(seed=0)
+    inner = env.unwrapped
+    start, facing = tuple(inner.agent_pos), inner.agent_dir  # (1, 1), facing right
+    env.step(2)  # forward
+    assert tuple(inner.agent_pos) == (start[0] + 1, start[1]) and inner.agent_dir == facing
+    env.step(1)  # turn right
+    assert inner.agent_dir == (facing + 1) % 4
+    env.step(0)  # turn left
+    assert inner.agent_dir == facing
+    doorkey = envs.make("MiniGrid-DoorKey-5x5-v0", None, wrappers=[
+        'envs.minigrid:MinimalActions(actions=("left", "right", "forward", "pickup", "toggle"))'])
+    assert doorkey.action_space.n == 5 and doorkey.unwrapped.actions.toggle == doorkey.action(4)
+    for bad in (("left", "jump"), ("left", "left"), ()):
+        with pytest.raises(ValueError, match="MinimalActions: actions must be distinct names"):
+            envs.make("MiniGrid-Empty-5x5-v0", None, wrappers=[f"envs.minigrid:MinimalActions(actions={bad!r})"])
+    with pytest.raises(ValueError, match="wraps MiniGrid environments only"):
+        envs.make("CartPole-v1", None, wrappers=["envs.minigrid:MinimalActions"])
+
+
 def test_a_missing_minigrid_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "minigrid", None)  # import minigrid now raises ImportError
     with pytest.raises(ImportError, match=r'pip install -e "\.\[minigrid\]"'):
