@@ -203,7 +203,8 @@ def _linears(net: nn.Sequential):
 
 # Activations are kept transposed, [features, B]: every loop over the batch then runs down a
 # contiguous row (bias, ReLU, normalization and support decoding vectorize), and BLAS was faster
-# on W @ X than on X @ W^T for this family's shapes at B = 1 to 64 (benchmarks/bench_search_vs_mctx.py).
+# on W @ X than on X @ W^T for this family's shapes at B = 1 to 64 (an ad-hoc comparison; the
+# search as a whole: benchmarks/bench_search_vs_mctx.py).
 
 
 @njit(cache=True)
