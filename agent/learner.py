@@ -129,6 +129,9 @@ class Learner:
         fused = all(p.device.type in ("cpu", "cuda") for p in model.parameters()) or None
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                            fused=fused)
+        # A float16 forward's small gradients would underflow: the scaler multiplies the loss up
+        # and the gradients back down, skipping a step whose gradients overflowed. A no-op otherwise.
+        self.scaler = torch.amp.GradScaler(model.device.type, enabled=model.compute_dtype == torch.float16)
         # A probe decoder (net.decoder_joint false) has its gradient norm clipped apart from the rest.
         probe = model.decoder if model.decoder is not None and not model.config.decoder_joint else None
         probe_ids = {id(p) for p in probe.parameters()} if probe is not None else set()
@@ -344,11 +347,14 @@ class Learner:
         self.optimizer.zero_grad(set_to_none=True)
         if self.aux is not None:
             self.aux.zero_grad()
-        (total + aux_total).backward()  # aux losses reach only the aux heads (detached latents)
+        # Aux losses reach only the aux heads (detached latents), whose own optimizer is not scaled.
+        (self.scaler.scale(total) + aux_total).backward()
+        self.scaler.unscale_(self.optimizer)  # clipped at their true size
         grad_norm = torch.nn.utils.clip_grad_norm_(self._clipped, c.max_grad_norm)
         if self._probe:  # clipped on its own: a probe's gradient must not rescale the others'
             torch.nn.utils.clip_grad_norm_(self._probe, c.max_grad_norm)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         if self.aux is not None:
             self.aux.step(lr, c.max_grad_norm)
         if self._switch_modes:
@@ -363,10 +369,13 @@ class Learner:
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
         return {"target_model": self.target_model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "train_steps": self.train_steps, "planned_steps": self.planned_steps}
+                "train_steps": self.train_steps, "planned_steps": self.planned_steps,
+                "grad_scaler": self.scaler.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.target_model.load_state_dict(state["target_model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.train_steps = int(state["train_steps"])
         self.planned_steps = int(state["planned_steps"])
+        if state.get("grad_scaler"):  # empty where the scaler is off (and before it existed)
+            self.scaler.load_state_dict(state["grad_scaler"])

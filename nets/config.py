@@ -8,6 +8,7 @@ from nets.budget import CapacityBudget
 
 FAMILIES = ("auto", "mlp", "conv")
 LATENT_NORMS = ("minmax", "layernorm")
+PRECISIONS = ("float32", "bfloat16", "float16", "auto")
 
 
 @dataclass
@@ -60,6 +61,13 @@ class NetConfig:
     projection_hidden: int = 64  # SimSiam consistency projection (EfficientZero Atari: 1024)
     projection_dim: int = 64  # (1024)
     projection_head_hidden: int = 32  # its prediction head's hidden width (512)
+    # The torch forward's arithmetic. "float32" (the default); "bfloat16" or "float16": mixed
+    # precision (torch.autocast: convolutions and matrix products in 16 bits, parameters, losses and
+    # every output the search or an objective reads in float32; float16 adds the learner's gradient
+    # scaler); "auto": bfloat16 on a CUDA device that has it, float16 on one that does not, float32
+    # elsewhere (NetConfig.atari() uses it). A 16-bit forward never takes the compiled CPU path
+    # (planners/fused.py), so that the search evaluates the very function the learner trains.
+    precision: str = "float32"
     budget: CapacityBudget = field(default_factory=CapacityBudget)
 
     def __post_init__(self):
@@ -67,6 +75,9 @@ class NetConfig:
             raise ValueError(f"NetConfig.family must be one of {FAMILIES}, got {self.family!r}")
         if self.latent_norm not in LATENT_NORMS:
             raise ValueError(f"NetConfig.latent_norm must be one of {LATENT_NORMS}, got {self.latent_norm!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"NetConfig.precision must be one of {PRECISIONS}, got {self.precision!r} "
+                             f"(e.g. --set net.precision=bfloat16)")
         if self.value_prefix_horizon < 1:
             raise ValueError(f"NetConfig.value_prefix_horizon must be >= 1, got {self.value_prefix_horizon}")
         if self.use_decoder not in (None, True, False):
@@ -89,10 +100,11 @@ class NetConfig:
     @classmethod
     def atari(cls, **overrides) -> "NetConfig":
         """EfficientZero's Atari networks (6x6x64 latent, 601-bin supports, 1024-wide projection),
-        with a budget that admits exactly that size class."""
+        with a budget that admits exactly that size class, in mixed precision on a GPU (as
+        EfficientZero trains them)."""
         settings = dict(family="conv", latent_norm="minmax", conv_channels=64, conv_blocks=1, value_support_size=300,
                         reward_support_size=300, projection_hidden=1024, projection_dim=1024,
-                        projection_head_hidden=512,
+                        projection_head_hidden=512, precision="auto",
                         budget=CapacityBudget(max_network_params=1_000_000, max_core_params=2_000_000,
                                               max_projection_params=5_000_000))
         settings.update(overrides)

@@ -4,7 +4,8 @@
     recurrent_inference(latent, action) = f(g(latent, action)), reward of that transition
 
 Both return a `ModelOutput` of tensors on the model's device, with reward and value decoded to
-scalars and their logits kept for the losses.
+scalars and their logits kept for the losses. Every output is float32, also where the networks run
+in mixed precision (NetConfig.precision: `Model.autocast`).
 
 Terminal head (NetConfig.terminal_head, off by default): f also predicts whether a state is
 absorbing (an episode's end, or past it). `ModelOutput.terminal` is then the flag (probability >
@@ -82,6 +83,15 @@ def resolve_device(device: "str | torch.device", flag: str = "--device") -> torc
     return dev
 
 
+def compute_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
+    """The 16-bit type autocast computes in for NetConfig.precision on `device`; None: float32."""
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[precision]
+
+
 class Model(nn.Module):
     def __init__(self, obs_shape: Tuple[int, ...], num_actions: int, config: NetConfig):
         super().__init__()
@@ -131,6 +141,18 @@ class Model(nn.Module):
         return next(self.parameters()).device
 
     @property
+    def compute_dtype(self) -> Optional[torch.dtype]:
+        """What the forward computes in under `autocast` (None: float32); see NetConfig.precision."""
+        if self.config.precision == "float32":
+            return None
+        return compute_dtype(self.config.precision, self.device)
+
+    def autocast(self):
+        """The context the networks run in: autocast to `compute_dtype`, or nothing for float32."""
+        dtype = self.compute_dtype
+        return contextlib.nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
+
+    @property
     def value_prefix_horizon(self) -> Optional[int]:
         """Transitions between resets of the value-prefix LSTM's state; None without the LSTM."""
         return self.config.value_prefix_horizon if self.config.value_prefix_lstm else None
@@ -166,7 +188,9 @@ class Model(nn.Module):
         # Checked with the outputs' finiteness in one host sync (_predict), so a NaN observation is
         # reported as such rather than as a diverged network.
         obs_finite = torch.isfinite(obs).flatten(1).all(dim=1) if self.check_outputs else None
-        latent = self.representation(obs)
+        with self.autocast():
+            latent = self.representation(obs)
+        latent = latent.float()  # a no-op in float32
         batch = latent.shape[0]
         reward_state = None
         if self.dynamics.reward.state_size:
@@ -186,7 +210,11 @@ class Model(nn.Module):
         lstm_state, parent_prefix = None, None
         if reward_state is not None and self.dynamics.reward.state_size:
             lstm_state, parent_prefix = reward_state[:, :-1], reward_state[:, -1]
-        next_latent, reward_logits, lstm_state = self.dynamics(latent, action, lstm_state)
+        with self.autocast():
+            next_latent, reward_logits, lstm_state = self.dynamics(latent, action, lstm_state)
+        next_latent, reward_logits = next_latent.float(), reward_logits.float()
+        if lstm_state is not None:
+            lstm_state = lstm_state.float()
         reward = support_to_scalar(reward_logits, self.config.support_step)
         next_reward_state = None
         if lstm_state is not None:
@@ -197,7 +225,11 @@ class Model(nn.Module):
 
     def _predict(self, latent, reward, reward_logits, reward_state, call: str, obs=None,
                  obs_finite: Optional[torch.Tensor] = None, predicted: bool = True) -> ModelOutput:
-        policy_logits, value_logits, terminal_logit = self.prediction(latent)
+        with self.autocast():
+            policy_logits, value_logits, terminal_logit = self.prediction(latent)
+        policy_logits, value_logits = policy_logits.float(), value_logits.float()
+        if terminal_logit is not None:
+            terminal_logit = terminal_logit.float()
         value_ensemble = support_to_scalar(value_logits, self.config.support_step)
         value = value_ensemble.mean(dim=1)
         if self.check_outputs:
@@ -243,21 +275,24 @@ class Model(nn.Module):
         with_grad=False: the target branch, projection only, under no_grad (for the latents of the
         real next observations). The learner minimizes the negative cosine similarity of the two.
         """
-        return self.projection(latent, with_grad)
+        with self.autocast():
+            return self.projection(latent, with_grad).float()
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """Predicted observation for each latent: [B, *obs_shape], or for pixel images the frame
         downsampled to [B, C, 4h, 4w] and scaled by 1/255 (nets/conv.py FrameDecoder)."""
         if self.decoder is None:
             raise RuntimeError("this model has no observation decoder: it was trained with net.use_decoder=false")
-        return self.decoder(latent)
+        with self.autocast():
+            return self.decoder(latent).float()
 
     def reconstruction_loss(self, latent: torch.Tensor, obs: ArrayLike) -> torch.Tensor:
         """Per sample, shape [B]: the mean squared error of decode(latent) against obs, for grids
         (net.grid_values) the decoder's cross-entropy (nets/grid.py), for pixel images against the
         downsampled frame (nets/conv.py FrameDecoder)."""
         if isinstance(self.decoder, (GridDecoder, FrameDecoder)):
-            return self.decoder.loss(latent, torch.as_tensor(obs, device=self.device))
+            with self.autocast():
+                return self.decoder.loss(latent, torch.as_tensor(obs, device=self.device)).float()
         target = torch.as_tensor(obs, device=self.device).float()
         return (self.decode(latent) - target).pow(2).flatten(1).mean(dim=1)
 

@@ -4,7 +4,8 @@
 `search` takes this path when it can (`fused_program`): the objective is `Learned` (the model's
 own reward and value, what self-play and reanalyze search under), the root rule is pUCT's or
 Gumbel's, and the model exports a Program. Any other objective reads predicted observations or
-user code through torch, and takes the ordinary loop (planners/search.py). The two paths are the
+user code through torch, and takes the ordinary loop (planners/search.py), as does a model whose
+forward runs in mixed precision (NetConfig.precision). The two paths are the
 same algorithm on the same kernels; tests/test_compiled.py checks they build the same trees.
 """
 from __future__ import annotations
@@ -29,6 +30,8 @@ MODEL_NOT_FINITE = -2
 def fused_program(model, objective, inference: str) -> Optional[compiled.Program]:
     """The model's Program when the search may run fused (see the module docstring), else None."""
     if inference == "torch" or type(objective) is not Learned:
+        return None
+    if getattr(model, "compute_dtype", None) is not None:  # mixed precision: the torch forward it asked for
         return None
     return compiled.export(model)
 
