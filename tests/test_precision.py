@@ -100,3 +100,27 @@ def test_a_float16_learner_scales_its_loss_and_resumes_with_the_same_scale(tmp_p
     scale = learner.scaler.get_scale()
     again = EZAgent.load(agent.save_resume(tmp_path / "resume.pt"), device="cpu")
     assert again.learner.scaler.is_enabled() and again.learner.scaler.get_scale() == scale
+
+
+def test_a_16_bit_conv_model_builds_the_same_trees_on_the_device_path(monkeypatch):
+    """What a GPU runs: the latent pool off the host (forced here on the CPU, as in
+    tests/test_planner_search.py) with the networks in bfloat16, for both root rules."""
+    from planners import buffers
+    from planners.config import SearchConfig
+    from planners.policies import plan
+    _, mixed = _twin("bfloat16")
+    obs = np.random.default_rng(2).integers(0, 256, (4, 3, 32, 32)).astype(np.uint8)
+
+    def search(algorithm):
+        return plan(mixed, Learned(), obs, SearchConfig(num_simulations=24, algorithm=algorithm),
+                    rng=np.random.default_rng(0), add_noise=True)
+
+    host = {a: search(a) for a in ("puct", "gumbel")}
+    monkeypatch.setattr(buffers, "on_host", lambda device: False)
+    for algorithm, a in host.items():
+        b = search(algorithm)
+        assert a.tree.num_nodes.min() > 10
+        np.testing.assert_array_equal(a.tree.children, b.tree.children)
+        np.testing.assert_array_equal(a.tree.visit_count, b.tree.visit_count)
+        np.testing.assert_array_equal(a.tree.value_sum, b.tree.value_sum)
+        np.testing.assert_array_equal(a.action, b.action)
