@@ -171,3 +171,43 @@ def test_a_killed_actor_is_restarted_and_the_run_reaches_its_step_count(connecte
     # continued by the restarted actor's fresh ones.
     nxt = r.next[: r.size]
     assert ((nxt < 0) | (nxt > np.arange(r.size))).all()
+
+
+class _MarkingReanalyzer:
+    """Stands in for a reanalyze actor: records the roots it is sent and answers, for each, a row
+    that marks it (its first observation entry, then zeros)."""
+
+    def __init__(self, num_actions):
+        self.sent, self.num_actions = [], num_actions
+        self.reanalyze = self  # actor.reanalyze.remote(...)
+
+    def remote(self, version, box, roots):
+        import ray
+        self.sent.append(roots.copy())
+        marks = np.zeros((len(roots), self.num_actions))
+        marks[:, 0] = roots.reshape(len(roots), -1)[:, 0]
+        return ray.put(marks)
+
+
+def test_the_learner_searches_its_share_of_the_roots_and_the_actors_the_rest_in_root_order(connected):
+    from agent.distributed.loop import SHARE_STEP, RemoteReanalysis
+    agent = tiny_agent(seed=5)
+    agent.learn(200, progress_bar=False)
+    finished = []
+    finish = agent.learner.finish
+    agent.learner.finish = lambda replay, d: finished.append((d.roots, d.policy[d.redo].copy())) or finish(replay, d)
+    actor = _MarkingReanalyzer(agent.num_actions)
+    reanalysis = RemoteReanalysis(agent, [actor])
+    reanalysis.local_share = 0.5
+    reanalysis.next_batch(beta=1.0)
+    roots, policies = finished[0]
+    local = int(round(0.5 * len(roots)))
+    assert 0 < local < len(roots)
+    # The actor got the roots after the learner's share; its answers come back at their places.
+    np.testing.assert_array_equal(actor.sent[0], roots[local:])
+    np.testing.assert_array_equal(policies[local:, 0], roots[local:].reshape(len(roots) - local, -1)[:, 0])
+    assert (policies[local:, 1:] == 0).all()
+    # The learner's share: searched visit distributions.
+    np.testing.assert_allclose(policies[:local].sum(-1), 1.0, rtol=1e-6)
+    # The actor's part was ready once the learner's was: the learner's share goes down.
+    assert reanalysis.local_share == pytest.approx(0.5 - SHARE_STEP)

@@ -4,7 +4,8 @@
       replay  <- ReplayWriter <- chunks of transitions  <-  SelfPlay.act over B envs each
       learner: replay_ratio training steps per env step
       weights -> ray.put once per weight_sync_interval  ->  fetched by an actor at its next chunk
-      (reanalyze actors, M: searches for the policy targets of batches sampled ahead)
+      (reanalyze actors, M: searches for the policy targets of batches sampled ahead;
+       the learner searches a share of each batch itself, so that neither side waits)
 
 What a single-process run has, this loop has too: the same agent object (so the same callbacks,
 evaluation, TensorBoard tags, checkpoints and --resume), the same ratio of training steps per
@@ -30,6 +31,7 @@ import warnings
 from collections import deque
 from typing import Deque, Dict, List, Optional, Tuple
 
+import numpy as np
 import ray
 from ray.exceptions import RayActorError
 
@@ -43,6 +45,12 @@ from agent.selfplay import close_open_episodes
 # Vector steps per actor call: enough to amortize a call (about a millisecond) against a search
 # per step (about ten), few enough that the acting weights stay close to the learner's.
 CHUNK_STEPS = 2
+# The learner searches a share of each batch's roots itself, the reanalyze actors the rest: where
+# the actors are slower than the learner (one of them on a 2-core machine), the learner would
+# otherwise wait for them with its core idle. The share moves by SHARE_STEP after every batch,
+# up when the actors' part was not ready once the learner's own was, down when it was.
+SHARE_STEP = 0.02
+MAX_LOCAL_SHARE = 0.5
 # Actors restart without limit (a preempted node, an OOM kill); a call in flight is retried on the
 # restarted actor this many times before the driver sees the error.
 MAX_RESTARTS = -1
@@ -74,12 +82,15 @@ class RemoteReanalysis:
     """Batches whose reanalyzed policies are searched by reanalyze actors, `depth` batches ahead:
     while the learner trains on one batch, the actors search the roots of the next ones. Those
     were sampled a few training steps earlier (their priorities are that much older, as with
-    AgentConfig.batched_reanalyze). The target network is published whenever the learner copies it."""
+    AgentConfig.batched_reanalyze). The target network is published whenever the learner copies it.
+    The learner searches `local_share` of each batch's roots itself (see SHARE_STEP), with its own
+    target network, which may be one copy newer than the actors' for a batch drafted before a copy."""
 
     def __init__(self, agent, actors: list):
         self.agent, self.actors = agent, actors
         self.depth = 2 * len(actors)  # one searching and one queued per actor
-        self.queue: Deque[Tuple[Draft, Optional[ray.ObjectRef]]] = deque()
+        self.queue: Deque[Tuple[Draft, int, Optional[ray.ObjectRef]]] = deque()  # (draft, local roots, actors' part)
+        self.local_share = 0.0
         self.target = Publisher()
         self._target_copy = None  # the learner's target-copy count the published target is from
         self._next = 0
@@ -95,28 +106,36 @@ class RemoteReanalysis:
         a = self.agent
         draft = a.learner.draft(a.replay, a.rng, a.num_timesteps, beta)
         roots = draft.roots
+        local = int(round(self.local_share * len(roots)))
         ref = None
-        if len(roots):
+        if len(roots) > local:
             actor = self.actors[self._next % len(self.actors)]
             self._next += 1
-            ref = actor.reanalyze.remote(self.target.version, self.target.box, roots)
-        self.queue.append((draft, ref))
+            ref = actor.reanalyze.remote(self.target.version, self.target.box, roots[local:])
+        self.queue.append((draft, local, ref))
 
     def next_batch(self, beta: float) -> Batch:
         """The oldest drafted batch, finished; the pipeline is refilled before waiting for it."""
         self._sync_target()
         while len(self.queue) < self.depth + 1:
             self._submit(beta)
-        draft, ref = self.queue.popleft()
+        draft, local, ref = self.queue.popleft()
+        parts = [self._search(draft.roots[:local])] if local else []
         if ref is not None:
+            ready, _ = ray.wait([ref], timeout=0)
+            step = -SHARE_STEP if ready else SHARE_STEP
+            self.local_share = min(MAX_LOCAL_SHARE, max(0.0, self.local_share + step))
             try:
-                policies = ray.get(ref)
-            except RayActorError:  # the actor restarts by itself; this batch is searched here
-                a = self.agent
-                policies = reanalyze_policies(a.learner.target_model, a.objective, a.config.search, draft.roots,
-                                              a.rng)
-            draft.policy[draft.redo] = policies
+                parts.append(ray.get(ref))
+            except RayActorError:  # the actor restarts by itself; its part is searched here
+                parts.append(self._search(draft.roots[local:]))
+        if parts:
+            draft.policy[draft.redo] = np.concatenate(parts)
         return self.agent.learner.finish(self.agent.replay, draft)
+
+    def _search(self, roots):
+        a = self.agent
+        return reanalyze_policies(a.learner.target_model, a.objective, a.config.search, roots, a.rng)
 
 
 def connect(options: DistributedOptions) -> bool:
