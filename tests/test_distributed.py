@@ -175,10 +175,10 @@ def test_a_killed_actor_is_restarted_and_the_run_reaches_its_step_count(connecte
 
 class _MarkingReanalyzer:
     """Stands in for a reanalyze actor: records the roots it is sent and answers, for each, a row
-    that marks it (its first observation entry, then zeros)."""
+    that marks it (its first observation entry, then zeros), and `idle` seconds it waited."""
 
-    def __init__(self, num_actions):
-        self.sent, self.num_actions = [], num_actions
+    def __init__(self, num_actions, idle):
+        self.sent, self.num_actions, self.idle = [], num_actions, idle
         self.reanalyze = self  # actor.reanalyze.remote(...)
 
     def remote(self, version, box, roots):
@@ -186,17 +186,18 @@ class _MarkingReanalyzer:
         self.sent.append(roots.copy())
         marks = np.zeros((len(roots), self.num_actions))
         marks[:, 0] = roots.reshape(len(roots), -1)[:, 0]
-        return ray.put(marks)
+        return ray.put((marks, self.idle))
 
 
 def test_the_learner_searches_its_share_of_the_roots_and_the_actors_the_rest_in_root_order(connected):
+    """And balances the share: an actor that sat idle before the call gets less of the next batch."""
     from agent.distributed.loop import SHARE_STEP, RemoteReanalysis
     agent = tiny_agent(seed=5)
     agent.learn(200, progress_bar=False)
     finished = []
     finish = agent.learner.finish
     agent.learner.finish = lambda replay, d: finished.append((d.roots, d.policy[d.redo].copy())) or finish(replay, d)
-    actor = _MarkingReanalyzer(agent.num_actions)
+    actor = _MarkingReanalyzer(agent.num_actions, idle=0.1)
     reanalysis = RemoteReanalysis(agent, [actor])
     reanalysis.local_share = 0.5
     reanalysis.next_batch(beta=1.0)
@@ -209,5 +210,10 @@ def test_the_learner_searches_its_share_of_the_roots_and_the_actors_the_rest_in_
     assert (policies[local:, 1:] == 0).all()
     # The learner's share: searched visit distributions.
     np.testing.assert_allclose(policies[:local].sum(-1), 1.0, rtol=1e-6)
-    # The actor's part was ready once the learner's was: the learner's share goes down.
+    # The actor's part was ready once the learner's was, and the actor had been idle: the
+    # learner's share goes down; with neither side waiting it stays; a learner that waits takes more.
     assert reanalysis.local_share == pytest.approx(0.5 - SHARE_STEP)
+    reanalysis._balance(learner_waited=0.0, actor_idle=0.0)
+    assert reanalysis.local_share == pytest.approx(0.5 - SHARE_STEP)
+    reanalysis._balance(learner_waited=0.01, actor_idle=0.0)
+    assert reanalysis.local_share == pytest.approx(0.5)

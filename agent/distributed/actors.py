@@ -10,9 +10,10 @@ call fetches them: the driver never has to notice a restart to re-sync an actor.
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 import ray
@@ -118,9 +119,14 @@ class ReanalyzeActor:
     def __init__(self, spec: dict, worker: int, seed: int):
         self.holder = _PolicyHolder(spec)
         self.rng = np.random.default_rng(seed)  # root noise
+        self._done_at: Optional[float] = None  # when the last call returned
 
-    def reanalyze(self, version: int, box: list, roots: np.ndarray) -> np.ndarray:
-        """Policy targets [M, A] of one batched search from each of the M `roots`."""
+    def reanalyze(self, version: int, box: list, roots: np.ndarray) -> Tuple[np.ndarray, float]:
+        """Policy targets [M, A] of one batched search from each of the M `roots`, and the seconds
+        this actor sat idle before the call (the driver balances its own share by them)."""
+        idle = 0.0 if self._done_at is None else time.perf_counter() - self._done_at
         self.holder.sync(version, box)
         a = self.holder.agent
-        return reanalyze_policies(a.model, a.objective, a.config.search, roots, self.rng)
+        policies = reanalyze_policies(a.model, a.objective, a.config.search, roots, self.rng)
+        self._done_at = time.perf_counter()
+        return policies, idle

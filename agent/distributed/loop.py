@@ -27,6 +27,7 @@ next vector step, the callbacks write the checkpoint, and every actor is killed.
 """
 from __future__ import annotations
 
+import time
 import warnings
 from collections import deque
 from typing import Deque, Dict, List, Optional, Tuple
@@ -47,10 +48,12 @@ from agent.selfplay import close_open_episodes
 CHUNK_STEPS = 2
 # The learner searches a share of each batch's roots itself, the reanalyze actors the rest: where
 # the actors are slower than the learner (one of them on a 2-core machine), the learner would
-# otherwise wait for them with its core idle. The share moves by SHARE_STEP after every batch,
-# up when the actors' part was not ready once the learner's own was, down when it was.
-SHARE_STEP = 0.02
+# otherwise wait for them with its core idle. The share moves by SHARE_STEP after every batch:
+# up when the learner waited IDLE_S or more for the actors' part, down when the actor had sat idle
+# that long before the call (so it waits for work); unchanged while both sides are busy.
+SHARE_STEP = 0.01
 MAX_LOCAL_SHARE = 0.5
+IDLE_S = 0.001
 # Actors restart without limit (a preempted node, an OOM kill); a call in flight is retried on the
 # restarted actor this many times before the driver sees the error.
 MAX_RESTARTS = -1
@@ -122,16 +125,20 @@ class RemoteReanalysis:
         draft, local, ref = self.queue.popleft()
         parts = [self._search(draft.roots[:local])] if local else []
         if ref is not None:
-            ready, _ = ray.wait([ref], timeout=0)
-            step = -SHARE_STEP if ready else SHARE_STEP
-            self.local_share = min(MAX_LOCAL_SHARE, max(0.0, self.local_share + step))
+            asked = time.perf_counter()
             try:
-                parts.append(ray.get(ref))
+                policies, actor_idle = ray.get(ref)
             except RayActorError:  # the actor restarts by itself; its part is searched here
-                parts.append(self._search(draft.roots[local:]))
+                policies, actor_idle = self._search(draft.roots[local:]), 0.0
+            parts.append(policies)
+            self._balance(learner_waited=time.perf_counter() - asked, actor_idle=actor_idle)
         if parts:
             draft.policy[draft.redo] = np.concatenate(parts)
         return self.agent.learner.finish(self.agent.replay, draft)
+
+    def _balance(self, learner_waited: float, actor_idle: float) -> None:
+        step = SHARE_STEP if learner_waited >= IDLE_S else -SHARE_STEP if actor_idle >= IDLE_S else 0.0
+        self.local_share = min(MAX_LOCAL_SHARE, max(0.0, self.local_share + step))
 
     def _search(self, roots):
         a = self.agent
