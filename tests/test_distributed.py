@@ -217,3 +217,24 @@ def test_the_learner_searches_its_share_of_the_roots_and_the_actors_the_rest_in_
     assert reanalysis.local_share == pytest.approx(0.5 - SHARE_STEP)
     reanalysis._balance(learner_waited=0.01, actor_idle=0.0)
     assert reanalysis.local_share == pytest.approx(0.5)
+
+
+def test_an_actor_loads_the_published_weights_exactly(connected):
+    """What the learner publishes (numpy arrays in the object store) is what an actor then acts
+    with: every weight equal, the objective and search settings with them."""
+    import ray
+    import torch
+
+    from agent.distributed.actors import _PolicyHolder, agent_spec, policy_snapshot
+    agent = tiny_agent(seed=6)
+    agent.learn(150, progress_bar=False)
+    holder = _PolicyHolder(agent_spec(agent))
+    holder.sync(1, [ray.put(policy_snapshot(agent.model, agent))])
+    mine, theirs = agent.model.state_dict(), holder.agent.model.state_dict()
+    assert set(mine) == set(theirs)
+    for name in mine:
+        assert torch.equal(mine[name], theirs[name]), name
+    assert holder.agent.objective.describe() == agent.objective.describe() and holder.version == 1
+    with torch.no_grad():  # loaded into the actor's own parameters, not shared with the learner's
+        next(agent.model.parameters()).add_(1.0)
+    assert not torch.equal(next(agent.model.parameters()), next(holder.agent.model.parameters()))
