@@ -69,7 +69,9 @@ def throughput(config: str, steps: int, seed: int, sets) -> dict:
     seconds = time.perf_counter() - clock.t0
     return {"config": config, "workers": workers, "reanalyze_workers": reanalyze,
             "env_steps_per_s": round((agent.num_timesteps - clock.steps0) / seconds, 1),
-            "updates_per_s": round((agent.learner.train_steps - clock.updates0) / seconds, 2)}
+            "updates_per_s": round((agent.learner.train_steps - clock.updates0) / seconds, 2),
+            # The share of each batch's reanalysis the learner ended up searching itself (agent/distributed/loop.py).
+            "reanalysis_local_share": agent._last_stats.get("train/reanalysis_local_share")}
 
 
 def unit_costs(seed: int, sets) -> dict:

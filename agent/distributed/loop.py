@@ -252,6 +252,8 @@ class _Loop:
                     a._last_play = report
                     a._count_and_train(report, a.num_timesteps / end,
                                        reanalysis.next_batch if reanalysis is not None else None)
+                    if reanalysis is not None and a._last_stats:  # logged with the training step's scalars
+                        a._last_stats["train/reanalysis_local_share"] = reanalysis.local_share
                     if a.learner.train_steps - published_at >= o.weight_sync_interval:
                         weights.publish(policy_snapshot(a.model, a))
                         published_at = a.learner.train_steps
