@@ -40,7 +40,7 @@ def test_packed_columns_agree_with_the_kernels():
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
-@pytest.mark.parametrize("batch", [1, 9])
+@pytest.mark.parametrize("batch", [1, 9, 2 * compiled.TILE + 3])  # the last: three tiles, one partial
 def test_recurrent_step_matches_the_torch_model(name, batch):
     model = _model(CONFIGS[name])
     program = compiled.export(model)
