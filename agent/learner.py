@@ -364,6 +364,8 @@ class Learner:
             self.target_model.load_state_dict(self.model.state_dict())
         stats = {f"loss/{k}": v.item() for k, v in weighted.items()}
         stats.update({"loss/total": total.item(), "train/lr": lr, "train/grad_norm": grad_norm.item()})
+        if self.scaler.is_enabled():  # a step whose gradients overflowed was skipped and the scale halved
+            stats["train/grad_scale"] = self.scaler.get_scale()
         return stats, value_error.cpu().numpy()
 
     # ------------------------------------------------------------------ checkpoints

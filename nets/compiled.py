@@ -419,5 +419,5 @@ def predict(program, latent_t, packed):
 
 
 # These embed nets/support.py's TRANSFORM_EPS: their caches must not outlive a change to it.
-for _kernel in (decode_support, predict, recurrent_step, initial_step):
+for _kernel in (decode_support, predict, _recurrent_tile, recurrent_step, initial_step):
     forget_stale_cache(_kernel, support)

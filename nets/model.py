@@ -88,7 +88,9 @@ def compute_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]
     if precision == "auto":
         if device.type != "cuda":
             return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        # bfloat16 in hardware from compute capability 8 (Ampere); torch would also report the
+        # emulated, slow bfloat16 of older GPUs (V100, T4) as supported.
+        return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
     return {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[precision]
 
 
@@ -96,6 +98,7 @@ class Model(nn.Module):
     def __init__(self, obs_shape: Tuple[int, ...], num_actions: int, config: NetConfig):
         super().__init__()
         self.check_outputs = True  # every inference call checks its outputs (unchecked_outputs)
+        self._resolved_dtype = None  # (device, compute_dtype) of the last call (compute_dtype)
         self.obs_shape = tuple(int(d) for d in obs_shape)
         self.num_actions = int(num_actions)
         self.config = config
@@ -145,7 +148,10 @@ class Model(nn.Module):
         """What the forward computes in under `autocast` (None: float32); see NetConfig.precision."""
         if self.config.precision == "float32":
             return None
-        return compute_dtype(self.config.precision, self.device)
+        device = self.device
+        if self._resolved_dtype is None or self._resolved_dtype[0] != device:  # once per device
+            self._resolved_dtype = (device, compute_dtype(self.config.precision, device))
+        return self._resolved_dtype[1]
 
     def autocast(self):
         """The context the networks run in: autocast to `compute_dtype`, or nothing for float32."""

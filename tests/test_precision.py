@@ -48,7 +48,13 @@ def test_a_16_bit_forward_gives_float32_outputs_within_its_rounding_of_float32(p
     assert all(p.dtype == torch.float32 for p in mixed.parameters())
 
 
-def test_auto_is_float32_off_a_gpu_and_the_atari_preset_asks_for_it():
+def test_auto_is_float32_off_a_gpu_and_the_atari_preset_asks_for_it(monkeypatch):
+    # On a GPU: bfloat16 where the hardware has it (compute capability 8, Ampere, on), float16 on
+    # older GPUs, where torch would report an emulated bfloat16 as supported.
+    cuda = torch.device("cuda", 0)
+    for capability, dtype in [((7, 5), torch.float16), ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)]:
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
+        assert compute_dtype("auto", cuda) is dtype
     cpu = torch.device("cpu")
     assert compute_dtype("auto", cpu) is None and compute_dtype("float32", cpu) is None
     assert compute_dtype("bfloat16", cpu) is torch.bfloat16
@@ -97,9 +103,10 @@ def test_a_float16_learner_scales_its_loss_and_resumes_with_the_same_scale(tmp_p
     learner = agent.learner
     assert learner.scaler.is_enabled() and learner.train_steps > 0
     assert all(np.isfinite(v) for k, v in agent._last_stats.items() if k.startswith("loss/"))
-    scale = learner.scaler.get_scale()
+    assert agent._last_stats["train/grad_scale"] == learner.scaler.get_scale()
+    learner.scaler.update(new_scale=1024.0)  # not the initial scale, which a fresh scaler would have
     again = EZAgent.load(agent.save_resume(tmp_path / "resume.pt"), device="cpu")
-    assert again.learner.scaler.is_enabled() and again.learner.scaler.get_scale() == scale
+    assert again.learner.scaler.is_enabled() and again.learner.scaler.get_scale() == 1024.0
 
 
 def test_a_16_bit_conv_model_builds_the_same_trees_on_the_device_path(monkeypatch):
