@@ -3,7 +3,7 @@
 CartPole-v1 with the default preset.
 
     python benchmarks/bench_scale.py [--configs 0,1,2,2+1] [--steps 3000] [--curve-steps 20000]
-                                     [--out benchmarks/results/scale.json]
+                                     [--curves-only] [--out benchmarks/results/scale.json]
 
 1. Throughput per configuration ("N" = N self-play actors, "N+M" = and M reanalyze actors, "0" =
    the single-process loop): environment steps/s and learner updates/s over `--steps` env steps
@@ -12,7 +12,9 @@ CartPole-v1 with the default preset.
    without its reanalysis search), a replay insert of one vector step, a weight publication
    (snapshot + ray.put) and its fetch. From them, a paper estimate of env steps/s at 8, 32 and 128
    self-play actors (one core each, reanalyze actors as needed), naming the first bottleneck.
-3. With --curve-steps > 0: learning curves (eval mean return vs env steps) of --workers 0 and 2.
+3. With --curve-steps > 0: learning curves (eval mean return vs env steps) of --workers 0 and 2,
+   for each of --curve-seeds. --curves-only skips 1 and 2 (timings need an idle machine; curves
+   per env step do not).
 
 Figures only; nothing is asserted. The last line is JSON (env_steps_per_s per configuration,
 speedup_2_workers, the estimate, the command); --out writes it to a file.
@@ -159,12 +161,19 @@ def main() -> None:
     p.add_argument("--curve-steps", type=int, default=0, help="learning curves of --workers 0 and 2 (0: none)")
     p.add_argument("--curve-seeds", default="0")
     p.add_argument("--eval-interval", type=int, default=1000)
+    p.add_argument("--curves-only", action="store_true", help="only the learning curves (needs --curve-steps)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override; repeatable")
     p.add_argument("--out", help="also write the JSON line here (benchmarks/results/scale.json)")
     args = p.parse_args()
+    if args.curves_only and args.curve_steps <= 0:
+        p.error("--curves-only needs --curve-steps > 0")
 
     import torch
     torch.set_num_threads(1)
+
+    if args.curves_only:
+        emit({"env": ENV, "curves": _all_curves(args)}, args.out)
+        return
 
     rows = []
     for config in args.configs.split(","):
@@ -181,9 +190,13 @@ def main() -> None:
               "unit_costs_s": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in costs.items()},
               "estimate": paper, "first_bottleneck": paper[-1]["bottleneck"]}
     if args.curve_steps:
-        result["curves"] = {f"workers={w}": {s: curves(args.curve_steps, w, int(s), args.eval_interval, args.set)
-                                             for s in args.curve_seeds.split(",")} for w in (0, 2)}
+        result["curves"] = _all_curves(args)
     emit(result, args.out)
+
+
+def _all_curves(args) -> dict:
+    return {f"workers={w}": {s: curves(args.curve_steps, w, int(s), args.eval_interval, args.set)
+                             for s in args.curve_seeds.split(",")} for w in (0, 2)}
 
 
 if __name__ == "__main__":
