@@ -64,8 +64,8 @@ class NetConfig:
     # The torch forward's arithmetic. "float32" (the default); "bfloat16" or "float16": mixed
     # precision (torch.autocast: convolutions and matrix products in 16 bits, parameters, losses and
     # every output the search or an objective reads in float32; float16 adds the learner's gradient
-    # scaler); "auto": bfloat16 on a CUDA device that has it, float16 on one that does not, float32
-    # elsewhere (NetConfig.atari() uses it). A 16-bit forward never takes the compiled CPU path
+    # scaler); "auto": bfloat16 on a CUDA device of compute capability >= 8, float16 on older ones,
+    # float32 elsewhere (NetConfig.atari() uses it). A 16-bit forward never takes the compiled CPU path
     # (planners/fused.py), so that the search evaluates the very function the learner trains.
     precision: str = "float32"
     budget: CapacityBudget = field(default_factory=CapacityBudget)

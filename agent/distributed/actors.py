@@ -41,8 +41,8 @@ def policy_snapshot(model, agent) -> dict:
 
 
 def _arrays(state: dict) -> dict:
-    """A state dict as numpy arrays: Ray stores those without pickling (for CartPole's weights a
-    put took a third and a get a fifteenth of the torch tensors' time: README, "Scaling out").
+    """A state dict as numpy arrays, whose data Ray keeps out of the pickle stream (for CartPole's
+    weights a put took a third and a get a fifteenth of the torch tensors' time: README, "Scaling out").
     Shared with the parameters until ray.put copies them, which it does at once."""
     return {k: v.detach().cpu().numpy() for k, v in state.items()}
 
