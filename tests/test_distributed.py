@@ -190,8 +190,10 @@ class _MarkingReanalyzer:
 
 
 def test_the_learner_searches_its_share_of_the_roots_and_the_actors_the_rest_in_root_order(connected):
-    """And balances the share: an actor that sat idle before the call gets less of the next batch."""
-    from agent.distributed.loop import SHARE_STEP, RemoteReanalysis
+    """Several batches to one actor call, each batch's part of the answer back at its own roots;
+    and the share balanced: an actor that sat idle before the call gets less of the next batches."""
+    from agent.distributed.loop import CALL_BATCHES, SHARE_STEP, RemoteReanalysis
+    assert CALL_BATCHES >= 2  # the slicing below is what this test is for
     agent = tiny_agent(seed=5)
     agent.learn(200, progress_bar=False)
     finished = []
@@ -200,18 +202,24 @@ def test_the_learner_searches_its_share_of_the_roots_and_the_actors_the_rest_in_
     actor = _MarkingReanalyzer(agent.num_actions, idle=0.1)
     reanalysis = RemoteReanalysis(agent, [actor])
     reanalysis.local_share = 0.5
-    reanalysis.next_batch(beta=1.0)
-    roots, policies = finished[0]
-    local = int(round(0.5 * len(roots)))
-    assert 0 < local < len(roots)
-    # The actor got the roots after the learner's share; its answers come back at their places.
-    np.testing.assert_array_equal(actor.sent[0], roots[local:])
-    np.testing.assert_array_equal(policies[local:, 0], roots[local:].reshape(len(roots) - local, -1)[:, 0])
-    assert (policies[local:, 1:] == 0).all()
-    # The learner's share: searched visit distributions.
-    np.testing.assert_allclose(policies[:local].sum(-1), 1.0, rtol=1e-6)
-    # The actor's part was ready once the learner's was, and the actor had been idle: the
-    # learner's share goes down; with neither side waiting it stays; a learner that waits takes more.
+    for _ in range(CALL_BATCHES):
+        reanalysis.next_batch(beta=1.0)
+    sent = actor.sent[0]  # the first call: the first CALL_BATCHES batches' remote roots, in order
+    offset = 0
+    for roots, policies in finished:
+        local = int(round(0.5 * len(roots)))
+        assert 0 < local < len(roots)
+        remote = roots[local:]
+        np.testing.assert_array_equal(sent[offset:offset + len(remote)], remote)
+        offset += len(remote)
+        # The actor's rows carry their marks, at their roots' places; the learner's rows are
+        # searched visit distributions.
+        np.testing.assert_array_equal(policies[local:, 0], remote.reshape(len(remote), -1)[:, 0])
+        assert (policies[local:, 1:] == 0).all()
+        np.testing.assert_allclose(policies[:local].sum(-1), 1.0, rtol=1e-6)
+    assert offset == len(sent)
+    # Balanced once per call: the actor had been idle, so the learner's share went down one step;
+    # with neither side waiting it stays; a learner that waits takes more.
     assert reanalysis.local_share == pytest.approx(0.5 - SHARE_STEP)
     reanalysis._balance(learner_waited=0.0, actor_idle=0.0)
     assert reanalysis.local_share == pytest.approx(0.5 - SHARE_STEP)
