@@ -30,7 +30,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections import deque
-from typing import Deque, Dict, List, Optional, Tuple
+from typing import Deque, Dict, List, NamedTuple, Optional
 
 import numpy as np
 import ray
@@ -85,6 +85,17 @@ class Publisher:
         self.version += 1
 
 
+class _Queued(NamedTuple):
+    """A drafted batch waiting for its reanalyzed policies."""
+
+    draft: Draft
+    local_roots: np.ndarray  # the roots the learner searches itself
+    ref: Optional[ray.ObjectRef]  # the actor call with the rest, or None
+    lo: int  # this batch's rows [lo, hi) in that call's answer
+    hi: int
+    first: bool  # the call's first batch: the one whose wait balances the share
+
+
 class RemoteReanalysis:
     """Batches whose reanalyzed policies are searched by reanalyze actors, CALL_BATCHES to a call
     and `depth` batches ahead:
@@ -97,9 +108,7 @@ class RemoteReanalysis:
     def __init__(self, agent, actors: list):
         self.agent, self.actors = agent, actors
         self.depth = 2 * len(actors) * CALL_BATCHES  # one call searching and one queued per actor
-        # (draft, its roots searched here, the call with the rest, their rows [lo, hi) in its answer,
-        # whether the draft is the call's first: the one whose wait balances the share)
-        self.queue: Deque[Tuple[Draft, int, Optional[ray.ObjectRef], int, int, bool]] = deque()
+        self.queue: Deque[_Queued] = deque()
         self.local_share = 0.0
         self.target = Publisher()
         self._target_copy = None  # the learner's target-copy count the published target is from
@@ -115,9 +124,9 @@ class RemoteReanalysis:
     def _submit(self, beta: float) -> None:
         a = self.agent
         drafts = [a.learner.draft(a.replay, a.rng, a.num_timesteps, beta) for _ in range(CALL_BATCHES)]
+        all_roots = [d.roots for d in drafts]  # gathered once: for images a copy of every root's stack
         parts, spans, start = [], [], 0
-        for d in drafts:
-            roots = d.roots
+        for roots in all_roots:
             local = int(round(self.local_share * len(roots)))
             parts.append(roots[local:])
             spans.append((local, start, start + len(roots) - local))
@@ -127,29 +136,29 @@ class RemoteReanalysis:
             actor = self.actors[self._next % len(self.actors)]
             self._next += 1
             ref = actor.reanalyze.remote(self.target.version, self.target.box, np.concatenate(parts))
-        for i, (d, (local, lo, hi)) in enumerate(zip(drafts, spans)):
-            self.queue.append((d, local, ref if hi > lo else None, lo, hi, i == 0))
+        for i, (d, roots, (local, lo, hi)) in enumerate(zip(drafts, all_roots, spans)):
+            self.queue.append(_Queued(d, roots[:local], ref if hi > lo else None, lo, hi, i == 0))
 
     def next_batch(self, beta: float) -> Batch:
         """The oldest drafted batch, finished; the pipeline is refilled before waiting for it."""
         self._sync_target()
         while len(self.queue) < self.depth + 1:
             self._submit(beta)
-        draft, local, ref, lo, hi, first = self.queue.popleft()
-        parts = [self._search(draft.roots[:local])] if local else []
-        if ref is not None:
+        q = self.queue.popleft()
+        parts = [self._search(q.local_roots)] if len(q.local_roots) else []
+        if q.ref is not None:
             asked = time.perf_counter()
             try:
-                policies, actor_idle = ray.get(ref)
-                policies = policies[lo:hi]
+                policies, actor_idle = ray.get(q.ref)
+                policies = policies[q.lo:q.hi]
             except RayActorError:  # the actor restarts by itself; this batch's part is searched here
-                policies, actor_idle = self._search(draft.roots[local:]), 0.0
+                policies, actor_idle = self._search(q.draft.roots[len(q.local_roots):]), 0.0
             parts.append(policies)
-            if first:
+            if q.first:
                 self._balance(learner_waited=time.perf_counter() - asked, actor_idle=actor_idle)
         if parts:
-            draft.policy[draft.redo] = np.concatenate(parts)
-        return self.agent.learner.finish(self.agent.replay, draft)
+            q.draft.policy[q.draft.redo] = np.concatenate(parts)
+        return self.agent.learner.finish(self.agent.replay, q.draft)
 
     def _balance(self, learner_waited: float, actor_idle: float) -> None:
         step = SHARE_STEP if learner_waited >= IDLE_S else -SHARE_STEP if actor_idle >= IDLE_S else 0.0
