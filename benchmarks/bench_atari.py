@@ -73,7 +73,8 @@ def main() -> None:
         "replay_gb_per_100k_states": round(per_state * 100_000 / GB, 3),
         "replay_gb_per_100k_states_whole_stacks": round(stacked_per_state * 100_000 / GB, 3),
         "selfplay_episode_returns": returns, "threads": args.threads,
-        "settings": args.set, "network_parameters": agent.num_parameters,
+        "settings": args.set, "compute_dtype": str(agent.model.compute_dtype or torch.float32).replace("torch.", ""),
+        "network_parameters": agent.num_parameters,
         "model": agent.config.net.family, "simulations": agent.config.search.num_simulations,
         "torch": torch.__version__, "numpy": np.__version__,
     }

@@ -65,8 +65,7 @@ class NetConfig:
     # precision (torch.autocast: convolutions and matrix products in 16 bits, parameters, losses and
     # every output the search or an objective reads in float32; float16 adds the learner's gradient
     # scaler); "auto": bfloat16 on a CUDA device of compute capability >= 8, float16 on older ones,
-    # bfloat16 on a CPU that computes it in hardware (AVX512-BF16, AMX), float32 elsewhere
-    # (NetConfig.atari() uses it). A 16-bit forward never takes the compiled CPU path
+    # float32 elsewhere (NetConfig.atari() uses it). A 16-bit forward never takes the compiled CPU path
     # (planners/fused.py), so that the search evaluates the very function the learner trains.
     precision: str = "float32"
     budget: CapacityBudget = field(default_factory=CapacityBudget)

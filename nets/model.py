@@ -83,21 +83,14 @@ def resolve_device(device: "str | torch.device", flag: str = "--device") -> torc
     return dev
 
 
-def cpu_has_native_bfloat16() -> bool:
-    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX): there oneDNN's 16-bit
-    convolutions and matrix products beat float32; elsewhere bfloat16 is emulated and slower."""
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's own probes
-    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
-
-
 def compute_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
     """The 16-bit type autocast computes in for NetConfig.precision on `device`; None: float32."""
     if precision == "auto":
-        if device.type == "cuda":
-            # bfloat16 in hardware from compute capability 8 (Ampere); torch would also report the
-            # emulated, slow bfloat16 of older GPUs (V100, T4) as supported.
-            return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
-        return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bfloat16() else None
+        if device.type != "cuda":
+            return None
+        # bfloat16 in hardware from compute capability 8 (Ampere); torch would also report the
+        # emulated, slow bfloat16 of older GPUs (V100, T4) as supported.
+        return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
     return {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[precision]
 
 

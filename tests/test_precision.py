@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from nets.config import NetConfig
-import nets.model as model_module
 from nets.model import build_model, compute_dtype
 from planners import fused
 from planners.objectives import Learned
@@ -49,21 +48,18 @@ def test_a_16_bit_forward_gives_float32_outputs_within_its_rounding_of_float32(p
     assert all(p.dtype == torch.float32 for p in mixed.parameters())
 
 
-def test_auto_follows_the_hardware_and_the_atari_preset_asks_for_it(monkeypatch):
+def test_auto_is_float32_off_a_gpu_and_the_atari_preset_asks_for_it(monkeypatch):
     # On a GPU: bfloat16 where the hardware has it (compute capability 8, Ampere, on), float16 on
     # older GPUs, where torch would report an emulated bfloat16 as supported.
     cuda = torch.device("cuda", 0)
     for capability, dtype in [((7, 5), torch.float16), ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)]:
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
         assert compute_dtype("auto", cuda) is dtype
-    # On a CPU: bfloat16 only where it is computed in hardware (AVX512-BF16 or AMX).
     cpu = torch.device("cpu")
-    for native, dtype in [(False, None), (True, torch.bfloat16)]:
-        monkeypatch.setattr(model_module, "cpu_has_native_bfloat16", lambda n=native: n)
-        assert compute_dtype("auto", cpu) is dtype and compute_dtype("float32", cpu) is None
-        assert compute_dtype("bfloat16", cpu) is torch.bfloat16
-        assert build_model((3, 32, 32), 4, NetConfig(**SMALL_CONV, precision="auto"), "cpu").compute_dtype is dtype
+    assert compute_dtype("auto", cpu) is None and compute_dtype("float32", cpu) is None
+    assert compute_dtype("bfloat16", cpu) is torch.bfloat16
     assert NetConfig.atari().precision == "auto" and NetConfig().precision == "float32"
+    assert build_model((3, 32, 32), 4, NetConfig(**SMALL_CONV, precision="auto"), "cpu").compute_dtype is None
 
 
 def test_an_unknown_precision_is_refused_naming_the_setting():
