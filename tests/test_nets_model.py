@@ -1,3 +1,4 @@
+import copy
 import itertools
 
 import numpy as np
@@ -70,6 +71,23 @@ def test_conv_atari_shape_downsamples_96_to_6():
     with torch.no_grad():
         out = model.initial_inference(np.zeros((1, 12, 96, 96), dtype=np.uint8))
     assert out.latent.shape == (1, 64, 6, 6) and out.value_logits.shape == (1, 1, 601)
+
+
+def test_the_image_stem_runs_channels_last_and_computes_what_the_default_layout_does():
+    # The layout is a speed choice (oneDNN convolutions on full frames): the function, its
+    # gradients and the latent handed on (in the default layout) stay the same.
+    torch.manual_seed(0)
+    stem = build_model((4, 32, 32), 3, NetConfig(**SMALL_CONV), device="cpu").representation.net[0]
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in stem.parameters() if p.dim() == 4)
+    plain = copy.deepcopy(stem).to(memory_format=torch.contiguous_format)
+    x = torch.rand(5, 4, 32, 32)
+    fast, slow = stem(x), plain.net(x)  # plain.net: the same layers, without the layout switch
+    assert fast.is_contiguous() and not plain.net[0].weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+    fast.sum().backward()
+    slow.sum().backward()
+    for (name, p), q in zip(stem.named_parameters(), plain.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, atol=1e-4, rtol=1e-4, msg=name)
 
 
 def test_family_auto_follows_observation_rank():
