@@ -100,6 +100,9 @@ class EZAgent(Agent):
         self._selfplay: Optional[SelfPlay] = None
         self._saved_selfplay: Optional[dict] = None  # where a resumed run's envs were (save_resume)
         self._train_credit = 0.0  # fractional training steps owed (replay_ratio * env steps)
+        # The share of each batch's reanalysis a distributed run's learner searches itself
+        # (agent/distributed/loop.py), kept across a resume so the balance is not found again.
+        self.reanalysis_local_share = 0.0
         self._logger: Optional[Logger] = None
         self._custom_logger = False
         self._last_stats: dict = {}  # the latest training step's statistics
@@ -371,7 +374,7 @@ class EZAgent(Agent):
                     "aux": self.aux.state_dict() if self.aux is not None else None,
                     "selfplay": self._selfplay.state_dict() if self._selfplay is not None else None,
                     "rng": self.rng.bit_generator.state, "act_rng": self._act_rng.bit_generator.state,
-                    "train_credit": self._train_credit}
+                    "train_credit": self._train_credit, "reanalysis_local_share": self.reanalysis_local_share}
         return atomic_save({**self._payload(), "training": training}, path)
 
     @classmethod
@@ -414,6 +417,7 @@ class EZAgent(Agent):
             agent.rng.bit_generator.state = training["rng"]
             agent._act_rng.bit_generator.state = training["act_rng"]
             agent._train_credit = float(training["train_credit"])
+            agent.reanalysis_local_share = float(training.get("reanalysis_local_share", 0.0))  # older files: 0
             agent._saved_selfplay = training.get("selfplay")
         return agent
 

@@ -227,6 +227,19 @@ def test_the_learner_searches_its_share_of_the_roots_and_the_actors_the_rest_in_
     assert reanalysis.local_share == pytest.approx(0.5)
 
 
+def test_the_balanced_share_survives_a_resume(tmp_path):
+    pytest.importorskip("ray")
+    from agent.distributed.loop import SHARE_STEP, RemoteReanalysis
+    agent = tiny_agent(seed=6)
+    agent.learn(100, progress_bar=False)
+    reanalysis = RemoteReanalysis(agent, [])
+    for _ in range(3):
+        reanalysis._balance(learner_waited=0.01, actor_idle=0.0)
+    agent.save_resume(tmp_path / "resume.pt")
+    resumed = EZAgent.load(tmp_path / "resume.pt", device="cpu")
+    assert RemoteReanalysis(resumed, []).local_share == pytest.approx(3 * SHARE_STEP)
+
+
 def test_an_actor_loads_the_published_weights_exactly(connected):
     """What the learner publishes (numpy arrays in the object store) is what an actor then acts
     with: every weight equal, the objective and search settings with them."""

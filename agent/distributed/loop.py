@@ -109,7 +109,7 @@ class RemoteReanalysis:
         self.agent, self.actors = agent, actors
         self.depth = 2 * len(actors) * CALL_BATCHES  # one call searching and one queued per actor
         self.queue: Deque[_Queued] = deque()
-        self.local_share = 0.0
+        self.local_share = agent.reanalysis_local_share  # where the last run (or its resume file) left it
         self.target = Publisher()
         self._target_copy = None  # the learner's target-copy count the published target is from
         self._next = 0
@@ -163,6 +163,7 @@ class RemoteReanalysis:
     def _balance(self, learner_waited: float, actor_idle: float) -> None:
         step = SHARE_STEP if learner_waited >= IDLE_S else -SHARE_STEP if actor_idle >= IDLE_S else 0.0
         self.local_share = min(MAX_LOCAL_SHARE, max(0.0, self.local_share + step))
+        self.agent.reanalysis_local_share = self.local_share
 
     def _search(self, roots):
         a = self.agent
