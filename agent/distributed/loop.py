@@ -109,10 +109,18 @@ class RemoteReanalysis:
         self.agent, self.actors = agent, actors
         self.depth = 2 * len(actors) * CALL_BATCHES  # one call searching and one queued per actor
         self.queue: Deque[_Queued] = deque()
-        self.local_share = agent.reanalysis_local_share  # where the last run (or its resume file) left it
         self.target = Publisher()
         self._target_copy = None  # the learner's target-copy count the published target is from
         self._next = 0
+
+    @property
+    def local_share(self) -> float:
+        """Kept on the agent, so that its resume file carries it to the next run."""
+        return self.agent.reanalysis_local_share
+
+    @local_share.setter
+    def local_share(self, share: float) -> None:
+        self.agent.reanalysis_local_share = share
 
     def _sync_target(self) -> None:
         learner = self.agent.learner
@@ -163,7 +171,6 @@ class RemoteReanalysis:
     def _balance(self, learner_waited: float, actor_idle: float) -> None:
         step = SHARE_STEP if learner_waited >= IDLE_S else -SHARE_STEP if actor_idle >= IDLE_S else 0.0
         self.local_share = min(MAX_LOCAL_SHARE, max(0.0, self.local_share + step))
-        self.agent.reanalysis_local_share = self.local_share
 
     def _search(self, roots):
         a = self.agent
