@@ -172,6 +172,14 @@ class EZAgent(Agent):
         if prior is not None:
             self.set_prior(prior)
         self.objective = objective
+        self._forget_reanalyzed()  # set_prior forgets too; a learned objective may keep the prior
+
+    def _forget_reanalyzed(self) -> None:
+        """Reanalyzed policy targets kept in replay were searched under the objective and search
+        settings of their time: after a change, later batches search again."""
+        replay = getattr(self, "replay", None)  # set_objective runs in __init__, before replay exists
+        if replay is not None:
+            replay.forget_reanalyzed()
 
     def objective_context(self) -> dict:
         """What objective specs can name but not hold: this agent's auxiliary value heads and the
@@ -186,6 +194,7 @@ class EZAgent(Agent):
     def set_prior(self, prior: str) -> None:
         """The learned prior's weight in selection: 'learned', 'uniform' or 'mixed(alpha)'."""
         self.config.search = dataclasses.replace(self.config.search, prior=prior)
+        self._forget_reanalyzed()
 
     def capacity_report(self) -> str:
         return format_capacity_report(self.model.capacity_report())
@@ -302,6 +311,8 @@ class EZAgent(Agent):
     def _train_on(self, batch) -> dict:
         stats, value_error = self.learner.train_step(batch)
         self.replay.update_priorities(batch.index, value_error)
+        if self.learner.reanalysis_reused is not None:
+            stats["train/reanalysis_reused"] = self.learner.reanalysis_reused
         return stats
 
     # ------------------------------------------------------------------ logging (agent/protocol.py)
@@ -345,7 +356,10 @@ class EZAgent(Agent):
     def apply_resume_settings(self, settings: Optional[dict]) -> dict:
         if not settings:
             return {}
+        searched_before = self.config.search
         self.config = self.learner.config = resume_overrides(self.config, settings)
+        if self.config.search != searched_before:
+            self._forget_reanalyzed()
         return flatten(settings)
 
     def hyperparameters(self) -> dict:

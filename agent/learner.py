@@ -89,12 +89,18 @@ class Draft:
     z: np.ndarray  # [B, K+1] value targets
     aux_value: dict
     policy: np.ndarray  # [B, K+1, A] policy targets (stored, then reanalyzed where `redo`)
-    redo: np.ndarray  # [B, K+1] bool
+    redo: np.ndarray  # [B, K+1] bool: the policy target is (or will be) a reanalyzed one
+    search: np.ndarray  # [B, K+1] bool: the part of `redo` still to be searched (none kept in replay)
+    version: int  # the target network's version when drafted (Learner.target_version)
 
     @property
     def roots(self) -> np.ndarray:
-        """The observations reanalyze searches from: [M, *obs], M = redo.sum()."""
-        return self.obs[self.redo]
+        """The observations reanalyze searches from: [M, *obs], M = search.sum()."""
+        return self.obs[self.search]
+
+    def fill(self, policies: np.ndarray) -> None:
+        """Put the searched policies [M, A] of `roots` in place."""
+        self.policy[self.search] = policies
 
 
 def root_values(model, obs, inference: str = "auto") -> np.ndarray:
@@ -141,6 +147,9 @@ class Learner:
         # a compiled training step): done only where some module behaves differently in it.
         self._switch_modes = any(isinstance(m, _MODE_DEPENDENT) for m in model.modules())
         self.train_steps = 0
+        self.target_version = 0  # the training step the target network was last copied at
+        # The share of the last batch's reanalyzed policy targets taken from replay, not searched.
+        self.reanalysis_reused: Optional[float] = None
         self.planned_steps = 1  # training steps the whole run will take (for the LR schedule)
         self._losses = None  # self.losses, or its compiled form: chosen at the first training step
         self._compiled: Optional[bool] = None  # which one, once chosen
@@ -205,13 +214,15 @@ class Learner:
         if sum(len(r) for r in roots):
             fresh = reanalyze_policies(self.target_model, objective, self.config.search, np.concatenate(roots), rng)
             for d, part in zip(drafts, np.split(fresh, np.cumsum([len(r) for r in roots])[:-1])):
-                d.policy[d.redo] = part
+                d.fill(part)
         return [self.finish(replay, d) for d in drafts]
 
     def draft(self, replay: Replay, rng: np.random.Generator, env_steps: int, beta: float) -> Draft:
         """A sampled batch with its value targets and stored policies; `redo` marks the policy
-        targets reanalyze will replace (at `roots`; then `finish`). Everything read from replay is
-        read now, so the draft stays valid while replay is written to (agent/distributed/)."""
+        targets reanalyze replaces: from replay where a search with this target network is kept
+        there (config.reuse_reanalysis), else searched at `roots` (then `fill` and `finish`).
+        Everything read from replay is read now, so the draft stays valid while replay is written
+        to (agent/distributed/)."""
         c = self.config
         index, weights = replay.sample(c.batch_size, beta, rng)
         u = replay.unroll(index, c.unroll_steps, rng)
@@ -229,11 +240,22 @@ class Learner:
         policy = replay.policy[slots]  # [B, K+1, A] what the acting search chose back then
         redo = u.acted.copy()
         redo[int(round(c.reanalyze_fraction * c.batch_size)):] = False  # sampling is random: a random subset
-        return Draft(index, weights, u, slots, replay.observations(slots), z, aux_value, policy, redo)
+        search = redo
+        if c.reuse_reanalysis:
+            kept = redo & (replay.reanalyzed_at[slots] == self.target_version)
+            policy[kept] = replay.reanalyzed[slots[kept]]
+            search = redo & ~kept
+        return Draft(index, weights, u, slots, replay.observations(slots), z, aux_value, policy, redo, search,
+                     self.target_version)
 
     def finish(self, replay: Replay, d: Draft) -> Batch:
-        """The batch of a draft whose reanalyzed policies (if any) are in `d.policy[d.redo]`."""
+        """The batch of a draft whose searched policies (if any) are filled in; they are kept in
+        replay for later batches (config.reuse_reanalysis)."""
         c, u = self.config, d.unroll
+        if c.reuse_reanalysis and d.search.any():
+            replay.keep_reanalyzed(u.index[d.search], d.policy[d.search], d.version)
+        redone = int(d.redo.sum())
+        self.reanalysis_reused = 1.0 - int(d.search.sum()) / redone if redone else None
         policy = d.policy
         policy[~u.acted] = 1.0 / replay.num_actions  # uniform past the end; its loss is masked
         stored = u.index >= 0
@@ -362,6 +384,7 @@ class Learner:
         self.train_steps += 1
         if self.train_steps % c.target_update_interval == 0:
             self.target_model.load_state_dict(self.model.state_dict())
+            self.target_version = self.train_steps
         stats = {f"loss/{k}": v.item() for k, v in weighted.items()}
         stats.update({"loss/total": total.item(), "train/lr": lr, "train/grad_norm": grad_norm.item()})
         if self.scaler.is_enabled():  # a step whose gradients overflowed was skipped and the scale halved
@@ -371,13 +394,17 @@ class Learner:
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
         return {"target_model": self.target_model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "train_steps": self.train_steps, "planned_steps": self.planned_steps,
+                "train_steps": self.train_steps, "target_version": self.target_version,
+                "planned_steps": self.planned_steps,
                 "grad_scaler": self.scaler.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.target_model.load_state_dict(state["target_model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.train_steps = int(state["train_steps"])
+        # Older files: the step of the last copy at today's interval (their replay keeps no policies).
+        self.target_version = int(state.get("target_version", self.train_steps
+                                            - self.train_steps % self.config.target_update_interval))
         self.planned_steps = int(state["planned_steps"])
         if state.get("grad_scaler"):  # empty where the scaler is off (and before it existed)
             self.scaler.load_state_dict(state["grad_scaler"])

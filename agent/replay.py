@@ -82,6 +82,10 @@ class Replay:
         self.explore = np.zeros(n, dtype=bool)  # acted in by an explorer, under another objective
         self.env_step = np.zeros(n, dtype=np.int64)  # when it was collected (off-policy correction)
         self.priority = np.zeros(n, dtype=np.float64)
+        # Reanalyzed policy targets kept for reuse (Learner.draft): the policy a search with the
+        # target network gave this state, and that network's version (-1: none kept).
+        self.reanalyzed = np.zeros((n, num_actions), dtype=np.float32)
+        self.reanalyzed_at = np.full(n, -1, dtype=np.int64)
         self.total = 0  # entries ever written; the valid range is [total - size, total)
         self.max_priority = 1.0
 
@@ -126,6 +130,7 @@ class Replay:
         self.explore[s] = False if explore is None else explore
         self.env_step[s] = env_step
         self.priority[s] = self.max_priority
+        self.reanalyzed_at[s] = -1
         self._link(np.asarray(prev), g)
         return g
 
@@ -144,6 +149,7 @@ class Replay:
         self.explore[s] = False
         self.env_step[s] = env_step
         self.priority[s] = 0.0  # no action here: never the start of a sampled sequence
+        self.reanalyzed_at[s] = -1
         self._link(np.asarray(prev), g)
 
     def _store_obs(self, s: np.ndarray, obs, prev) -> None:
@@ -226,6 +232,19 @@ class Replay:
         explore = acted & self.explore[np.where(index >= 0, index, 0) % self.capacity]
         return Unroll(index, acted, absorbing, known, actions, rewards, reward_mask, explore)
 
+    # ------------------------------------------------------------------ reanalyzed targets
+    def keep_reanalyzed(self, index: np.ndarray, policies: np.ndarray, version: int) -> None:
+        """Keep `policies` [M, A] for the states at global indices `index` [M] that are still
+        stored (not overwritten since they were sampled)."""
+        live = index >= self.total - self.capacity
+        s = index[live] % self.capacity
+        self.reanalyzed[s] = policies[live]
+        self.reanalyzed_at[s] = version
+
+    def forget_reanalyzed(self) -> None:
+        """Drop every kept policy (the objective or the search settings changed)."""
+        self.reanalyzed_at[:] = -1
+
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
         keep = self.size  # the live part only: a resume file does not carry empty capacity
@@ -244,8 +263,9 @@ class Replay:
                              f"a new run")
         self.total, self.max_priority = int(state["total"]), float(state["max_priority"])
         for k in self._ARRAYS:
-            if k in state:  # resume files written before aux rewards, explorers or `prev` existed lack those
+            if k in state:  # resume files written before aux rewards, explorers, `prev` or kept
+                # reanalyzed policies existed lack those
                 getattr(self, k)[: len(state[k])] = state[k]
 
     _ARRAYS = ("obs", "prev", "action", "reward", "aux_reward", "policy", "next", "terminal", "final",
-               "explore", "env_step", "priority")
+               "explore", "env_step", "priority", "reanalyzed", "reanalyzed_at")

@@ -407,6 +407,48 @@ def test_batched_reanalyze_trains_every_due_step_on_batches_reanalyzed_together(
     assert one.learner.train_steps == other.learner.train_steps > 0
 
 
+def test_a_reanalyzed_policy_is_reused_until_the_target_network_or_the_objective_changes():
+    """A state sampled again under the same target network takes the policy its search gave
+    (not searched again); after the next target copy, or a swapped objective, it is searched.
+    Off (the default), every sample is searched."""
+    agent = tiny_agent(seed=6, extra=["reuse_reanalysis=true"])
+    agent.learn(200, progress_bar=False)
+    learner, replay = agent.learner, agent.replay
+    replay.forget_reanalyzed()
+
+    def draft():  # the same sample every time
+        return learner.draft(replay, np.random.default_rng(0), agent.num_timesteps, 1.0)
+
+    first = draft()
+    assert first.search.any() and (first.search == first.redo).all()
+    index = first.unroll.index[first.search]
+    marks = np.zeros((len(index), agent.num_actions), np.float32)
+    marks[:, 0] = index  # each state's policy names it
+    first.fill(marks)
+    learner.finish(replay, first)
+    assert learner.reanalysis_reused == 0.0  # logged as train/reanalysis_reused
+    again = draft()
+    assert not again.search.any() and again.redo.any()
+    np.testing.assert_array_equal(again.policy[again.redo][:, 0], again.unroll.index[again.redo])
+    learner.finish(replay, again)
+    assert learner.reanalysis_reused == 1.0
+
+    learner.train_steps = agent.config.target_update_interval - 1  # the next step copies the target
+    learner.train_step(learner.finish(replay, draft()))
+    assert learner.target_version == agent.config.target_update_interval
+    after_copy = draft()
+    assert (after_copy.search == after_copy.redo).all()
+    after_copy.fill(marks)
+    learner.finish(replay, after_copy)
+    assert not draft().search.any()
+    agent.set_objective("learned")
+    assert (draft().search == after_copy.redo).all()
+    after_copy.fill(marks)
+    learner.finish(replay, after_copy)
+    agent.config.reuse_reanalysis = False
+    assert (draft().search == after_copy.redo).all()
+
+
 def test_the_default_decoder_is_a_probe_that_changes_no_other_weight_and_accepts_value_functions(tmp_path):
     """The decoder is on by default (vector observations) and reads detached latents: the core
     networks train to exactly the weights they reach without it, and the checkpoint accepts an

@@ -198,7 +198,7 @@ def test_the_learner_searches_its_share_of_the_roots_and_the_actors_the_rest_in_
     agent.learn(200, progress_bar=False)
     finished = []
     finish = agent.learner.finish
-    agent.learner.finish = lambda replay, d: finished.append((d.roots, d.policy[d.redo].copy())) or finish(replay, d)
+    agent.learner.finish = lambda replay, d: finished.append((d.roots, d.policy[d.search].copy())) or finish(replay, d)
     actor = _MarkingReanalyzer(agent.num_actions, idle=0.1)
     reanalysis = RemoteReanalysis(agent, [actor])
     reanalysis.local_share = 0.5

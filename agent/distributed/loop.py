@@ -165,7 +165,7 @@ class RemoteReanalysis:
             if q.first:
                 self._balance(learner_waited=time.perf_counter() - asked, actor_idle=actor_idle)
         if parts:
-            q.draft.policy[q.draft.redo] = np.concatenate(parts)
+            q.draft.fill(np.concatenate(parts))
         return self.agent.learner.finish(self.agent.replay, q.draft)
 
     def _balance(self, learner_waited: float, actor_idle: float) -> None:
