@@ -57,11 +57,10 @@ class AgentConfig:
     # earlier ones' updates. Off: one search per training step.
     batched_reanalyze: bool = False
     # Keep each reanalyzed policy target in replay and reuse it for the state's later samples
-    # until the target network's next copy (a search with the same network and objective; only
-    # its root noise is not drawn again), instead of searching the state each time it is sampled
-    # as EfficientZero does. Off: on CartPole-v1 it trained ~1.7x faster per second but reached
-    # 475 within 10,000 steps on 2 of 5 choosing seeds against 4 (README, "Choices measured").
-    reuse_reanalysis: bool = False
+    # until the target network's next copy (a search with the same network and objective),
+    # instead of searching the state each time it is sampled as EfficientZero does; those
+    # searches then run without root noise (agent/reanalyze.py). Measured: README, "Choices measured".
+    reuse_reanalysis: bool = True
     # > 0: rewards are stored in replay clipped to [-reward_clip, reward_clip], so the learner's
     # targets see them clipped while episode returns and evaluations keep the game's score (the
     # Atari 100k convention; set by the Atari preset). 0: off. A user reward function (aux_values,
@@ -132,6 +131,11 @@ class AgentConfig:
         if not self.temperature or any(len(p) != 2 or p[1] <= 0 for p in self.temperature):
             raise ValueError(f"AgentConfig.temperature must be [[fraction, temperature > 0], ...], "
                              f"got {self.temperature!r}")
+
+    @property
+    def reanalysis_noise(self) -> bool:
+        """Whether reanalysis searches add root noise: not when their targets are kept and reused."""
+        return not self.reuse_reanalysis
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

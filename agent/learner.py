@@ -212,7 +212,8 @@ class Learner:
         drafts = [self.draft(replay, rng, env_steps, beta) for _ in range(count)]
         roots = [d.roots for d in drafts]
         if sum(len(r) for r in roots):
-            fresh = reanalyze_policies(self.target_model, objective, self.config.search, np.concatenate(roots), rng)
+            fresh = reanalyze_policies(self.target_model, objective, self.config.search, np.concatenate(roots), rng,
+                                       noise=self.config.reanalysis_noise)
             for d, part in zip(drafts, np.split(fresh, np.cumsum([len(r) for r in roots])[:-1])):
                 d.fill(part)
         return [self.finish(replay, d) for d in drafts]

@@ -3,7 +3,10 @@
 A stored search policy was produced by an older network; as training goes on it says less about
 what a search would choose now. MuZero Reanalyze / EfficientZero re-run the search on a fraction of
 every batch with the (recent) target network and train the policy on that instead. Root noise is
-kept, as in EfficientZero, so the targets stay as exploratory as the ones self-play writes.
+kept, as in EfficientZero, so the targets stay as exploratory as the ones self-play writes,
+except where a searched target is kept and reused for later samples (AgentConfig.reuse_reanalysis):
+one noise draw would then be trained on for a whole target network's life, where fresh searches
+average it out, so those searches run without it.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from planners.policies import plan
 
 
 def reanalyze_policies(model, objective, config: SearchConfig, obs: np.ndarray,
-                       rng: np.random.Generator) -> np.ndarray:
-    """Policy targets [M, A] of one batched search from each of the M observations."""
-    return plan(model, objective, obs, config, rng=rng, add_noise=True).action_weights
+                       rng: np.random.Generator, noise: bool = True) -> np.ndarray:
+    """Policy targets [M, A] of one batched search from each of the M observations, with root
+    noise where `noise` (AgentConfig.reanalysis_noise)."""
+    return plan(model, objective, obs, config, rng=rng, add_noise=noise).action_weights

@@ -104,7 +104,7 @@ def unit_costs(seed: int, sets) -> dict:
     learner_step, _ = timed(lambda: agent._train_step(beta=0.5), 10)
     draft = agent.learner.draft(agent.replay, agent.rng, agent.num_timesteps, 0.5)
     reanalysis, _ = timed(lambda: reanalyze_policies(agent.learner.target_model, agent.objective, c.search,
-                                                     draft.roots, agent.rng), 5)
+                                                     draft.roots, agent.rng, noise=c.reanalysis_noise), 5)
     started = not ray.is_initialized()
     if started:
         ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)

@@ -200,7 +200,7 @@ def test_aux_value_head_learns_and_plugs_in_as_an_objective(tmp_path):
     opt = agent.aux.optimizer
     for group in opt.param_groups:
         group["lr"] = 1e-2
-    for _ in range(200):  # the aux loss alone: it moves the head and never the agent's networks
+    for _ in range(300):  # the aux loss alone: it moves the head and never the agent's networks
         loss = agent.learner.losses(batch)[0]["aux_near_one"].mean()
         opt.zero_grad()
         agent.learner.optimizer.zero_grad()
@@ -447,6 +447,26 @@ def test_a_reanalyzed_policy_is_reused_until_the_target_network_or_the_objective
     learner.finish(replay, after_copy)
     agent.config.reuse_reanalysis = False
     assert (draft().search == after_copy.redo).all()
+
+
+def test_reanalysis_searches_whose_targets_are_reused_add_no_root_noise(trained):
+    """Two searches of the same roots agree without noise (reuse on, the default) and differ with
+    it (reuse off: EfficientZero's per-sample searches keep the noise)."""
+    from agent.reanalyze import reanalyze_policies
+    agent, _ = trained
+    roots = agent.replay.observations(np.arange(64))
+
+    def search(seed):
+        return reanalyze_policies(agent.learner.target_model, agent.objective, agent.config.search, roots,
+                                  np.random.default_rng(seed), noise=agent.config.reanalysis_noise)
+
+    assert agent.config.reuse_reanalysis and not agent.config.reanalysis_noise
+    np.testing.assert_array_equal(search(1), search(2))
+    agent.config.reuse_reanalysis = False
+    try:
+        assert not np.array_equal(search(1), search(2))
+    finally:
+        agent.config.reuse_reanalysis = True
 
 
 def test_the_default_decoder_is_a_probe_that_changes_no_other_weight_and_accepts_value_functions(tmp_path):

@@ -138,6 +138,7 @@ class ReanalyzeActor:
         idle = 0.0 if self._done_at is None else time.perf_counter() - self._done_at
         self.holder.sync(version, box)
         a = self.holder.agent
-        policies = reanalyze_policies(a.model, a.objective, a.config.search, roots, self.rng)
+        policies = reanalyze_policies(a.model, a.objective, a.config.search, roots, self.rng,
+                                      noise=a.config.reanalysis_noise)
         self._done_at = time.perf_counter()
         return policies, idle

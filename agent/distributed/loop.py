@@ -174,7 +174,8 @@ class RemoteReanalysis:
 
     def _search(self, roots):
         a = self.agent
-        return reanalyze_policies(a.learner.target_model, a.objective, a.config.search, roots, a.rng)
+        return reanalyze_policies(a.learner.target_model, a.objective, a.config.search, roots, a.rng,
+                                  noise=a.config.reanalysis_noise)
 
 
 def connect(options: DistributedOptions) -> bool:
