@@ -450,7 +450,7 @@ def test_a_reanalyzed_policy_is_reused_until_the_target_network_or_the_objective
 
 
 def test_reanalysis_searches_whose_targets_are_reused_add_no_root_noise(trained):
-    """Two searches of the same roots agree without noise (reuse on, the default) and differ with
+    """Two searches of the same roots agree without noise (reuse on, CartPole's preset) and differ with
     it (reuse off: EfficientZero's per-sample searches keep the noise)."""
     from agent.reanalyze import reanalyze_policies
     agent, _ = trained
