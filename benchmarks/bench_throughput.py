@@ -8,15 +8,18 @@ One child process per run trains `python train.py`'s agent (the CartPole-v1 pres
 ratio 0.5, the run the issue measured; no evaluations) with its schedules planned for --planned environment steps (the default run's
 20,000, which is what makes learner_backend=auto compile) and stops after --steps. Modes, in turn:
 
-    default        the defaults: compiled search loop (planners/fused.py), compiled learner unroll
-    eager-learner  search.inference=auto, learner_backend=eager
-    torch          search.inference=torch, learner_backend=eager (the path before either existed)
+    default        the preset: compiled search loop (planners/fused.py), compiled learner unroll,
+                   reanalyzed targets reused within a target network (reuse_reanalysis)
+    no-reuse       reuse_reanalysis=false: every sampled state's policy target searched again
+    eager-learner  and learner_backend=eager
+    torch          and search.inference=torch (the path before any of these existed)
 
 Each row records environment steps per second and training steps per second over the whole
 `learn` call, the learner's compilation included (its cache, like Numba's, is warmed first by an
 untimed run: a first run on a new machine pays about 30 s more). Same seed, same settings: only
-the backends differ. The last line is JSON with the medians and the speedups over `torch`.
-Figures only; nothing is asserted.
+the backends differ, and between default and no-reuse how often a policy target is searched (so
+those two runs follow other trajectories). The last line is JSON with the medians and the
+speedups over `torch`. Figures only; nothing is asserted.
 """
 from __future__ import annotations
 
@@ -36,8 +39,10 @@ from result_line import emit  # noqa: E402  (benchmarks/, the script's own folde
 # The work per environment step of the run issue 13 measured: one training step per two env steps
 # (the CartPole preset since trains once per step, README "Speed": twice the work per env step).
 ISSUE_RUN = ["replay_ratio=0.5"]
-MODES = {"default": ISSUE_RUN, "eager-learner": ISSUE_RUN + ["learner_backend=eager"],
-         "torch": ISSUE_RUN + ["search.inference=torch", "learner_backend=eager"]}
+# Each mode turns one more part of the fast path off, down to the path before any of it existed.
+NO_REUSE = ISSUE_RUN + ["reuse_reanalysis=false"]
+MODES = {"default": ISSUE_RUN, "no-reuse": NO_REUSE, "eager-learner": NO_REUSE + ["learner_backend=eager"],
+         "torch": NO_REUSE + ["search.inference=torch", "learner_backend=eager"]}
 
 
 def one_run(steps: int, planned: int, seed: int, mode: str) -> dict:
