@@ -133,11 +133,6 @@ class AgentConfig:
             raise ValueError(f"AgentConfig.temperature must be [[fraction, temperature > 0], ...], "
                              f"got {self.temperature!r}")
 
-    @property
-    def reanalysis_noise(self) -> bool:
-        """Whether reanalysis searches add root noise: not when their targets are kept and reused."""
-        return not self.reuse_reanalysis
-
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["net"] = self.net.to_dict()

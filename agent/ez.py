@@ -421,10 +421,15 @@ class EZAgent(Agent):
                                                   agent.objective_context())
         except ObjectiveNotRestorable as e:
             warnings.warn(f"{e}; acting with the learned objective instead (set_objective to restore it)")
+            restored = False
+        else:
+            restored = True
         training = payload.get("training")
         if training is not None:
             agent.replay = agent.new_replay()
             agent.replay.load_state_dict(training["replay"])
+            if not restored:  # what replay kept was searched under the objective not restored
+                agent.replay.forget_reanalyzed()
             agent.learner.load_state_dict(training["learner"])
             if agent.aux is not None and training.get("aux"):
                 agent.aux.load_state_dict(training["aux"])

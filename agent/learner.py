@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from agent.aux_values import AuxValues
 from agent.config import AgentConfig
-from agent.reanalyze import reanalyze_policies
+from agent.reanalyze import reanalyze_policies, reused
 from agent.replay import Replay, Unroll
 from agent.targets import value_targets
 from nets.support import scalar_to_support, support_cross_entropy
@@ -91,7 +91,8 @@ class Draft:
     policy: np.ndarray  # [B, K+1, A] policy targets (stored, then reanalyzed where `redo`)
     redo: np.ndarray  # [B, K+1] bool: the policy target is (or will be) a reanalyzed one
     search: np.ndarray  # [B, K+1] bool: the part of `redo` still to be searched (none kept in replay)
-    version: int  # the target network's version when drafted (Learner.target_version)
+    version: Optional[int]  # the target network's version when drafted; None: its searches are not kept
+    epoch: int  # replay.reanalyzed_epoch when drafted
 
     @property
     def roots(self) -> np.ndarray:
@@ -209,21 +210,21 @@ class Learner:
         """`count` batches sampled now, whose reanalyzed policies come from ONE batched search over
         all their roots: a search costs far less per root at a larger batch. (With count > 1 the
         later batches are sampled before the earlier ones update their priorities.)"""
-        drafts = [self.draft(replay, rng, env_steps, beta) for _ in range(count)]
+        drafts = [self.draft(replay, objective, rng, env_steps, beta) for _ in range(count)]
         roots = [d.roots for d in drafts]
         if sum(len(r) for r in roots):
             fresh = reanalyze_policies(self.target_model, objective, self.config.search, np.concatenate(roots), rng,
-                                       noise=self.config.reanalysis_noise)
+                                       noise=not self.reuses(objective))
             for d, part in zip(drafts, np.split(fresh, np.cumsum([len(r) for r in roots])[:-1])):
                 d.fill(part)
         return [self.finish(replay, d) for d in drafts]
 
-    def draft(self, replay: Replay, rng: np.random.Generator, env_steps: int, beta: float) -> Draft:
+    def draft(self, replay: Replay, objective, rng: np.random.Generator, env_steps: int, beta: float) -> Draft:
         """A sampled batch with its value targets and stored policies; `redo` marks the policy
-        targets reanalyze replaces: from replay where a search with this target network is kept
-        there (config.reuse_reanalysis), else searched at `roots` (then `fill` and `finish`).
-        Everything read from replay is read now, so the draft stays valid while replay is written
-        to (agent/distributed/)."""
+        targets reanalyze replaces (searched under `objective`): from replay where a search with
+        this target network is kept there (`reuses`), else searched at `roots` (then `fill` and
+        `finish`). Everything read from replay is read now, so the draft stays valid while replay
+        is written to (agent/distributed/)."""
         c = self.config
         index, weights = replay.sample(c.batch_size, beta, rng)
         u = replay.unroll(index, c.unroll_steps, rng)
@@ -241,22 +242,28 @@ class Learner:
         policy = replay.policy[slots]  # [B, K+1, A] what the acting search chose back then
         redo = u.acted.copy()
         redo[int(round(c.reanalyze_fraction * c.batch_size)):] = False  # sampling is random: a random subset
-        search = redo
-        if c.reuse_reanalysis:
-            kept = redo & (replay.reanalyzed_at[slots] == self.target_version)
+        search, version = redo, None
+        if self.reuses(objective):
+            version = self.target_version
+            kept = redo & (replay.reanalyzed_at[slots] == version)
             policy[kept] = replay.reanalyzed[slots[kept]]
             search = redo & ~kept
         return Draft(index, weights, u, slots, replay.observations(slots), z, aux_value, policy, redo, search,
-                     self.target_version)
+                     version, replay.reanalyzed_epoch)
+
+    def reuses(self, objective) -> bool:
+        """Whether searches under `objective` are kept and reused (agent/reanalyze.py `reused`)."""
+        return reused(self.config.reuse_reanalysis, objective)
 
     def finish(self, replay: Replay, d: Draft) -> Batch:
         """The batch of a draft whose searched policies (if any) are filled in; they are kept in
         replay for later batches (config.reuse_reanalysis)."""
         c, u = self.config, d.unroll
-        if c.reuse_reanalysis and d.search.any():
-            replay.keep_reanalyzed(u.index[d.search], d.policy[d.search], d.version)
-        redone = int(d.redo.sum())
-        self.reanalysis_reused = 1.0 - int(d.search.sum()) / redone if redone else None
+        if d.version is not None:
+            if d.search.any():
+                replay.keep_reanalyzed(u.index[d.search], d.policy[d.search], d.version, d.epoch)
+            redone = int(d.redo.sum())
+            self.reanalysis_reused = 1.0 - int(d.search.sum()) / redone if redone else None
         policy = d.policy
         policy[~u.acted] = 1.0 / replay.num_actions  # uniform past the end; its loss is masked
         stored = u.index >= 0

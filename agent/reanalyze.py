@@ -13,11 +13,20 @@ from __future__ import annotations
 import numpy as np
 
 from planners.config import SearchConfig
+from planners.objectives import Learned
 from planners.policies import plan
+
+
+def reused(reuse_reanalysis: bool, objective) -> bool:
+    """Whether reanalyzed targets searched under `objective` are kept and reused until the target
+    network's next copy (AgentConfig.reuse_reanalysis): only under the Learned objective, which
+    reads nothing but the target network (another may read heads trained every step, aux:NAME).
+    Their searches then add no root noise (module doc)."""
+    return reuse_reanalysis and type(objective) is Learned
 
 
 def reanalyze_policies(model, objective, config: SearchConfig, obs: np.ndarray,
                        rng: np.random.Generator, noise: bool = True) -> np.ndarray:
     """Policy targets [M, A] of one batched search from each of the M observations, with root
-    noise where `noise` (AgentConfig.reanalysis_noise)."""
+    noise where `noise` (not where they are `reused`)."""
     return plan(model, objective, obs, config, rng=rng, add_noise=noise).action_weights

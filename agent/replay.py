@@ -86,6 +86,9 @@ class Replay:
         # target network gave this state, and that network's version (-1: none kept).
         self.reanalyzed = np.zeros((n, num_actions), dtype=np.float32)
         self.reanalyzed_at = np.full(n, -1, dtype=np.int64)
+        # Counts forget_reanalyzed calls, so that a batch drafted before one (the distributed loop
+        # drafts ahead) does not keep its policies after it.
+        self.reanalyzed_epoch = 0
         self.total = 0  # entries ever written; the valid range is [total - size, total)
         self.max_priority = 1.0
 
@@ -233,9 +236,12 @@ class Replay:
         return Unroll(index, acted, absorbing, known, actions, rewards, reward_mask, explore)
 
     # ------------------------------------------------------------------ reanalyzed targets
-    def keep_reanalyzed(self, index: np.ndarray, policies: np.ndarray, version: int) -> None:
+    def keep_reanalyzed(self, index: np.ndarray, policies: np.ndarray, version: int, epoch: int) -> None:
         """Keep `policies` [M, A] for the states at global indices `index` [M] that are still
-        stored (not overwritten since they were sampled)."""
+        stored (not overwritten since they were sampled), unless what is kept was forgotten since
+        `epoch` (reanalyzed_epoch when they were sampled)."""
+        if epoch != self.reanalyzed_epoch:
+            return
         live = index >= self.total - self.capacity
         s = index[live] % self.capacity
         self.reanalyzed[s] = policies[live]
@@ -244,6 +250,7 @@ class Replay:
     def forget_reanalyzed(self) -> None:
         """Drop every kept policy (the objective or the search settings changed)."""
         self.reanalyzed_at[:] = -1
+        self.reanalyzed_epoch += 1
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:

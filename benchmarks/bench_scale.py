@@ -101,10 +101,21 @@ def unit_costs(seed: int, sets) -> dict:
     replay = Replay(c.replay_capacity, agent.obs_shape, agent.num_actions)
     prev = [np.full(c.num_envs, -1, dtype=np.int64)]  # boxed: the timed lambda rebinds it
     insert, _ = timed(lambda: prev.__setitem__(0, write_transition(replay, prev[0], transition, 0)), 200)
-    learner_step, _ = timed(lambda: agent._train_step(beta=0.5), 10)
-    draft = agent.learner.draft(agent.replay, agent.rng, agent.num_timesteps, 0.5)
-    reanalysis, _ = timed(lambda: reanalyze_policies(agent.learner.target_model, agent.objective, c.search,
-                                                     draft.roots, agent.rng, noise=c.reanalysis_noise), 5)
+    reused_shares = []  # with reuse_reanalysis, the share of each batch's targets not searched
+
+    def train_step():
+        agent._train_step(beta=0.5)
+        if agent.learner.reanalysis_reused is not None:
+            reused_shares.append(agent.learner.reanalysis_reused)
+
+    learner_step, _ = timed(train_step, 10)
+    # A batch's whole reanalysis, scaled by the share these steps searched.
+    draft = agent.learner.draft(agent.replay, agent.objective, agent.rng, agent.num_timesteps, 0.5)
+    searched = 1.0 - float(np.mean(reused_shares)) if reused_shares else 1.0
+    whole, _ = timed(lambda: reanalyze_policies(agent.learner.target_model, agent.objective, c.search,
+                                                draft.obs[draft.redo], agent.rng,
+                                                noise=not agent.learner.reuses(agent.objective)), 5)
+    reanalysis = whole * searched
     started = not ray.is_initialized()
     if started:
         ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
@@ -115,6 +126,7 @@ def unit_costs(seed: int, sets) -> dict:
     return {"num_envs": c.num_envs, "replay_ratio": c.replay_ratio,
             "selfplay_vector_step_s": act, "replay_insert_vector_step_s": insert, "learner_step_s": learner_step,
             "learner_step_without_reanalysis_s": learner_step - reanalysis, "reanalysis_s": reanalysis,
+            "reanalysis_searched_share": searched,
             "weight_publish_s": publish, "weight_fetch_s": fetch}
 
 

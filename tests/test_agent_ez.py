@@ -417,7 +417,7 @@ def test_a_reanalyzed_policy_is_reused_until_the_target_network_or_the_objective
     replay.forget_reanalyzed()
 
     def draft():  # the same sample every time
-        return learner.draft(replay, np.random.default_rng(0), agent.num_timesteps, 1.0)
+        return learner.draft(replay, agent.objective, np.random.default_rng(0), agent.num_timesteps, 1.0)
 
     first = draft()
     assert first.search.any() and (first.search == first.redo).all()
@@ -433,6 +433,22 @@ def test_a_reanalyzed_policy_is_reused_until_the_target_network_or_the_objective
     learner.finish(replay, again)
     assert learner.reanalysis_reused == 1.0
 
+    def searched(d):  # fill a draft's searches and finish it
+        d.fill(np.full((int(d.search.sum()), agent.num_actions), 0.5, np.float32))
+        learner.finish(replay, d)
+
+    # Kept under the version a batch was drafted with: a copy before it finishes keeps none current.
+    replay.forget_reanalyzed()
+    stale = draft()
+    learner.target_version += 1
+    searched(stale)
+    assert (draft().search == stale.redo).all()
+    # A batch drafted before its objective was swapped (the distributed loop drafts ahead) keeps nothing.
+    late = draft()
+    replay.forget_reanalyzed()
+    searched(late)
+    assert (draft().search == late.redo).all()
+
     learner.train_steps = agent.config.target_update_interval - 1  # the next step copies the target
     learner.train_step(learner.finish(replay, draft()))
     assert learner.target_version == agent.config.target_update_interval
@@ -443,30 +459,66 @@ def test_a_reanalyzed_policy_is_reused_until_the_target_network_or_the_objective
     assert not draft().search.any()
     agent.set_objective("learned")
     assert (draft().search == after_copy.redo).all()
-    after_copy.fill(marks)
-    learner.finish(replay, after_copy)
-    agent.config.reuse_reanalysis = False
+    searched(draft())
+    assert not draft().search.any()
+    agent.config.reuse_reanalysis = False  # what is kept stays unused
     assert (draft().search == after_copy.redo).all()
 
 
-def test_reanalysis_searches_whose_targets_are_reused_add_no_root_noise(trained):
-    """Two searches of the same roots agree without noise (reuse on, CartPole's preset) and differ with
-    it (reuse off: EfficientZero's per-sample searches keep the noise)."""
+def test_kept_reanalyzed_policies_are_dropped_when_the_search_settings_change():
+    agent = tiny_agent(seed=6, extra=["reuse_reanalysis=true"])
+    agent.learn(200, progress_bar=False)
+
+    def kept():
+        return int((agent.replay.reanalyzed_at >= 0).sum())
+
+    assert kept() > 0
+    agent.apply_resume_settings({"lr": 2e-3})  # not a search setting
+    assert kept() > 0
+    agent.apply_resume_settings({"search.num_simulations": 6})
+    assert kept() == 0
+    agent.learn(40, progress_bar=False)
+    assert kept() > 0
+    agent.set_prior("uniform")
+    assert kept() == 0
+
+
+def test_reanalysis_searches_whose_targets_are_kept_add_no_root_noise(trained, monkeypatch):
+    """Searches whose targets are kept run without root noise (two searches of the same roots then
+    agree); EfficientZero's per-sample searches keep it: without reuse, and under an objective
+    whose targets are not kept (anything but the learned one)."""
+    import agent.learner as learner_module
     from agent.reanalyze import reanalyze_policies
+    from planners.objectives import objective_from_spec
     agent, _ = trained
     roots = agent.replay.observations(np.arange(64))
 
-    def search(seed):
+    def search(seed, noise):
         return reanalyze_policies(agent.learner.target_model, agent.objective, agent.config.search, roots,
-                                  np.random.default_rng(seed), noise=agent.config.reanalysis_noise)
+                                  np.random.default_rng(seed), noise=noise)
 
-    assert agent.config.reuse_reanalysis and not agent.config.reanalysis_noise
-    np.testing.assert_array_equal(search(1), search(2))
-    agent.config.reuse_reanalysis = False
-    try:
-        assert not np.array_equal(search(1), search(2))
-    finally:
-        agent.config.reuse_reanalysis = True
+    np.testing.assert_array_equal(search(1, noise=False), search(2, noise=False))
+    assert not np.array_equal(search(1, noise=True), search(2, noise=True))
+
+    noise = []
+
+    def spy(*args, **kwargs):
+        noise.append(kwargs["noise"])
+        return reanalyze_policies(*args, **kwargs)
+
+    monkeypatch.setattr(learner_module, "reanalyze_policies", spy)
+
+    def batch(objective):
+        agent.replay.forget_reanalyzed()
+        agent.learner.make_batch(agent.replay, objective, np.random.default_rng(0), agent.num_timesteps, 1.0)
+
+    assert agent.config.reuse_reanalysis  # CartPole's preset
+    batch(agent.objective)
+    batch(objective_from_spec("reward-only:3", agent.config.discount, agent.objective_context()))
+    monkeypatch.setattr(agent.config, "reuse_reanalysis", False)
+    batch(agent.objective)
+    assert noise == [False, True, True]
+    agent.replay.forget_reanalyzed()
 
 
 def test_the_default_decoder_is_a_probe_that_changes_no_other_weight_and_accepts_value_functions(tmp_path):

@@ -116,16 +116,18 @@ def test_a_kept_reanalyzed_policy_goes_with_its_state():
     """Kept only for states still stored; a state written into the slot later starts without one."""
     r = Replay(4, (1,), 2)
     _episode(r, [1.0, 1.0, 1.0], terminated=True)  # global indices 0..3 fill the ring
-    r.keep_reanalyzed(np.array([1, 2]), np.array([[0.9, 0.1], [0.2, 0.8]], np.float32), version=7)
+    r.keep_reanalyzed(np.array([1, 2]), np.array([[0.9, 0.1], [0.2, 0.8]], np.float32), version=7, epoch=0)
     assert r.reanalyzed_at.tolist() == [-1, 7, 7, -1]
     np.testing.assert_array_equal(r.reanalyzed[2], np.float32([0.2, 0.8]))
     _episode(r, [1.0], terminated=True)  # indices 4 and 5 overwrite slots 0 and 1
     assert r.reanalyzed_at.tolist() == [-1, -1, 7, -1]
-    r.keep_reanalyzed(np.array([1, 5]), np.array([[0.5, 0.5], [1.0, 0.0]], np.float32), version=8)
+    r.keep_reanalyzed(np.array([1, 5]), np.array([[0.5, 0.5], [1.0, 0.0]], np.float32), version=8, epoch=0)
     assert r.reanalyzed_at.tolist() == [-1, 8, 7, -1]  # index 1 is gone: its policy is not kept
     np.testing.assert_array_equal(r.reanalyzed[1], [1.0, 0.0])
     restored = Replay(4, (1,), 2)
     restored.load_state_dict(r.state_dict())
     assert restored.reanalyzed_at.tolist() == [-1, 8, 7, -1]
     r.forget_reanalyzed()
+    assert (r.reanalyzed_at == -1).all()
+    r.keep_reanalyzed(np.array([5]), np.array([[1.0, 0.0]], np.float32), version=8, epoch=0)  # sampled before
     assert (r.reanalyzed_at == -1).all()

@@ -131,7 +131,7 @@ class RemoteReanalysis:
 
     def _submit(self, beta: float) -> None:
         a = self.agent
-        drafts = [a.learner.draft(a.replay, a.rng, a.num_timesteps, beta) for _ in range(CALL_BATCHES)]
+        drafts = [a.learner.draft(a.replay, a.objective, a.rng, a.num_timesteps, beta) for _ in range(CALL_BATCHES)]
         all_roots = [d.roots for d in drafts]  # gathered once: for images a copy of every root's stack
         parts, spans, start = [], [], 0
         for roots in all_roots:
@@ -175,7 +175,7 @@ class RemoteReanalysis:
     def _search(self, roots):
         a = self.agent
         return reanalyze_policies(a.learner.target_model, a.objective, a.config.search, roots, a.rng,
-                                  noise=a.config.reanalysis_noise)
+                                  noise=not a.learner.reuses(a.objective))
 
 
 def connect(options: DistributedOptions) -> bool:
