@@ -214,7 +214,7 @@ class Learner:
         roots = [d.roots for d in drafts]
         if sum(len(r) for r in roots):
             fresh = reanalyze_policies(self.target_model, objective, self.config.search, np.concatenate(roots), rng,
-                                       noise=not self.reuses(objective))
+                                       self.config.reuse_reanalysis)
             for d, part in zip(drafts, np.split(fresh, np.cumsum([len(r) for r in roots])[:-1])):
                 d.fill(part)
         return [self.finish(replay, d) for d in drafts]
@@ -222,7 +222,7 @@ class Learner:
     def draft(self, replay: Replay, objective, rng: np.random.Generator, env_steps: int, beta: float) -> Draft:
         """A sampled batch with its value targets and stored policies; `redo` marks the policy
         targets reanalyze replaces (searched under `objective`): from replay where a search with
-        this target network is kept there (`reuses`), else searched at `roots` (then `fill` and
+        this target network is kept there (agent/reanalyze.py `reused`), else searched at `roots` (then `fill` and
         `finish`). Everything read from replay is read now, so the draft stays valid while replay
         is written to (agent/distributed/)."""
         c = self.config
@@ -243,17 +243,13 @@ class Learner:
         redo = u.acted.copy()
         redo[int(round(c.reanalyze_fraction * c.batch_size)):] = False  # sampling is random: a random subset
         search, version = redo, None
-        if self.reuses(objective):
+        if reused(c.reuse_reanalysis, objective):
             version = self.target_version
             kept = redo & (replay.reanalyzed_at[slots] == version)
             policy[kept] = replay.reanalyzed[slots[kept]]
             search = redo & ~kept
         return Draft(index, weights, u, slots, replay.observations(slots), z, aux_value, policy, redo, search,
                      version, replay.reanalyzed_epoch)
-
-    def reuses(self, objective) -> bool:
-        """Whether searches under `objective` are kept and reused (agent/reanalyze.py `reused`)."""
-        return reused(self.config.reuse_reanalysis, objective)
 
     def finish(self, replay: Replay, d: Draft) -> Batch:
         """The batch of a draft whose searched policies (if any) are filled in; they are kept in

@@ -26,7 +26,8 @@ def reused(reuse_reanalysis: bool, objective) -> bool:
 
 
 def reanalyze_policies(model, objective, config: SearchConfig, obs: np.ndarray,
-                       rng: np.random.Generator, noise: bool = True) -> np.ndarray:
+                       rng: np.random.Generator, reuse_reanalysis: bool = False) -> np.ndarray:
     """Policy targets [M, A] of one batched search from each of the M observations, with root
-    noise where `noise` (not where they are `reused`)."""
+    noise unless they are `reused` (AgentConfig.reuse_reanalysis)."""
+    noise = not reused(reuse_reanalysis, objective)
     return plan(model, objective, obs, config, rng=rng, add_noise=noise).action_weights

@@ -114,7 +114,7 @@ def unit_costs(seed: int, sets) -> dict:
     searched = 1.0 - float(np.mean(reused_shares)) if reused_shares else 1.0
     whole, _ = timed(lambda: reanalyze_policies(agent.learner.target_model, agent.objective, c.search,
                                                 draft.obs[draft.redo], agent.rng,
-                                                noise=not agent.learner.reuses(agent.objective)), 5)
+                                                c.reuse_reanalysis), 5)
     reanalysis = whole * searched
     started = not ray.is_initialized()
     if started:

@@ -487,26 +487,27 @@ def test_reanalysis_searches_whose_targets_are_kept_add_no_root_noise(trained, m
     """Searches whose targets are kept run without root noise (two searches of the same roots then
     agree); EfficientZero's per-sample searches keep it: without reuse, and under an objective
     whose targets are not kept (anything but the learned one)."""
-    import agent.learner as learner_module
+    import agent.reanalyze as reanalyze_module
     from agent.reanalyze import reanalyze_policies
     from planners.objectives import objective_from_spec
     agent, _ = trained
     roots = agent.replay.observations(np.arange(64))
 
-    def search(seed, noise):
+    def search(seed, reuse):
         return reanalyze_policies(agent.learner.target_model, agent.objective, agent.config.search, roots,
-                                  np.random.default_rng(seed), noise=noise)
+                                  np.random.default_rng(seed), reuse)
 
-    np.testing.assert_array_equal(search(1, noise=False), search(2, noise=False))
-    assert not np.array_equal(search(1, noise=True), search(2, noise=True))
+    np.testing.assert_array_equal(search(1, reuse=True), search(2, reuse=True))
+    assert not np.array_equal(search(1, reuse=False), search(2, reuse=False))
 
     noise = []
+    plan = reanalyze_module.plan
 
     def spy(*args, **kwargs):
-        noise.append(kwargs["noise"])
-        return reanalyze_policies(*args, **kwargs)
+        noise.append(kwargs["add_noise"])
+        return plan(*args, **kwargs)
 
-    monkeypatch.setattr(learner_module, "reanalyze_policies", spy)
+    monkeypatch.setattr(reanalyze_module, "plan", spy)
 
     def batch(objective):
         agent.replay.forget_reanalyzed()

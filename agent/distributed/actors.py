@@ -20,7 +20,7 @@ import ray
 import torch
 
 from agent.config import AgentConfig
-from agent.reanalyze import reanalyze_policies, reused
+from agent.reanalyze import reanalyze_policies
 from agent.selfplay import SelfPlay, StepReport, Transition
 from planners.config import SearchConfig
 from planners.objectives import objective_from_spec
@@ -139,6 +139,6 @@ class ReanalyzeActor:
         self.holder.sync(version, box)
         a = self.holder.agent
         policies = reanalyze_policies(a.model, a.objective, a.config.search, roots, self.rng,
-                                      noise=not reused(a.config.reuse_reanalysis, a.objective))
+                                      a.config.reuse_reanalysis)
         self._done_at = time.perf_counter()
         return policies, idle

@@ -175,7 +175,7 @@ class RemoteReanalysis:
     def _search(self, roots):
         a = self.agent
         return reanalyze_policies(a.learner.target_model, a.objective, a.config.search, roots, a.rng,
-                                  noise=not a.learner.reuses(a.objective))
+                                  a.config.reuse_reanalysis)
 
 
 def connect(options: DistributedOptions) -> bool:
