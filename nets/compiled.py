@@ -11,10 +11,17 @@ COL_*), so that planners/fused.py runs every simulation of a search in one compi
 
 The torch model is the reference: tests/test_compiled.py checks the two agree. Covered: the MLP
 family (grids too: the one-hot belongs to the representation, which stays in torch) without the
-value-prefix LSTM, on the CPU. For anything else `export` returns None and the search calls torch.
-The copy is retaken whenever the weights differ from it, compared by content at every export:
-version counters are not enough, since a fused optimizer step (the learner's AdamW) and writes
-through `.data` or a numpy view leave them unchanged.
+value-prefix LSTM, in float32 on the CPU. For anything else `export` returns None and the search
+calls torch.
+
+The Program does not copy the weights: `export` moves the exported layers' parameters into one
+flat float32 buffer (each parameter's `.data` becomes a view of it) and the Program reads that
+buffer, so every in-place update (an optimizer step, fused or not, `load_state_dict`, writes
+through `.data` or a numpy view) is seen by the next search with nothing to compare. Only a
+parameter given new memory (assigned anew, `.data =`, `.to()`) unbinds a layer, and `export`
+notices that by identity and address and binds again. Comparing the weights by content instead
+(what `export` did before) read the parameters and a copy of them before every search: most of
+a cold B = 1 search's overhead (benchmarks/bench_search_vs_mctx.py).
 
 Threads: `np.dot` in Numba calls SciPy's OpenBLAS, whose default is a thread per core. Its idle
 threads busy-wait after every call, which on a small machine slowed the torch calls around the
@@ -52,7 +59,7 @@ class Program(NamedTuple):
     """A model's representation (where compiled), dynamics and prediction networks as data Numba
     compiles against."""
 
-    weights: np.ndarray  # float32 [P]: every Linear's weight [out, in] then bias [out], back to back
+    weights: np.ndarray  # float32 [P]: every Linear's weight [out, in] and bias [out], the parameters' own memory
     layers: np.ndarray  # int64 [n, 4]: weight offset, bias offset, in features, out features
     nets: np.ndarray  # int64 [5 + E, 2]: first and end layer of each network (NET_*; E value heads)
     latent_norm: int  # NORM_*
@@ -68,61 +75,70 @@ class Program(NamedTuple):
 
 
 class _Export(NamedTuple):
-    """What `export` keeps per model to tell, cheaply, whether its Program is still current."""
+    """What `export` keeps per model to tell, cheaply, whether its Program still reads the
+    model's parameters."""
 
-    linears: list  # the Linear layers the Program was copied from, in Program order
-    tensors: list  # each one's weight then bias, as they were then
-    views: Optional[list]  # numpy views sharing each tensor's memory, flattened (None: one was not contiguous)
-    addresses: list  # each tensor's data_ptr when `views` were taken
+    linears: list  # the Linear layers the Program was built from, in Program order
+    tensors: list  # each one's weight then bias, as they were bound
+    addresses: list  # each tensor's data_ptr once bound: an address inside `buffer`
+    buffer: torch.Tensor  # float32 [P]: the parameters' memory; Program.weights is its numpy view
     program: Program
-    scratch: np.ndarray  # float32 [P]: where the current weights are gathered to be compared
 
 
-# model -> _Export. Weak, so a model that is dropped is not kept alive. The weights are compared
-# by content at every export: a tensor's `_version` is not bumped by every in-place write (a
-# fused optimizer step, `.data` writes, numpy views), and acting on stale weights would be a
-# silent error. The comparison reads numpy views of the parameters (about 10 us for CartPole's
-# networks, a fifth of gathering them through torch), valid while each layer still holds the
-# same parameter (not one assigned anew) at the same address (not moved by `.data =` or `.to()`;
-# an address cannot be reused while the old view holds its memory).
+# model -> _Export. Weak, so a model that is dropped is not kept alive.
 _exported: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+# Each parameter starts on a 64-byte boundary of the flat buffer, where torch's CPU allocator
+# puts a parameter of its own: BLAS may take other code paths for other alignments, and the
+# learner's arithmetic should not depend on whether a search has run.
+_ALIGN = 16  # float32 elements
 
 
 def export(model) -> Optional[Program]:
     """`model`'s networks as a Program, or None where they are not covered (see the module
-    docstring): the caller then uses `model.recurrent_inference`. Rebuilt only after the
-    weights changed."""
+    docstring): the caller then uses `model.recurrent_inference`. The first call, and the first
+    after a parameter was given new memory, binds the parameters to the Program's buffer."""
     from nets.model import Model  # nets.model imports nothing from here; kept local for clarity
 
     cached = _exported.get(model)
-    if cached is not None and _unmoved(cached):  # unmoved memory: an unmoved device too
+    if cached is not None and _bound(cached):  # unmoved memory: an unmoved device too
         _match_torch_threads()
-        if cached.views is None:
-            current = _flat_weights(cached.linears)
-        else:
-            current = np.concatenate(cached.views, out=cached.scratch)
-        if np.array_equal(current, cached.program.weights):
-            return cached.program
+        return cached.program
     if type(model) is not Model or model.family != "mlp" or model.config.value_prefix_lstm:
         return None
     if model.device.type != "cpu":
         return None
-    _match_torch_threads()
     linears, ranges, has_representation = _layers(model)
     tensors = [t for lin in linears for t in (lin.weight, lin.bias)]
-    # A view of a non-contiguous tensor would be a copy, blind to later writes.
-    views = [t.detach().numpy().reshape(-1) for t in tensors] if all(t.is_contiguous() for t in tensors) else None
-    weights = _flat_weights(linears)
-    program = _program(model, weights, ranges, has_representation, linears)
-    _exported[model] = _Export(linears, tensors, views, [t.data_ptr() for t in tensors], program,
-                               np.empty_like(weights))
+    if any(t.dtype != torch.float32 for t in tensors):
+        return None
+    _match_torch_threads()
+    buffer, offsets = _bind(tensors)
+    program = _program(model, buffer.numpy(), offsets, ranges, has_representation, linears)
+    _exported[model] = _Export(linears, tensors, [t.data_ptr() for t in tensors], buffer, program)
     return program
 
 
-def _unmoved(cached: _Export) -> bool:
-    """Whether every layer still holds the parameters the views were taken of, at their address.
-    (Read from each layer's parameter dict: `lin.weight` goes through nn.Module.__getattr__, which
-    made this check cost three times the comparison it guards.)"""
+def _bind(tensors) -> tuple:
+    """Copy `tensors` into one flat float32 buffer, each at an aligned offset, and make each
+    tensor's `.data` a view of its part. Returns the buffer and the offsets."""
+    offsets, size = [], 0
+    for t in tensors:
+        offsets.append(size)
+        size += -(-t.numel() // _ALIGN) * _ALIGN
+    buffer = torch.zeros(size, dtype=torch.float32)
+    with torch.no_grad():
+        for t, offset in zip(tensors, offsets):
+            view = buffer[offset:offset + t.numel()].view(t.shape)
+            view.copy_(t.detach())
+            t.data = view
+    return buffer, offsets
+
+
+def _bound(cached: _Export) -> bool:
+    """Whether every layer still holds the parameters that were bound, at their address in the
+    buffer. (Read from each layer's parameter dict: `lin.weight` goes through
+    nn.Module.__getattr__, which made this check cost three times the comparison it guards.)"""
     i = 0
     for lin in cached.linears:
         held = lin._parameters
@@ -149,19 +165,11 @@ def _layers(model):
     return linears, np.asarray(ranges, np.int64), has_representation
 
 
-def _flat_weights(linears) -> np.ndarray:
-    """Every layer's weight then bias, flattened, in order, as one float32 array."""
-    chunks = [t for lin in linears for t in (lin.weight.detach().reshape(-1), lin.bias.detach())]
-    return torch.cat(chunks).to(torch.float32).numpy()
-
-
-def _program(model, weights, ranges, has_representation, linears) -> Program:
+def _program(model, weights, offsets, ranges, has_representation, linears) -> Program:
     layers = np.zeros((len(linears), 4), np.int64)
-    offset = 0
     for i, lin in enumerate(linears):
-        w, b = lin.weight, lin.bias
-        layers[i] = (offset, offset + w.numel(), w.shape[1], w.shape[0])
-        offset += w.numel() + b.numel()
+        w = lin.weight
+        layers[i] = (offsets[2 * i], offsets[2 * i + 1], w.shape[1], w.shape[0])
     return Program(weights=weights, layers=layers, nets=ranges,
                    latent_norm=NORM_LAYERNORM if model.dynamics.norm.kind == "layernorm" else NORM_MINMAX,
                    reward_support=model.config.reward_support_size,

@@ -48,7 +48,8 @@ def initial_inference(model, program: compiled.Program, obs) -> ModelOutput:
     B, A = len(flat), program.num_actions
     latent = np.empty((B, program.latent_dim), np.float32)
     packed = np.empty((B, compiled.COL_LOGITS + A))
-    if not compiled.initial_step(program, flat, latent, packed):
+    args = (program, flat, latent, packed)
+    if not kernels.specialize(compiled.initial_step, *args)(*args):
         raise FloatingPointError(
             "Model.initial_inference: the network produced NaN or inf in its value, reward, policy or terminal "
             "output (training has probably diverged: lower the learning rate or clip gradients)")

@@ -165,8 +165,9 @@ def _simulate_fused(program, objective, root, tree, num_simulations, root_rule, 
     sel = np.zeros((kernels.SEL_ROWS, B), np.int64)
     terminal_column = packer.terminal_column if program.has_terminal else -1
     gumbel_state = root_rule.state if isinstance(root_rule, GumbelRoot) else None
-    status = fused.simulate(tree, exploration, gumbel_state, sel, packer.host, pool, program, terminal_column,
-                            float(prior_mix), int(num_simulations))
+    args = (tree, exploration, gumbel_state, sel, packer.host, pool, program, terminal_column, float(prior_mix),
+            int(num_simulations))
+    status = kernels.specialize(fused.simulate, *args)(*args)
     if status == fused.MODEL_NOT_FINITE:
         raise FloatingPointError(
             "Model.recurrent_inference: the network produced NaN or inf in its value, reward, policy or terminal "

@@ -128,52 +128,68 @@ def test_the_compiled_root_refuses_what_the_model_refuses():
              rng=np.random.default_rng(0))
 
 
+def _reads_the_model(program, model) -> bool:
+    """Whether every exported layer's weight and bias in `program` equal the model's now."""
+    linears = compiled._layers(model)[0]
+    for (w_off, b_off, n_in, n_out), lin in zip(program.layers, linears):
+        if not (np.array_equal(program.weights[w_off:w_off + n_in * n_out], lin.weight.detach().numpy().ravel())
+                and np.array_equal(program.weights[b_off:b_off + n_out], lin.bias.detach().numpy())):
+            return False
+    return len(program.layers) == len(linears)
+
+
+def _roots_agree(model) -> bool:
+    """The compiled root inference (on the current Program) gives the torch model's outputs."""
+    obs = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
+    with torch.no_grad():
+        ref = model.initial_inference(obs)
+    out = fused.initial_inference(model, compiled.export(model), obs)
+    return np.allclose(out.policy_logits.numpy(), ref.policy_logits.numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_the_export_follows_every_weight_update():
     model = _model(NetConfig())
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
     first = compiled.export(model)
-    assert compiled.export(model) is first  # unchanged weights: the same program
+    # Binding the parameters to the Program's buffer changes no value and no Parameter object.
+    for name, p in model.named_parameters():
+        assert torch.equal(p, before[name])
+    assert compiled.export(model) is first and _reads_the_model(first, model)
+    # In-place writes reach the same Program with nothing copied: an ordinary and a fused
+    # optimizer step (which leaves version counters alone), `.data` and numpy writes, a state dict.
     with torch.no_grad():
         model.prediction.policy[0].bias.add_(1.0)
-    second = compiled.export(model)
-    assert second is not first and not np.array_equal(second.weights, first.weights)
-    # Writes that do not bump a tensor's version counter are followed too: a fused optimizer
-    # step and a `.data` assignment.
     for p in model.parameters():
         p.grad = torch.ones_like(p)
     torch.optim.AdamW(model.parameters(), lr=0.1, fused=True).step()
-    third = compiled.export(model)
-    assert not np.array_equal(third.weights, second.weights)
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
     model.dynamics.net[0].weight.data[0, 0] = 123.0
-    fourth = compiled.export(model)
-    assert not np.array_equal(fourth.weights, third.weights) and 123.0 in fourth.weights
-    np.testing.assert_array_equal(fourth.weights, compiled._flat_weights(compiled._layers(model)[0]))
-    # A parameter given new memory (`.data =`), and a whole state dict loaded in place.
+    model.prediction.value.heads[0][0].bias.detach().numpy()[0] = -5.0
+    model.load_state_dict(_model(NetConfig(), seed=1).state_dict())
+    assert compiled.export(model) is first and _reads_the_model(first, model) and _roots_agree(model)
+    # A parameter given new memory (`.data =`), one assigned anew, a state dict loaded by
+    # assignment, a non-contiguous parameter: each is bound again, and read from then on.
     model.dynamics.net[0].bias.data = torch.full_like(model.dynamics.net[0].bias, 7.0)
-    fifth = compiled.export(model)
-    np.testing.assert_array_equal(fifth.weights, compiled._flat_weights(compiled._layers(model)[0]))
-    assert 7.0 in fifth.weights and 7.0 not in fourth.weights
-    model.load_state_dict(_model(NetConfig()).state_dict())
-    sixth = compiled.export(model)
-    np.testing.assert_array_equal(sixth.weights, compiled._flat_weights(compiled._layers(model)[0]))
-    assert compiled.export(model) is sixth
-    # Parameters assigned anew (their old memory untouched), and a state dict loaded by assignment.
+    second = compiled.export(model)
+    assert second is not first and _reads_the_model(second, model) and 7.0 in second.weights
     layer = model.prediction.policy[0]
     layer.weight = torch.nn.Parameter(layer.weight.detach() + 1.0)
-    seventh = compiled.export(model)
-    np.testing.assert_array_equal(seventh.weights, compiled._flat_weights(compiled._layers(model)[0]))
-    model.load_state_dict(_model(NetConfig(), seed=1).state_dict(), assign=True)
-    eighth = compiled.export(model)
-    np.testing.assert_array_equal(eighth.weights, compiled._flat_weights(compiled._layers(model)[0]))
-    # A non-contiguous parameter (a transposed view) is still followed through in-place writes.
+    third = compiled.export(model)
+    assert third is not second and _reads_the_model(third, model) and _roots_agree(model)
+    model.load_state_dict(_model(NetConfig(), seed=2).state_dict(), assign=True)
+    assert _reads_the_model(compiled.export(model), model) and _roots_agree(model)
     layer = model.dynamics.net[0]
     layer.weight = torch.nn.Parameter(layer.weight.detach().t().contiguous().t())
     assert not layer.weight.is_contiguous()
-    ninth = compiled.export(model)
+    fourth = compiled.export(model)
     with torch.no_grad():
         layer.weight.add_(0.5)
-    tenth = compiled.export(model)
-    np.testing.assert_array_equal(tenth.weights, compiled._flat_weights(compiled._layers(model)[0]))
-    assert not np.array_equal(tenth.weights, ninth.weights)
+    assert compiled.export(model) is fourth and _reads_the_model(fourth, model) and _roots_agree(model)
+
+
+def test_a_model_that_is_not_float32_is_not_exported():
+    model = _model(NetConfig()).double()
+    assert compiled.export(model) is None
 
 
 # Whole trees compared node for node: the fine-bins model's values (all within a few units, its
