@@ -10,7 +10,7 @@ same algorithm on the same kernels; tests/test_compiled.py checks they build the
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -36,25 +36,48 @@ def fused_program(model, objective, inference: str) -> Optional[compiled.Program
     return compiled.export(model)
 
 
-def initial_inference(model, program: compiled.Program, obs) -> ModelOutput:
+class PackedRoot(NamedTuple):
+    """Roots computed by the compiled representation and prediction, in the form the fused search
+    reads (`search` takes one in place of a ModelOutput): no torch tensor is made, which at B = 1
+    is a good part of a search's fixed cost (benchmarks/bench_search_vs_mctx.py)."""
+
+    latent: np.ndarray  # float32 [B, L]
+    packed: np.ndarray  # float64 [B, 3 + 2A]: the search's host rows (kernels.COL_*); no terminal or mask column
+    program: compiled.Program
+
+
+def packed_roots(model, program: compiled.Program, obs) -> Optional[PackedRoot]:
     """`model.initial_inference(obs)` through the compiled representation and prediction
-    (program.has_representation). Observations the model would refuse (a wrong shape, NaN or
-    inf) go to the torch path, which raises its own error for them."""
+    (program.has_representation). None for observations the model would refuse (a wrong shape,
+    NaN or inf): the torch path raises its own error for them. The outputs are rounded to float32,
+    as the torch model's are, so both paths build the same trees."""
     obs = obs.detach().cpu().numpy() if isinstance(obs, torch.Tensor) else np.asarray(obs)
     if obs.ndim != len(model.obs_shape) + 1 or obs.shape[1:] != model.obs_shape or not np.isfinite(obs).all():
-        with torch.no_grad():
-            return model.initial_inference(obs)
+        return None
     flat = np.ascontiguousarray(obs.reshape(obs.shape[0], -1), np.float32)
     B, A = len(flat), program.num_actions
     latent = np.empty((B, program.latent_dim), np.float32)
-    packed = np.empty((B, compiled.COL_LOGITS + A))
+    packed = np.zeros((B, 3 + 2 * A))
     args = (program, flat, latent, packed)
     if not kernels.specialize(compiled.initial_step, *args)(*args):
         raise FloatingPointError(
             "Model.initial_inference: the network produced NaN or inf in its value, reward, policy or terminal "
             "output (training has probably diverged: lower the learning rate or clip gradients)")
-    out = packed.astype(np.float32)  # columns sliced in numpy: a torch slice costs several times more
-    return ModelOutput(latent=torch.from_numpy(latent), reward=torch.from_numpy(out[:, compiled.COL_REWARD]),
+    outputs = packed[:, :compiled.COL_LOGITS + A]
+    outputs[:] = outputs.astype(np.float32)
+    return PackedRoot(latent, packed, program)
+
+
+def initial_inference(model, program: compiled.Program, obs) -> ModelOutput:
+    """`model.initial_inference(obs)` through the compiled representation and prediction, as a
+    ModelOutput (see `packed_roots`; refused observations go to the torch path)."""
+    root = packed_roots(model, program, obs)
+    if root is None:
+        with torch.no_grad():
+            return model.initial_inference(obs)
+    A = program.num_actions
+    out = root.packed[:, :compiled.COL_LOGITS + A].astype(np.float32)  # sliced in numpy: cheaper than torch
+    return ModelOutput(latent=torch.from_numpy(root.latent), reward=torch.from_numpy(out[:, compiled.COL_REWARD]),
                        value=torch.from_numpy(out[:, compiled.COL_VALUE]),
                        policy_logits=torch.from_numpy(out[:, compiled.COL_LOGITS:]))
 

@@ -109,17 +109,19 @@ def _check_rng(rng) -> None:
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
 
 
-def _root(model, objective, obs, inference: str) -> ModelOutput:
-    """The roots' model output (compiled where the search will be: planners/fused.py) from what
-    the objective shows the model (`Objective.model_view`); the objective sees the real
-    observations first."""
+def _root(model, objective, obs, inference: str):
+    """The roots' model output from what the objective shows the model (`Objective.model_view`):
+    a `fused.PackedRoot` where the search will run fused (planners/fused.py), else a ModelOutput.
+    The objective sees the real observations first."""
     if isinstance(obs, ModelOutput):
         return obs
     objective.observe(obs)
     obs = objective.model_view(obs)
     program = fused.fused_program(model, objective, inference)
     if program is not None and program.has_representation:
-        return fused.initial_inference(model, program, obs)
+        root = fused.packed_roots(model, program, obs)
+        if root is not None:
+            return root
     with torch.no_grad():
         return model.initial_inference(obs)
 

@@ -95,13 +95,14 @@ class GumbelRoot(RootRule):
         return kernels.specialize(backend.select_gumbel, *args), args
 
 
-def search(model, objective: Objective, root: ModelOutput, num_simulations: int, *,
+def search(model, objective: Objective, root, num_simulations: int, *,
            root_rule: RootRule, interior_rule: PUCT = PUCT(), prior_mix: float = 1.0,
            root_prior_mix: Optional[float] = None, action_mask=None, backend: ModuleType = kernels,
            inference: str = "auto") -> Tree:
     """Run `num_simulations` simulations from B roots at once and return the searched trees.
 
-    root: the model's output at the B root observations (`model.initial_inference`).
+    root: the model's output at the B root observations (`model.initial_inference`), or the
+    compiled path's `fused.PackedRoot` of them (searched by the fused loop, without torch).
     root_rule / interior_rule: how actions are selected at the root and below it.
     prior_mix: the learned prior's weight against a uniform one (SearchConfig.prior_mix()), and
     root_prior_mix at the root (SearchConfig.root_prior_mix(); None: prior_mix).
@@ -112,20 +113,16 @@ def search(model, objective: Objective, root: ModelOutput, num_simulations: int,
     the model through torch once per simulation.
     """
     with torch.no_grad():
-        root = objective_view(objective, model, root, root=True)
-        B, A = root.policy_logits.shape
-        tree = Tree.allocate(B, num_simulations + 1, A, objective.discount,
-                             _depth_limit(objective, num_simulations))
-        packer = buffers.OutputPacker(B, A, root.latent.device)
-        # The root has no edge reward: zeros stand in for it.
-        terminal_column, mask_column = packer.pack(torch.zeros(B, device=root.latent.device),
-                                                   leaf_values(objective, model, root), root, objective)
-        value = packer.host[:, kernels.COL_VALUE]
-        if not np.isfinite(value).all():
-            bad = int(np.flatnonzero(~np.isfinite(value))[0])
-            raise ValueError(f"objective {objective.describe()!r} returned a non-finite leaf value "
-                             f"({value[bad]}) at the root of tree {bad}")
-        backend.init_roots(tree, packer.host, terminal_column, mask_column, _root_mask(action_mask, B, A),
+        if isinstance(root, fused.PackedRoot):
+            _check_packed_root(objective, root_rule, backend, inference)
+            packed, terminal_column, mask_column = root.packed, -1, -1
+        else:
+            root = objective_view(objective, model, root, root=True)
+            packer, terminal_column, mask_column = _pack_root(objective, model, root)
+            packed = packer.host
+        B, N, A = len(packed), num_simulations + 1, (packed.shape[1] - 3) // 2
+        tree = Tree.allocate(B, N, A, objective.discount, _depth_limit(objective, num_simulations))
+        backend.init_roots(tree, packed, terminal_column, mask_column, _root_mask(action_mask, B, A),
                            prior_mix if root_prior_mix is None else root_prior_mix)
         stuck = ~tree.legal[:, ROOT].any(axis=1) & ~tree.terminal[:, ROOT]
         if stuck.any():
@@ -133,11 +130,18 @@ def search(model, objective: Objective, root: ModelOutput, num_simulations: int,
                              "action_mask and the model's action_mask); rows without one: "
                              f"{np.flatnonzero(stuck).tolist()}")
         root_rule.start(tree, backend)
-        exploration = interior_rule.exploration_table(tree.visit_count.shape[1], backend)
+        exploration = interior_rule.exploration_table(N, backend)
+        if isinstance(root, fused.PackedRoot):
+            # A model step fills the terminal column (beside the logits, kernels.COL_*) where the
+            # model predicts ends; a root is never terminal, so its rows left it empty.
+            _simulate_fused(root.program, objective, root.latent, tree, num_simulations, root_rule, exploration,
+                            prior_mix, packed, kernels.COL_LOGITS + A if root.program.has_terminal else -1)
+            return tree
         program = _fused_program(model, objective, root, root_rule, backend, inference)
         if program is not None:
-            _simulate_fused(program, objective, root, tree, num_simulations, root_rule, exploration,
-                            prior_mix, packer)
+            _simulate_fused(program, objective, root.latent.detach().numpy(), tree, num_simulations, root_rule,
+                            exploration, prior_mix, packer.host,
+                            packer.terminal_column if program.has_terminal else -1)
         else:
             _simulate(model, objective, root, tree, num_simulations, root_rule, exploration, prior_mix,
                       packer, backend)
@@ -145,6 +149,21 @@ def search(model, objective: Objective, root: ModelOutput, num_simulations: int,
 
 
 INFERENCE = ("auto", "torch")
+
+
+def _pack_root(objective, model, root: ModelOutput):
+    """The search's OutputPacker with the roots' rows packed (kernels.COL_*), and their terminal
+    and mask columns (-1 where the model gave none). The root has no edge reward: zeros stand in."""
+    B, A = root.policy_logits.shape
+    packer = buffers.OutputPacker(B, A, root.latent.device)
+    terminal_column, mask_column = packer.pack(torch.zeros(B, device=root.latent.device),
+                                               leaf_values(objective, model, root), root, objective)
+    value = packer.host[:, kernels.COL_VALUE]
+    if not np.isfinite(value).all():
+        bad = int(np.flatnonzero(~np.isfinite(value))[0])
+        raise ValueError(f"objective {objective.describe()!r} returned a non-finite leaf value "
+                         f"({value[bad]}) at the root of tree {bad}")
+    return packer, terminal_column, mask_column
 
 
 def _fused_program(model, objective, root, root_rule, backend, inference):
@@ -155,17 +174,27 @@ def _fused_program(model, objective, root, root_rule, backend, inference):
     return fused.fused_program(model, objective, inference)
 
 
-def _simulate_fused(program, objective, root, tree, num_simulations, root_rule, exploration, prior_mix,
-                    packer):
-    """The simulation loop in one Numba call (planners/fused.py), on a numpy latent pool."""
+def _check_packed_root(objective, root_rule, backend, inference) -> None:
+    """A PackedRoot is searched by the fused loop only: refuse what that loop cannot honour."""
+    if inference not in INFERENCE:
+        raise ValueError(f"inference must be one of {INFERENCE}, got {inference!r}")
+    if (backend is not kernels or inference == "torch" or type(objective) is not fused.Learned
+            or type(root_rule) not in (PUCTRoot, GumbelRoot)):
+        raise ValueError("a fused.PackedRoot is searched only by the compiled loop (the Learned objective, a pUCT "
+                         "or Gumbel root rule, the kernels backend, inference='auto'); pass the model's "
+                         "ModelOutput for anything else")
+
+
+def _simulate_fused(program, objective, latent, tree, num_simulations, root_rule, exploration, prior_mix,
+                    packed, terminal_column):
+    """The simulation loop in one Numba call (planners/fused.py), on a numpy latent pool.
+    latent: the roots' [B, L] float32; packed: the host rows the kernel writes each step into."""
     B, N = tree.visit_count.shape
-    latent = root.latent.detach().numpy()
     pool = np.empty((B * N, latent.shape[1]), np.float32)
     pool[::N] = latent
     sel = np.zeros((kernels.SEL_ROWS, B), np.int64)
-    terminal_column = packer.terminal_column if program.has_terminal else -1
     gumbel_state = root_rule.state if isinstance(root_rule, GumbelRoot) else None
-    args = (tree, exploration, gumbel_state, sel, packer.host, pool, program, terminal_column, float(prior_mix),
+    args = (tree, exploration, gumbel_state, sel, packed, pool, program, terminal_column, float(prior_mix),
             int(num_simulations))
     status = kernels.specialize(fused.simulate, *args)(*args)
     if status == fused.MODEL_NOT_FINITE:
@@ -174,8 +203,8 @@ def _simulate_fused(program, objective, root, tree, num_simulations, root_rule, 
             "output (training has probably diverged: lower the learning rate or clip gradients)")
     if status >= 0:
         raise ValueError(f"objective {objective.describe()!r} returned a non-finite edge reward "
-                         f"({packer.host[status, kernels.COL_REWARD]}) or leaf value "
-                         f"({packer.host[status, kernels.COL_VALUE]}) for tree {status}")
+                         f"({packed[status, kernels.COL_REWARD]}) or leaf value "
+                         f"({packed[status, kernels.COL_VALUE]}) for tree {status}")
 
 
 def _simulate(model, objective, root, tree, num_simulations, root_rule, exploration, prior_mix,
