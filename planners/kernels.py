@@ -530,7 +530,9 @@ def specialize(kernel, *args):
     compile_for = getattr(kernel, "compile", None)
     if compile_for is None:
         return kernel
-    key = (kernel, tuple(getattr(a, "dtype", type(a)) for a in args))
+    # type() first: getattr(a, "dtype", ...) on a record or a number raises and catches an
+    # AttributeError inside, which cost more than the kernel call it was guarding at B = 1.
+    key = (kernel, tuple([a.dtype if type(a) is np.ndarray else type(a) for a in args]))
     entry = _ENTRY_POINTS.get(key)
     if entry is None:
         from numba import typeof

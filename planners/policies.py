@@ -130,7 +130,8 @@ def _root_stats(tree: Tree, backend: ModuleType):
     B, A = tree.batch_size, tree.num_actions
     visits = np.empty((B, A), np.int64)
     edge_reward, child_value, q_values = (np.empty((B, A)) for _ in range(3))
-    backend.child_stats(tree, ROOT, visits, edge_reward, child_value, q_values)
+    args = (tree, ROOT, visits, edge_reward, child_value, q_values)
+    kernels.specialize(backend.child_stats, *args)(*args)
     return visits, edge_reward, child_value, q_values
 
 
@@ -138,4 +139,5 @@ def _output(action, weights, prior, tree, stats, backend) -> PolicyOutput:
     visits, edge_reward, child_value, q_values = stats
     return PolicyOutput(action=action, action_weights=weights, prior=prior, visit_counts=visits,
                         q_values=q_values, edge_reward=edge_reward, child_value=child_value,
-                        root_value=tree.node_value(ROOT), max_depth=backend.deepest(tree), tree=tree)
+                        root_value=tree.node_value(ROOT),
+                        max_depth=kernels.specialize(backend.deepest, tree)(tree), tree=tree)

@@ -10,6 +10,7 @@ in one pool whose slots are the tree's node indices (planners/buffers.py).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Optional
@@ -31,7 +32,16 @@ class PUCT:
     pb_c_base: float = 19652.0
 
     def exploration_table(self, max_visits: int, backend: ModuleType = kernels) -> np.ndarray:
-        return backend.exploration_table(max_visits, self.pb_c_init, self.pb_c_base)
+        return _exploration_table(int(max_visits), float(self.pb_c_init), float(self.pb_c_base), backend)
+
+
+@functools.lru_cache(maxsize=64)
+def _exploration_table(max_visits: int, pb_c_init: float, pb_c_base: float, backend: ModuleType) -> np.ndarray:
+    """The pUCT exploration table, built once per setting: every search of a run uses the same
+    few. Read-only, since searches share it."""
+    table = backend.exploration_table(max_visits, pb_c_init, pb_c_base)
+    table.flags.writeable = False
+    return table
 
 
 class RootRule:
@@ -66,8 +76,8 @@ class PUCTRoot(RootRule):
         super().start(tree, backend)
         if self.rng is not None:
             # Normalized Gamma(alpha) draws are Dirichlet(alpha): one draw for all B * A.
-            backend.mix_root_noise(tree, self.rng.gamma(self.alpha, size=tree.prior[:, ROOT].shape),
-                                   self.fraction)
+            args = (tree, self.rng.gamma(self.alpha, size=tree.prior[:, ROOT].shape), self.fraction)
+            kernels.specialize(backend.mix_root_noise, *args)(*args)
 
     def selector(self, tree, exploration, sel, backend):
         args = (tree, exploration, sel)
@@ -122,10 +132,12 @@ def search(model, objective: Objective, root, num_simulations: int, *,
             packed = packer.host
         B, N, A = len(packed), num_simulations + 1, (packed.shape[1] - 3) // 2
         tree = Tree.allocate(B, N, A, objective.discount, _depth_limit(objective, num_simulations))
-        backend.init_roots(tree, packed, terminal_column, mask_column, _root_mask(action_mask, B, A),
-                           prior_mix if root_prior_mix is None else root_prior_mix)
-        stuck = ~tree.legal[:, ROOT].any(axis=1) & ~tree.terminal[:, ROOT]
-        if stuck.any():
+        args = (tree, packed, terminal_column, mask_column, _root_mask(action_mask, B, A),
+                float(prior_mix if root_prior_mix is None else root_prior_mix))
+        kernels.specialize(backend.init_roots, *args)(*args)
+        has_legal = tree.legal[:, ROOT].any(axis=1)
+        stuck = ~has_legal & ~tree.terminal[:, ROOT] if not has_legal.all() else None
+        if stuck is not None and stuck.any():
             raise ValueError("every root that is not terminal needs at least one legal action (check "
                              "action_mask and the model's action_mask); rows without one: "
                              f"{np.flatnonzero(stuck).tolist()}")
