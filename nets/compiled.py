@@ -72,6 +72,11 @@ class Program(NamedTuple):
     # Whether NET_REPRESENTATION is the model's whole representation (observations read as numbers,
     # flattened); a grid's one-hot is not compiled, so those roots go through torch.
     has_representation: bool
+    # The first layers of the heads that read the latent (NET_REWARD onwards) lie back to back in
+    # `weights` from offset heads_offset, one [heads_rows, latent_dim] matrix: one BLAS call computes
+    # them all (three or more calls otherwise, per simulation). heads_rows 0: run them one by one.
+    heads_offset: int
+    heads_rows: int
 
 
 class _Export(NamedTuple):
@@ -113,8 +118,19 @@ def export(model) -> Optional[Program]:
     if any(t.dtype != torch.float32 for t in tensors):
         return None
     _match_torch_threads()
-    buffer, offsets = _bind(tensors)
-    program = _program(model, buffer.numpy(), offsets, ranges, has_representation, linears)
+    heads = [int(ranges[net][0]) for net in range(NET_REWARD, len(ranges)) if ranges[net][1] > ranges[net][0]]
+    # Buffer order: the heads' first weights back to back (each a whole number of alignment units,
+    # so every one still starts aligned), then everything else.
+    stack = all(linears[i].weight.numel() % _ALIGN == 0 for i in heads)
+    first = [2 * i for i in heads] if stack else []
+    order = first + [k for k in range(len(tensors)) if k not in first]
+    buffer, placed = _bind([tensors[k] for k in order])
+    offsets = [0] * len(tensors)
+    for k, offset in zip(order, placed):
+        offsets[k] = offset
+    heads_rows = sum(linears[i].weight.shape[0] for i in heads) if stack else 0
+    program = _program(model, buffer.numpy(), offsets, ranges, has_representation, linears,
+                       offsets[first[0]] if stack else 0, heads_rows)
     _exported[model] = _Export(linears, tensors, [t.data_ptr() for t in tensors], buffer, program)
     return program
 
@@ -165,7 +181,7 @@ def _layers(model):
     return linears, np.asarray(ranges, np.int64), has_representation
 
 
-def _program(model, weights, offsets, ranges, has_representation, linears) -> Program:
+def _program(model, weights, offsets, ranges, has_representation, linears, heads_offset, heads_rows) -> Program:
     layers = np.zeros((len(linears), 4), np.int64)
     for i, lin in enumerate(linears):
         w = lin.weight
@@ -177,7 +193,7 @@ def _program(model, weights, offsets, ranges, has_representation, linears) -> Pr
                    support_step=float(model.config.support_step),
                    num_actions=model.num_actions, latent_dim=model.config.latent_dim,
                    has_terminal=model.prediction.terminal is not None,
-                   has_representation=has_representation)
+                   has_representation=has_representation, heads_offset=int(heads_offset), heads_rows=int(heads_rows))
 
 
 _blas_threads: Optional[int] = None
@@ -239,6 +255,47 @@ def run_net(program, net, x):
     for layer in range(first, end):
         x = dense(program, layer, x, layer < end - 1)
     return x
+
+
+@njit(cache=True)
+def head_layers(program, latent_t):
+    """The first layers of all heads on latent_t [L, B], before their biases: [heads_rows, B]
+    (Program.heads_rows > 0)."""
+    n_in = latent_t.shape[0]
+    w = program.weights[program.heads_offset:program.heads_offset + program.heads_rows * n_in]
+    return np.dot(w.reshape((program.heads_rows, n_in)), latent_t)
+
+
+@njit(cache=True)
+def run_head(program, net, latent_t, heads):
+    """The head `net` (NET_REWARD onwards) on latent_t [L, B]: its first layer's rows of `heads`
+    (`head_layers`; they are written in place), or the whole net where the heads are not stacked."""
+    if program.heads_rows == 0:
+        return run_net(program, net, latent_t)
+    first, end = program.nets[net]
+    w_off, b_off, n_in, n_out = program.layers[first]
+    row = (w_off - program.heads_offset) // n_in
+    x = heads[row:row + n_out]
+    relu = first < end - 1
+    for j in range(n_out):
+        bias = program.weights[b_off + j]
+        if relu:
+            for i in range(x.shape[1]):
+                x[j, i] = max(x[j, i] + bias, np.float32(0.0))
+        else:
+            for i in range(x.shape[1]):
+                x[j, i] += bias
+    for layer in range(first + 1, end):
+        x = dense(program, layer, x, layer < end - 1)
+    return x
+
+
+@njit(cache=True)
+def all_heads(program, latent_t):
+    """`head_layers`, or an empty placeholder where the heads are not stacked."""
+    if program.heads_rows == 0:
+        return np.empty((0, latent_t.shape[1]), np.float32)
+    return head_layers(program, latent_t)
 
 
 @njit(cache=True)
@@ -375,15 +432,16 @@ def _recurrent_tile(program, pool, parent_rows, action, child_rows, packed, term
     latent_t = np.empty((L, B), np.float32)
     normalize_latent(run_net(program, NET_DYNAMICS, x), program.latent_norm, pool, child_rows, latent_t)
     finite = True
+    heads = all_heads(program, latent_t)
     for i in range(B):
         packed[i, COL_REWARD] = 0.0
-    decode_support(run_net(program, NET_REWARD, latent_t), program.reward_support, program.support_step,
+    decode_support(run_head(program, NET_REWARD, latent_t, heads), program.reward_support, program.support_step,
                    packed, COL_REWARD, 1.0)
     for i in range(B):
         finite &= np.isfinite(packed[i, COL_REWARD])
-    finite &= predict(program, latent_t, packed)
+    finite &= predict(program, latent_t, heads, packed)
     if program.has_terminal:
-        terminal = run_net(program, NET_TERMINAL, latent_t)
+        terminal = run_head(program, NET_TERMINAL, latent_t, heads)
         for i in range(B):
             finite &= np.isfinite(terminal[0, i])
             if terminal_column >= 0:
@@ -402,25 +460,25 @@ def initial_step(program, obs, out_latent, packed):
                      out_latent, np.arange(B), latent_t)
     for i in range(B):
         packed[i, COL_REWARD] = 0.0
-    return predict(program, latent_t, packed)
+    return predict(program, latent_t, all_heads(program, latent_t), packed)
 
 
 @njit(cache=True)
-def predict(program, latent_t, packed):
-    """The prediction network at latent_t [L, B]: policy logits and the mean decoded value into
-    packed. Returns False if one is not finite."""
+def predict(program, latent_t, heads, packed):
+    """The prediction network at latent_t [L, B] (heads: `all_heads` of it): policy logits and
+    the mean decoded value into packed. Returns False if one is not finite."""
     B = latent_t.shape[1]
-    logits = run_net(program, NET_POLICY, latent_t)
-    heads = program.nets.shape[0] - NET_VALUE
+    logits = run_head(program, NET_POLICY, latent_t, heads)
+    value_heads = program.nets.shape[0] - NET_VALUE
     finite = True
     for i in range(B):
         packed[i, COL_VALUE] = 0.0
         for a in range(program.num_actions):
             packed[i, COL_LOGITS + a] = logits[a, i]
             finite &= np.isfinite(logits[a, i])
-    for e in range(heads):
-        decode_support(run_net(program, NET_VALUE + e, latent_t), program.value_support, program.support_step,
-                       packed, COL_VALUE, 1.0 / heads)
+    for e in range(value_heads):
+        decode_support(run_head(program, NET_VALUE + e, latent_t, heads), program.value_support, program.support_step,
+                       packed, COL_VALUE, 1.0 / value_heads)
     for i in range(B):
         finite &= np.isfinite(packed[i, COL_VALUE])
     return finite
