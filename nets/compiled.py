@@ -2,9 +2,10 @@
 
 Inside the search, torch's per-call overhead is most of the cost of a small network: a
 64-wide MLP step takes tens of microseconds through torch and a few through BLAS called from
-Numba (benchmarks/results/search_vs_mctx.json). `export(model)` copies the representation, dynamics
-and prediction weights into one flat float32 array with a table of its layers (a `Program`);
-`initial_step` computes what `Model.initial_inference` does, and `recurrent_step` computes, for a batch, what `Model.recurrent_inference` does — the next latent
+Numba (benchmarks/results/search_vs_mctx.json). `export(model)` gives the representation, dynamics
+and prediction weights as one flat float32 array with a table of its layers (a `Program`);
+`initial_step` computes what `Model.initial_inference` does, and `recurrent_step` computes, for a
+batch, what `Model.recurrent_inference` does — the next latent
 (normalized), the decoded reward, the policy logits, the mean decoded value and the terminal
 flag — and writes the scalars straight into the search's packed rows (planners/kernels.py,
 COL_*), so that planners/fused.py runs every simulation of a search in one compiled call.
@@ -19,9 +20,9 @@ flat float32 buffer (each parameter's `.data` becomes a view of it) and the Prog
 buffer, so every in-place update (an optimizer step, fused or not, `load_state_dict`, writes
 through `.data` or a numpy view) is seen by the next search with nothing to compare. Only a
 parameter given new memory (assigned anew, `.data =`, `.to()`) unbinds a layer, and `export`
-notices that by identity and address and binds again. Comparing the weights by content instead
-(what `export` did before) read the parameters and a copy of them before every search: most of
-a cold B = 1 search's overhead (benchmarks/bench_search_vs_mctx.py).
+notices that by identity and address and binds again. A copy would have to be compared with the
+parameters by content before every search (version counters miss a fused optimizer step and
+numpy writes), which was most of a B = 1 search's fixed cost (README, "Speed").
 
 Threads: `np.dot` in Numba calls SciPy's OpenBLAS, whose default is a thread per core. Its idle
 threads busy-wait after every call, which on a small machine slowed the torch calls around the

@@ -16,6 +16,7 @@ from planners import fused, kernels
 from planners.config import SearchConfig
 from planners.objectives import Learned, RewardOnly
 from planners.policies import plan
+from planners.search import PUCTRoot, search
 
 CONFIGS = {
     "default": NetConfig(),
@@ -185,6 +186,21 @@ def test_the_export_follows_every_weight_update():
     with torch.no_grad():
         layer.weight.add_(0.5)
     assert compiled.export(model) is fourth and _reads_the_model(fourth, model) and _roots_agree(model)
+
+
+def test_a_packed_root_is_searched_only_by_the_fused_loop():
+    model = _model(NetConfig())
+    obs = np.random.default_rng(0).normal(size=(2, 5)).astype(np.float32)
+    root = fused.packed_roots(model, compiled.export(model), obs)
+    assert isinstance(root, fused.PackedRoot)
+    tree = search(model, Learned(), root, 8, root_rule=PUCTRoot())
+    assert (tree.num_nodes > 1).all()
+    with pytest.raises(ValueError, match="PackedRoot is searched only by the compiled loop"):
+        search(model, RewardOnly(2), root, 8, root_rule=PUCTRoot())
+    with pytest.raises(ValueError, match="PackedRoot is searched only by the compiled loop"):
+        search(model, Learned(), root, 8, root_rule=PUCTRoot(), inference="torch")
+    # Observations the model refuses make no PackedRoot: the torch path raises its own error.
+    assert fused.packed_roots(model, compiled.export(model), np.full((2, 5), np.nan, np.float32)) is None
 
 
 def test_a_model_that_is_not_float32_is_not_exported():
