@@ -143,8 +143,10 @@ def _bind(tensors) -> tuple:
     for t in tensors:
         offsets.append(size)
         size += -(-t.numel() // _ALIGN) * _ALIGN
-    buffer = torch.zeros(size, dtype=torch.float32)
-    with torch.no_grad():
+    # Outside inference mode even when called inside it: the parameters become views of this
+    # buffer, and an inference tensor's views can never be trained again.
+    with torch.inference_mode(False), torch.no_grad():
+        buffer = torch.zeros(size, dtype=torch.float32)
         for t, offset in zip(tensors, offsets):
             view = buffer[offset:offset + t.numel()].view(t.shape)
             view.copy_(t.detach())

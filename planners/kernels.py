@@ -524,9 +524,11 @@ def specialize(kernel, *args):
     """`kernel` compiled for the types of `args`, as a function that skips Numba's per-call type
     dispatch (which, for the Tree record, costs more than the kernel's own work at B=1).
 
-    Resolved once per kernel and argument fingerprint (the classes and dtypes of `args`): the
-    search always hands a kernel the same types (Tree.allocate's dtypes, float64 packed rows,
-    int64 selections). A pure-Python kernel (planners/reference.py) is returned as it is."""
+    Resolved once per kernel and argument fingerprint (the classes and dtypes of `args`), so a
+    caller must hand a kernel C-contiguous arrays of fixed dimensions, as the search does
+    (Tree.allocate's arrays, float64 packed rows, int64 selections, root masks made C-contiguous
+    by `search`): an array of another layout would be read as the first one's. A pure-Python
+    kernel (planners/reference.py) is returned as it is."""
     compile_for = getattr(kernel, "compile", None)
     if compile_for is None:
         return kernel

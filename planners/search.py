@@ -124,8 +124,10 @@ def search(model, objective: Objective, root, num_simulations: int, *,
     """
     with torch.no_grad():
         if isinstance(root, fused.PackedRoot):
-            _check_packed_root(objective, root_rule, backend, inference)
-            packed, terminal_column, mask_column = root.packed, -1, -1
+            _check_packed_root(model, objective, root, root_rule, backend, inference)
+            # A copy: the simulations write their model outputs into these rows, and the root
+            # may be searched again.
+            packed, terminal_column, mask_column = root.packed.copy(), -1, -1
         else:
             root = objective_view(objective, model, root, root=True)
             packer, terminal_column, mask_column = _pack_root(objective, model, root)
@@ -186,8 +188,9 @@ def _fused_program(model, objective, root, root_rule, backend, inference):
     return fused.fused_program(model, objective, inference)
 
 
-def _check_packed_root(objective, root_rule, backend, inference) -> None:
-    """A PackedRoot is searched by the fused loop only: refuse what that loop cannot honour."""
+def _check_packed_root(model, objective, root, root_rule, backend, inference) -> None:
+    """A PackedRoot is searched by the fused loop only, with the weights it was computed with:
+    refuse what that loop cannot honour."""
     if inference not in INFERENCE:
         raise ValueError(f"inference must be one of {INFERENCE}, got {inference!r}")
     if (backend is not kernels or inference == "torch" or type(objective) is not fused.Learned
@@ -195,6 +198,9 @@ def _check_packed_root(objective, root_rule, backend, inference) -> None:
         raise ValueError("a fused.PackedRoot is searched only by the compiled loop (the Learned objective, a pUCT "
                          "or Gumbel root rule, the kernels backend, inference='auto'); pass the model's "
                          "ModelOutput for anything else")
+    if fused.fused_program(model, objective, inference) is not root.program:
+        raise ValueError("this fused.PackedRoot was computed by another model, or before the model's parameters "
+                         "were given new memory: compute it again (fused.packed_roots)")
 
 
 def _simulate_fused(program, objective, latent, tree, num_simulations, root_rule, exploration, prior_mix,
@@ -324,4 +330,6 @@ def _root_mask(action_mask, batch_size: int, num_actions: int) -> np.ndarray:
     if mask.shape != (batch_size, num_actions):
         raise ValueError(f"action_mask must have shape ({batch_size}, {num_actions}) (batch, actions), "
                          f"got {mask.shape}")
-    return mask.astype(np.bool_)
+    # C order: the kernels are resolved once per dtype (kernels.specialize), so every root mask
+    # must reach them in the layout the first one did.
+    return np.ascontiguousarray(mask, np.bool_)

@@ -23,6 +23,8 @@ CONFIGS = {
     "minmax, two hidden layers, terminal head, 3 value heads":
         NetConfig(latent_dim=16, hidden=(32, 24), latent_norm="minmax", terminal_head=True, num_value_heads=3),
     "value and reward bins 0.05 apart": NetConfig(support_step=0.05),
+    # 10 x 20 weights are not whole 16-float units: the heads run one by one (Program.heads_rows 0).
+    "heads not stacked": NetConfig(latent_dim=10, hidden=(20,), terminal_head=True, num_value_heads=2),
 }
 
 
@@ -195,12 +197,43 @@ def test_a_packed_root_is_searched_only_by_the_fused_loop():
     assert isinstance(root, fused.PackedRoot)
     tree = search(model, Learned(), root, 8, root_rule=PUCTRoot())
     assert (tree.num_nodes > 1).all()
+    again = search(model, Learned(), root, 8, root_rule=PUCTRoot())  # a root may be searched again
+    np.testing.assert_array_equal(again.prior, tree.prior)
+    np.testing.assert_array_equal(again.value_sum, tree.value_sum)
+    with pytest.raises(ValueError, match="computed by another model"):
+        search(_model(NetConfig(), seed=1), Learned(), root, 8, root_rule=PUCTRoot())
     with pytest.raises(ValueError, match="PackedRoot is searched only by the compiled loop"):
         search(model, RewardOnly(2), root, 8, root_rule=PUCTRoot())
     with pytest.raises(ValueError, match="PackedRoot is searched only by the compiled loop"):
         search(model, Learned(), root, 8, root_rule=PUCTRoot(), inference="torch")
     # Observations the model refuses make no PackedRoot: the torch path raises its own error.
     assert fused.packed_roots(model, compiled.export(model), np.full((2, 5), np.nan, np.float32)) is None
+
+
+def test_the_stacked_and_unstacked_heads_are_both_covered():
+    assert compiled.export(_model(CONFIGS["default"])).heads_rows > 0
+    assert compiled.export(_model(CONFIGS["heads not stacked"])).heads_rows == 0
+
+
+def test_a_model_exported_in_inference_mode_still_trains():
+    model = _model(NetConfig())
+    with torch.inference_mode():
+        assert compiled.export(model) is not None
+    out = model.initial_inference(np.zeros((2, 5), np.float32))
+    out.value.sum().backward()  # refused for an inference tensor's views
+    assert all(p.grad is not None for p in model.prediction.value.parameters())
+
+
+def test_a_root_mask_in_either_memory_order_gives_the_same_search():
+    model = _model(NetConfig())
+    obs = np.random.default_rng(0).normal(size=(2, 5)).astype(np.float32)
+    mask = np.array([[True, False, False], [True, True, False]])
+    config = SearchConfig(num_simulations=8)
+    first = plan(model, Learned(), obs, config, rng=np.random.default_rng(0), action_mask=mask)
+    fortran = plan(model, Learned(), obs, config, rng=np.random.default_rng(0), action_mask=np.asfortranarray(mask))
+    np.testing.assert_array_equal(first.tree.legal[:, 0], mask)
+    np.testing.assert_array_equal(fortran.tree.legal[:, 0], mask)
+    np.testing.assert_array_equal(first.visit_counts, fortran.visit_counts)
 
 
 def test_a_model_that_is_not_float32_is_not_exported():
