@@ -164,7 +164,7 @@ RETIRED_KEYS = frozenset({"checkpoint_interval", "log_interval", "audit_episodes
 # Preset per supported environment: a few overrides of the defaults above, nothing more (how each
 # was chosen: README, "Presets").
 PRESETS: Dict[str, Dict[str, Any]] = {
-    "CartPole-v1": {"search.num_simulations": 25, "replay_ratio": 1.0, "reuse_reanalysis": True},
+    "CartPole-v1": {"search.num_simulations": 50, "replay_ratio": 1.0, "reuse_reanalysis": True},
     "Acrobot-v1": {"search.num_simulations": 25},
     "MountainCar-v0": {"search.num_simulations": 25, "td_steps": 10, "temperature": [[0.0, 1.0]]},
     "LunarLander-v3": {"net.latent_dim": 96, "net.hidden": [96], "net.value_support_size": 30,
@@ -187,7 +187,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 # fit the first layer and the decoder's last one (about 67k parameters each at 64 wide). The
 # learning settings are DoorKey-5x5's, chosen on its choosing seeds, for the whole family: one
 # sparse reward at the goal, so a longer n-step target carries it back faster; 25 simulations as on
-# the classic-control presets; self-play's returns fell from the random policy's (~0.4) to ~0 once
+# Acrobot's and MountainCar's presets; self-play's returns fell from the random policy's (~0.4) to ~0 once
 # the learned prior took over, and keeping the visit temperature at 1 and training twice as often
 # per step is what learned DoorKey-5x5 (README, "MiniGrid").
 GRID_DEFAULTS: Dict[str, Any] = {

@@ -43,7 +43,8 @@ class PackedRoot(NamedTuple):
 
     latent: np.ndarray  # float32 [B, L]
     packed: np.ndarray  # float64 [B, 3 + 2A]: the search's host rows (kernels.COL_*); no terminal or mask column
-    program: compiled.Program
+    program: compiled.Program  # the weights the roots were computed with, which the search simulates with
+    model: object  # the model they belong to
 
 
 def packed_roots(model, program: compiled.Program, obs) -> Optional[PackedRoot]:
@@ -65,7 +66,7 @@ def packed_roots(model, program: compiled.Program, obs) -> Optional[PackedRoot]:
             "output (training has probably diverged: lower the learning rate or clip gradients)")
     outputs = packed[:, :compiled.COL_LOGITS + A]
     outputs[:] = outputs.astype(np.float32)
-    return PackedRoot(latent, packed, program)
+    return PackedRoot(latent, packed, program, model)
 
 
 def initial_inference(model, program: compiled.Program, obs) -> ModelOutput:

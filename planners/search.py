@@ -189,8 +189,8 @@ def _fused_program(model, objective, root, root_rule, backend, inference):
 
 
 def _check_packed_root(model, objective, root, root_rule, backend, inference) -> None:
-    """A PackedRoot is searched by the fused loop only, with the weights it was computed with:
-    refuse what that loop cannot honour."""
+    """A PackedRoot is searched by the fused loop only, with its model's weights as they were when
+    it was computed (its Program): refuse what that loop cannot honour."""
     if inference not in INFERENCE:
         raise ValueError(f"inference must be one of {INFERENCE}, got {inference!r}")
     if (backend is not kernels or inference == "torch" or type(objective) is not fused.Learned
@@ -198,9 +198,9 @@ def _check_packed_root(model, objective, root, root_rule, backend, inference) ->
         raise ValueError("a fused.PackedRoot is searched only by the compiled loop (the Learned objective, a pUCT "
                          "or Gumbel root rule, the kernels backend, inference='auto'); pass the model's "
                          "ModelOutput for anything else")
-    if fused.fused_program(model, objective, inference) is not root.program:
-        raise ValueError("this fused.PackedRoot was computed by another model, or before the model's parameters "
-                         "were given new memory: compute it again (fused.packed_roots)")
+    if root.model is not model:
+        raise ValueError("this fused.PackedRoot was computed by another model: compute it with this one "
+                         "(fused.packed_roots)")
 
 
 def _simulate_fused(program, objective, latent, tree, num_simulations, root_rule, exploration, prior_mix,
