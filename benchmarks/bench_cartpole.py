@@ -6,8 +6,9 @@
 
 Per seed: environment steps and wall-clock (training + evaluations) to the first evaluation whose
 mean return over 20 deterministic episodes is >= 475, the final evaluation's return, the training
-throughput (environment steps per second of training alone, evaluations left out) and the peak
-resident memory of the process. Each seed runs in its own process so that peak memory is its own.
+throughput (environment steps per second of training alone, evaluations left out), the peak
+resident memory of the process and the learning curve (`curve`: [env steps, mean return] per
+evaluation; benchmarks/plot_curves.py draws files of them side by side). Each seed runs in its own process so that peak memory is its own.
 With --ppo, Stable-Baselines3 PPO with its zoo settings runs the same seeds through the same
 evaluation protocol and stopping rule, each right after the ez seed (one process at a time), and
 `ppo_wall_s_to_475` lists its wall-clock. The last line is JSON. Figures only; nothing is asserted.
@@ -68,7 +69,8 @@ def one_seed(args) -> dict:
             "env_steps": agent.num_timesteps, "final_return": round(final.mean_return, 2),
             "total_seconds": round(total, 1),
             "train_env_steps_per_s": round(agent.num_timesteps / (total - evaluating), 1),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "curve": [[r.env_steps, round(r.mean_return, 2)] for r in evaluation.history]}
 
 
 def main() -> None:
