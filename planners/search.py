@@ -138,11 +138,12 @@ def search(model, objective: Objective, root, num_simulations: int, *,
                 float(prior_mix if root_prior_mix is None else root_prior_mix))
         kernels.specialize(backend.init_roots, *args)(*args)
         has_legal = tree.legal[:, ROOT].any(axis=1)
-        stuck = ~has_legal & ~tree.terminal[:, ROOT] if not has_legal.all() else None
-        if stuck is not None and stuck.any():
-            raise ValueError("every root that is not terminal needs at least one legal action (check "
-                             "action_mask and the model's action_mask); rows without one: "
-                             f"{np.flatnonzero(stuck).tolist()}")
+        if not has_legal.all():
+            stuck = ~has_legal & ~tree.terminal[:, ROOT]
+            if stuck.any():
+                raise ValueError("every root that is not terminal needs at least one legal action (check "
+                                 "action_mask and the model's action_mask); rows without one: "
+                                 f"{np.flatnonzero(stuck).tolist()}")
         root_rule.start(tree, backend)
         exploration = interior_rule.exploration_table(N, backend)
         if isinstance(root, fused.PackedRoot):
