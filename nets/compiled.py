@@ -240,7 +240,14 @@ def dense(program, layer, x, relu):
     w_off, b_off, n_in, n_out = program.layers[layer]
     w = program.weights[w_off:w_off + n_in * n_out].reshape((n_out, n_in))
     y = np.dot(w, x)
-    for j in range(n_out):
+    add_bias(program, b_off, y, relu)
+    return y
+
+
+@njit(cache=True, inline="always")
+def add_bias(program, b_off, y, relu):
+    """y [out, B] += the bias at weights[b_off:], in place, then ReLU'd when `relu`."""
+    for j in range(y.shape[0]):
         bias = program.weights[b_off + j]
         if relu:
             for i in range(y.shape[1]):
@@ -248,7 +255,6 @@ def dense(program, layer, x, relu):
         else:
             for i in range(y.shape[1]):
                 y[j, i] += bias
-    return y
 
 
 @njit(cache=True)
@@ -279,15 +285,7 @@ def run_head(program, net, latent_t, heads):
     w_off, b_off, n_in, n_out = program.layers[first]
     row = (w_off - program.heads_offset) // n_in
     x = heads[row:row + n_out]
-    relu = first < end - 1
-    for j in range(n_out):
-        bias = program.weights[b_off + j]
-        if relu:
-            for i in range(x.shape[1]):
-                x[j, i] = max(x[j, i] + bias, np.float32(0.0))
-        else:
-            for i in range(x.shape[1]):
-                x[j, i] += bias
+    add_bias(program, b_off, x, first < end - 1)
     for layer in range(first + 1, end):
         x = dense(program, layer, x, layer < end - 1)
     return x
