@@ -157,7 +157,7 @@ def _bind(tensors) -> tuple:
 def _bound(cached: _Export) -> bool:
     """Whether every layer still holds the parameters that were bound, at their address in the
     buffer. (Read from each layer's parameter dict: `lin.weight` goes through
-    nn.Module.__getattr__, which made this check cost three times the comparison it guards.)"""
+    nn.Module.__getattr__, which would triple this check's cost, paid before every search.)"""
     i = 0
     for lin in cached.linears:
         held = lin._parameters
