@@ -2,7 +2,7 @@
 """Why a CartPole-v1 run stalls below 475: how its greedy episodes end, and whether searching more helps.
 
     python benchmarks/bench_cartpole_stall.py --seed 17 --stop-at 8000 [--steps 20000]
-        [--sims 10,50,200,800] [--episodes 20] [--set KEY=VALUE] [--out FILE]
+        [--sims 10,50,200,800] [--episodes 20] [--depths 1,6,10,14] [--set KEY=VALUE] [--out FILE]
 
 Trains the preset on one seed up to --stop-at environment steps (its schedules planned for --steps,
 as bench_cartpole.py's --give-up-at), then plays the evaluation protocol's episodes (the same start
@@ -12,6 +12,12 @@ Along the first episode it records the value head's prediction beside the discou
 steps the episode actually had left, which is what that value estimates under the agent's own
 policy. Then it plays the first 10 episodes again at each of --sims simulations: if more search
 does not lengthen them, the stall is in what the networks predict, not in the search budget.
+Last, it plays the first 5 episodes with an exhaustive planner in place of the search: every action
+sequence of --depths steps is rolled out and scored by its rewards plus the value head at its end,
+and the first action of the best is taken; once through CartPole's true dynamics (the value head read
+at the true states) and once through the agent's learned model. The true-dynamics planner tells
+whether the value head is good enough given a long enough exact lookahead; the learned-model one,
+whether the model is as good over that lookahead.
 The last line is JSON. Figures only; nothing is asserted.
 """
 from __future__ import annotations
@@ -52,6 +58,104 @@ def play(agent, seed: int, episodes: int):
     return lengths, endings, np.stack(first)
 
 
+class TrueDynamics:
+    """CartPole-v1's Euler step over a batch of states [N, 4], with the constants read from a
+    gymnasium env, checked once against that env's own step."""
+
+    def __init__(self, env):
+        u = env.unwrapped
+        self.gravity, self.total_mass, self.masspole = u.gravity, u.total_mass, u.masspole
+        self.length, self.force_mag, self.tau = u.length, u.force_mag, u.tau
+        self.x_limit, self.theta_limit = u.x_threshold, u.theta_threshold_radians
+        rng = np.random.default_rng(0)
+        for action in (0, 1):
+            env.reset(seed=0)
+            u.state = start = rng.uniform(-0.2, 0.2, 4)
+            expected = env.step(action)[0]
+            got = self.step(start[None], np.array([action]))[0][0]
+            if not np.allclose(got, expected, atol=1e-6):
+                raise RuntimeError(f"TrueDynamics disagrees with gymnasium's CartPole: {got} vs {expected}")
+
+    def step(self, s: np.ndarray, a: np.ndarray):
+        """Next states [N, 4] and whether each ended (cart off the track or pole past its limit)."""
+        x, x_dot, theta, theta_dot = s.T
+        force = np.where(a == 1, self.force_mag, -self.force_mag)
+        cos, sin = np.cos(theta), np.sin(theta)
+        polemass_length = self.masspole * self.length
+        temp = (force + polemass_length * theta_dot ** 2 * sin) / self.total_mass
+        theta_acc = (self.gravity * sin - cos * temp) / (
+            self.length * (4.0 / 3.0 - self.masspole * cos ** 2 / self.total_mass))
+        x_acc = temp - polemass_length * theta_acc * cos / self.total_mass
+        nxt = np.stack([x + self.tau * x_dot, x_dot + self.tau * x_acc,
+                        theta + self.tau * theta_dot, theta_dot + self.tau * theta_acc], 1)
+        ended = (np.abs(nxt[:, 0]) > self.x_limit) | (np.abs(nxt[:, 2]) > self.theta_limit)
+        return nxt, ended
+
+
+def exhaustive_action(step, root, depth: int, gamma: float) -> int:
+    """The first action of the best of all 2^depth action sequences from `root`, each scored by its
+    discounted rewards plus gamma^depth times the value at its end. The tree is expanded level by
+    level: `step(states, actions) -> (next states, rewards [N], values [N])` over a batch."""
+    states, score, scale, value = root, np.zeros(1), 1.0, None
+    for _ in range(depth):
+        actions = np.tile([0, 1], len(score))  # child 2i + a of node i takes action a
+        states, reward, value = step(states[np.repeat(np.arange(len(score)), 2)], actions)
+        score = np.repeat(score, 2) + scale * reward
+        scale *= gamma
+    score = score + scale * value
+    first = np.arange(len(score)) >> (depth - 1)  # the root's child each leaf descends from
+    return int(max((0, 1), key=lambda a: score[first == a].max()))
+
+
+def true_model(agent, dynamics: TrueDynamics):
+    """(step, root) over true states [N, 5]: CartPole's 4 entries and 1 while the episode is on;
+    values from the agent's value head, 0 once the episode has ended."""
+    import torch
+
+    def step(states, actions):
+        nxt, ended = dynamics.step(states[:, :4], actions)
+        alive = states[:, 4]
+        nxt = np.concatenate([nxt, (alive * ~ended)[:, None]], 1)
+        value = agent.model.initial_inference(torch.as_tensor(nxt[:, :4], dtype=torch.float32)).value
+        return nxt, alive, value.cpu().numpy() * nxt[:, 4]  # the ending step pays 1 too
+
+    return step, lambda obs: np.append(obs.astype(np.float64), 1.0)[None]
+
+
+def learned_model(agent):
+    """(step, root) over latents: the agent's own representation, dynamics, reward and value heads."""
+    def step(latents, actions):
+        out = agent.model.recurrent_inference(latents, actions)
+        return out.latent, out.reward.cpu().numpy(), out.value.cpu().numpy()
+
+    return step, lambda obs: agent.model.initial_inference(obs[None]).latent
+
+
+def play_planned(agent, seed: int, episodes: int, depth: int, model):
+    """Episodes from the evaluation protocol's starts, acted by exhaustive_action over `model`'s
+    (step, root): lengths, endings."""
+    import gymnasium as gym
+    import torch
+
+    from agent.evaluation import eval_seed
+
+    step, root = model
+    lengths, endings = [], []
+    for i in range(episodes):
+        env = gym.make("CartPole-v1")
+        obs, _ = env.reset(seed=eval_seed(seed) + i)
+        terminated = truncated = False
+        length = 0
+        while not (terminated or truncated):
+            with torch.no_grad():
+                action = exhaustive_action(step, root(obs), depth, agent.config.discount)
+            obs, _, terminated, truncated, _ = env.step(action)
+            length += 1
+        lengths.append(length)
+        endings.append("cart" if abs(obs[0]) > X_LIMIT else "pole" if terminated else "time")
+    return lengths, endings
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seed", type=int, required=True)
@@ -59,6 +163,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20_000, help="the run length its schedules are planned for")
     p.add_argument("--sims", default="10,50,200,800", help="simulation counts the first 10 episodes are replayed at")
     p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--depths", default="1,6,10,14",
+                   help="lookahead depths of the exhaustive planners (2^depth sequences each step; '' skips them)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override; repeatable")
     p.add_argument("--out", metavar="FILE", help="also write the last line's JSON to FILE")
@@ -95,10 +201,21 @@ def main() -> None:
         replayed, _, _ = play(agent, args.seed, min(10, args.episodes))
         by_sims[str(sims)] = float(replayed.mean())
         print(f"{sims} simulations: mean length {replayed.mean():.1f} over {len(replayed)} episodes", flush=True)
+    import gymnasium as gym
+
+    planners = {"true_dynamics": true_model(agent, TrueDynamics(gym.make("CartPole-v1"))),
+                "learned_model": learned_model(agent)}
+    by_depth = {name: {} for name in planners}
+    for depth in [int(d) for d in args.depths.split(",") if d]:
+        for name, model in planners.items():
+            lengths_d, endings_d = play_planned(agent, args.seed, 5, depth, model)
+            by_depth[name][str(depth)] = {"lengths": lengths_d, "endings": endings_d}
+            print(f"{name}, depth {depth}: lengths {lengths_d}, endings {endings_d}", flush=True)
     emit({"benchmark": "cartpole_stall", "seed": args.seed, "env_steps": agent.num_timesteps,
           "mean_length": float(lengths.mean()), "lengths": lengths.tolist(), "endings": endings,
           "ended_by": {k: endings.count(k) for k in ("cart", "pole", "time")},
-          "first_episode": along, "mean_length_first10_by_sims": by_sims}, args.out)
+          "first_episode": along, "mean_length_first10_by_sims": by_sims,
+          "exhaustive_first5_by_depth": by_depth}, args.out)
 
 
 if __name__ == "__main__":
