@@ -164,7 +164,8 @@ RETIRED_KEYS = frozenset({"checkpoint_interval", "log_interval", "audit_episodes
 # Preset per supported environment: a few overrides of the defaults above, nothing more (how each
 # was chosen: README, "Presets").
 PRESETS: Dict[str, Dict[str, Any]] = {
-    "CartPole-v1": {"search.num_simulations": 50, "replay_ratio": 1.0, "reuse_reanalysis": True},
+    "CartPole-v1": {"search.num_simulations": 50, "search.algorithm": "gumbel", "replay_ratio": 1.0,
+                    "reuse_reanalysis": True},
     "Acrobot-v1": {"search.num_simulations": 25},
     "MountainCar-v0": {"search.num_simulations": 25, "td_steps": 10, "temperature": [[0.0, 1.0]]},
     "LunarLander-v3": {"net.latent_dim": 96, "net.hidden": [96], "net.value_support_size": 30,

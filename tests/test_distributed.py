@@ -196,6 +196,7 @@ def test_the_learner_searches_its_share_of_the_roots_and_the_actors_the_rest_in_
     assert CALL_BATCHES >= 2  # the slicing below is what this test is for
     agent = tiny_agent(seed=5)
     agent.learn(200, progress_bar=False)
+    agent.replay.forget_reanalyzed()  # every batch then has roots to search, whatever replay has kept
     finished = []
     finish = agent.learner.finish
     agent.learner.finish = lambda replay, d: finished.append((d.roots, d.policy[d.search].copy())) or finish(replay, d)
