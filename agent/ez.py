@@ -128,8 +128,10 @@ class EZAgent(Agent):
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
         """Actions for one observation or a batch, as Stable-Baselines3's predict: (actions, None).
 
-        deterministic=True: the most visited root action of a search without root noise (what
-        evaluation uses); False: a sample from the visit counts of a search with noise.
+        deterministic=True: the search's choice without root noise (what evaluation uses): pUCT's
+        most visited root action, Gumbel's best by prior logits plus rescaled Q among the actions
+        left by sequential halving. False: with noise: pUCT's sample from the visit counts,
+        Gumbel's choice under its sampled Gumbel noise.
         """
         obs = np.asarray(observation, dtype=self.obs_dtype)
         single = obs.shape == self.obs_shape

@@ -17,7 +17,8 @@ sequence of --depths steps is rolled out and scored by its rewards plus the valu
 and the first action of the best is taken; once through CartPole's true dynamics (the value head read
 at the true states) and once through the agent's learned model. The true-dynamics planner tells
 whether the value head is good enough given a long enough exact lookahead; the learned-model one,
-whether the model is as good over that lookahead.
+whether the model is as good over that lookahead; a third, through the true dynamics with the value
+taken as 0 (ties broken at random), is the control: what the lookahead alone achieves.
 The last line is JSON. Figures only; nothing is asserted.
 """
 from __future__ import annotations
@@ -92,10 +93,10 @@ class TrueDynamics:
         return nxt, ended
 
 
-def exhaustive_action(step, root, depth: int, gamma: float) -> int:
+def exhaustive_action(step, root, depth: int, gamma: float, rng: np.random.Generator) -> int:
     """The first action of the best of all 2^depth action sequences from `root`, each scored by its
-    discounted rewards plus gamma^depth times the value at its end. The tree is expanded level by
-    level: `step(states, actions) -> (next states, rewards [N], values [N])` over a batch."""
+    discounted rewards plus gamma^depth times the value at its end (ties broken at random). The tree
+    is expanded level by level: `step(states, actions) -> (next states, rewards [N], values [N])`."""
     states, score, scale, value = root, np.zeros(1), 1.0, None
     for _ in range(depth):
         actions = np.tile([0, 1], len(score))  # child 2i + a of node i takes action a
@@ -104,26 +105,34 @@ def exhaustive_action(step, root, depth: int, gamma: float) -> int:
         scale *= gamma
     score = score + scale * value
     first = np.arange(len(score)) >> (depth - 1)  # the root's child each leaf descends from
-    return int(max((0, 1), key=lambda a: score[first == a].max()))
+    best = np.array([score[first == a].max() for a in (0, 1)])
+    return int(rng.choice(np.flatnonzero(best == best.max())))
 
 
-def true_model(agent, dynamics: TrueDynamics):
+def true_model(agent, dynamics: TrueDynamics, use_value: bool = True):
     """(step, root) over true states [N, 5]: CartPole's 4 entries and 1 while the episode is on;
-    values from the agent's value head, 0 once the episode has ended."""
+    values from the agent's value head (or 0 everywhere: the control without it), 0 once the
+    episode has ended."""
     import torch
 
     def step(states, actions):
         nxt, ended = dynamics.step(states[:, :4], actions)
         alive = states[:, 4]
         nxt = np.concatenate([nxt, (alive * ~ended)[:, None]], 1)
+        if not use_value:
+            return nxt, alive, np.zeros(len(nxt))  # the ending step pays 1 too
         value = agent.model.initial_inference(torch.as_tensor(nxt[:, :4], dtype=torch.float32)).value
-        return nxt, alive, value.cpu().numpy() * nxt[:, 4]  # the ending step pays 1 too
+        return nxt, alive, value.cpu().numpy() * nxt[:, 4]
 
     return step, lambda obs: np.append(obs.astype(np.float64), 1.0)[None]
 
 
 def learned_model(agent):
     """(step, root) over latents: the agent's own representation, dynamics, reward and value heads."""
+    if agent.model.value_prefix_horizon is not None or agent.config.net.terminal_head:
+        raise SystemExit("the learned-model planner reads per-step rewards and no predicted ends: run it "
+                         "without net.value_prefix_lstm and net.terminal_head")
+
     def step(latents, actions):
         out = agent.model.recurrent_inference(latents, actions)
         return out.latent, out.reward.cpu().numpy(), out.value.cpu().numpy()
@@ -140,6 +149,7 @@ def play_planned(agent, seed: int, episodes: int, depth: int, model):
     from agent.evaluation import eval_seed
 
     step, root = model
+    rng = np.random.default_rng(seed)
     lengths, endings = [], []
     for i in range(episodes):
         env = gym.make("CartPole-v1")
@@ -148,7 +158,7 @@ def play_planned(agent, seed: int, episodes: int, depth: int, model):
         length = 0
         while not (terminated or truncated):
             with torch.no_grad():
-                action = exhaustive_action(step, root(obs), depth, agent.config.discount)
+                action = exhaustive_action(step, root(obs), depth, agent.config.discount, rng)
             obs, _, terminated, truncated, _ = env.step(action)
             length += 1
         lengths.append(length)
@@ -169,6 +179,8 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override; repeatable")
     p.add_argument("--out", metavar="FILE", help="also write the last line's JSON to FILE")
     args = p.parse_args()
+    if any(int(d) < 1 for d in args.depths.split(",") if d):
+        p.error(f"--depths must be >= 1 each, got {args.depths!r}")
     if args.stop_at > args.steps:
         p.error(f"--stop-at ({args.stop_at}) must be <= --steps ({args.steps})")
 
@@ -203,8 +215,9 @@ def main() -> None:
         print(f"{sims} simulations: mean length {replayed.mean():.1f} over {len(replayed)} episodes", flush=True)
     import gymnasium as gym
 
-    planners = {"true_dynamics": true_model(agent, TrueDynamics(gym.make("CartPole-v1"))),
-                "learned_model": learned_model(agent)}
+    dynamics = TrueDynamics(gym.make("CartPole-v1"))
+    planners = {"true_dynamics": true_model(agent, dynamics), "learned_model": learned_model(agent),
+                "true_dynamics_no_value": true_model(agent, dynamics, use_value=False)}
     by_depth = {name: {} for name in planners}
     for depth in [int(d) for d in args.depths.split(",") if d]:
         for name, model in planners.items():

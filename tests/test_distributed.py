@@ -214,7 +214,7 @@ def test_the_learner_searches_its_share_of_the_roots_and_the_actors_the_rest_in_
         np.testing.assert_array_equal(sent[offset:offset + len(remote)], remote)
         offset += len(remote)
         # The actor's rows carry their marks, at their roots' places; the learner's rows are
-        # searched visit distributions.
+        # searched policy targets (distributions).
         np.testing.assert_array_equal(policies[local:, 0], remote.reshape(len(remote), -1)[:, 0])
         assert (policies[local:, 1:] == 0).all()
         np.testing.assert_allclose(policies[:local].sum(-1), 1.0, rtol=1e-6)
