@@ -184,6 +184,7 @@ def main() -> None:
     if args.stop_at > args.steps:
         p.error(f"--stop-at ({args.stop_at}) must be <= --steps ({args.steps})")
 
+    import gymnasium as gym
     import torch
     from stable_baselines3.common.callbacks import BaseCallback
 
@@ -213,8 +214,6 @@ def main() -> None:
         replayed, _, _ = play(agent, args.seed, min(10, args.episodes))
         by_sims[str(sims)] = float(replayed.mean())
         print(f"{sims} simulations: mean length {replayed.mean():.1f} over {len(replayed)} episodes", flush=True)
-    import gymnasium as gym
-
     dynamics = TrueDynamics(gym.make("CartPole-v1"))
     planners = {"true_dynamics": true_model(agent, dynamics), "learned_model": learned_model(agent),
                 "true_dynamics_no_value": true_model(agent, dynamics, use_value=False)}
