@@ -33,7 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from result_line import emit  # noqa: E402  (benchmarks/, the script's own folder)
 
-X_LIMIT = 2.4  # CartPole-v1's x_threshold
+def ending(env, obs, terminated: bool) -> str:
+    """How a finished episode ended: the cart off the track, the pole past its limit, or time."""
+    return "cart" if abs(obs[0]) > env.unwrapped.x_threshold else "pole" if terminated else "time"
 
 
 def play(agent, seed: int, episodes: int):
@@ -55,7 +57,7 @@ def play(agent, seed: int, episodes: int):
             if i == 0 and not (terminated or truncated):
                 first.append(obs[0].copy())
             if terminated or truncated:
-                endings[i] = "cart" if abs(obs[i][0]) > X_LIMIT else "pole" if terminated else "time"
+                endings[i] = ending(env, obs[i], terminated)
     return lengths, endings, np.stack(first)
 
 
@@ -96,11 +98,12 @@ class TrueDynamics:
 def exhaustive_action(step, root, depth: int, gamma: float, rng: np.random.Generator) -> int:
     """The first action of the best of all 2^depth action sequences from `root`, each scored by its
     discounted rewards plus gamma^depth times the value at its end (ties broken at random). The tree
-    is expanded level by level: `step(states, actions) -> (next states, rewards [N], values [N])`."""
+    is expanded level by level: `step(states, actions, leaf) -> (next states, rewards [N], values [N]
+    or None)`, whose values are read at the leaves only."""
     states, score, scale, value = root, np.zeros(1), 1.0, None
-    for _ in range(depth):
+    for level in range(depth):
         actions = np.tile([0, 1], len(score))  # child 2i + a of node i takes action a
-        states, reward, value = step(states[np.repeat(np.arange(len(score)), 2)], actions)
+        states, reward, value = step(states[np.repeat(np.arange(len(score)), 2)], actions, level == depth - 1)
         score = np.repeat(score, 2) + scale * reward
         scale *= gamma
     score = score + scale * value
@@ -115,12 +118,14 @@ def true_model(agent, dynamics: TrueDynamics, use_value: bool = True):
     episode has ended."""
     import torch
 
-    def step(states, actions):
+    def step(states, actions, leaf):
         nxt, ended = dynamics.step(states[:, :4], actions)
         alive = states[:, 4]
         nxt = np.concatenate([nxt, (alive * ~ended)[:, None]], 1)
+        if not leaf:
+            return nxt, alive, None  # the ending step pays 1 too
         if not use_value:
-            return nxt, alive, np.zeros(len(nxt))  # the ending step pays 1 too
+            return nxt, alive, np.zeros(len(nxt))
         value = agent.model.initial_inference(torch.as_tensor(nxt[:, :4], dtype=torch.float32)).value
         return nxt, alive, value.cpu().numpy() * nxt[:, 4]
 
@@ -133,8 +138,8 @@ def learned_model(agent):
         raise SystemExit("the learned-model planner reads per-step rewards and no predicted ends: run it "
                          "without net.value_prefix_lstm and net.terminal_head")
 
-    def step(latents, actions):
-        out = agent.model.recurrent_inference(latents, actions)
+    def step(latents, actions, leaf):
+        out = agent.model.recurrent_inference(latents, actions)  # the value comes with it
         return out.latent, out.reward.cpu().numpy(), out.value.cpu().numpy()
 
     return step, lambda obs: agent.model.initial_inference(obs[None]).latent
@@ -162,7 +167,7 @@ def play_planned(agent, seed: int, episodes: int, depth: int, model):
             obs, _, terminated, truncated, _ = env.step(action)
             length += 1
         lengths.append(length)
-        endings.append("cart" if abs(obs[0]) > X_LIMIT else "pole" if terminated else "time")
+        endings.append(ending(env, obs, terminated))
     return lengths, endings
 
 
