@@ -20,6 +20,8 @@ from nets.config import NetConfig
 from planners.config import SearchConfig
 from planners.objectives import DEFAULT_DISCOUNT
 
+EXPLORE_FAMILIES = ("hold-entry", "novelty")  # agent/explore.py
+
 
 @dataclass
 class AgentConfig:
@@ -36,13 +38,16 @@ class AgentConfig:
     # 1.0, then 0.5 after half the run, 0.25 after three quarters). Evaluation is always greedy.
     temperature: List[List[float]] = field(default_factory=lambda: [[0.0, 1.0], [0.5, 0.5], [0.75, 0.25]])
     # Coverage off the training policy (agent/explore.py): this share of the self-play envs act
-    # under the training objective plus a target of their own (one observation entry held at a
-    # random value, explore_weight per spread of distance per step); their states train the model,
-    # not the policy or value. Needs the observation decoder. Off: measured at 0.25 it cut the model's
-    # error off the training policy but did not raise the transfer suite's dev scores (README,
-    # "Coverage off the training policy").
+    # under the training objective plus a term of their own, explore_weight per spread per step:
+    # explore_family "hold-entry" (one observation entry held at a random value per episode) or
+    # "novelty" (distance from the observations seen so far). Their states train the model, not
+    # the policy, nor the value unless explore_trains_value. Needs the observation decoder. Off:
+    # hold-entry at 0.25 cut the model's error off the training policy but did not raise the
+    # transfer suite's dev scores (README, "Coverage off the training policy").
     explore_fraction: float = 0.0
     explore_weight: float = 1.0
+    explore_family: str = "hold-entry"
+    explore_trains_value: bool = False
     # --- replay and targets
     replay_capacity: int = 100_000
     batch_size: int = 128
@@ -111,6 +116,8 @@ class AgentConfig:
             raise ValueError(f"AgentConfig.discount must be in (0, 1], got {self.discount}")
         if not 0.0 <= self.explore_fraction < 1.0:
             raise ValueError(f"AgentConfig.explore_fraction must be in [0, 1), got {self.explore_fraction}")
+        if self.explore_family not in EXPLORE_FAMILIES:
+            raise ValueError(f"AgentConfig.explore_family must be one of {EXPLORE_FAMILIES}, got {self.explore_family!r}")
         if self.explore_weight <= 0:
             raise ValueError(f"AgentConfig.explore_weight must be > 0, got {self.explore_weight}")
         if self.reward_clip < 0:
@@ -155,7 +162,7 @@ class AgentConfig:
 
 # Settings that shape the networks, the replay or the data collected so far: a resumed run keeps
 # them (changing one would not continue the same run). Everything else may change with --resume.
-FIXED_ON_RESUME = ("net.", "num_envs", "explore_fraction", "replay_capacity", "aux_values", "aux_hidden", "discount", "objective",
+FIXED_ON_RESUME = ("net.", "num_envs", "explore_fraction", "explore_family", "replay_capacity", "aux_values", "aux_hidden", "discount", "objective",
                    "reward_clip")
 
 # Settings older checkpoints carry that are now options of a run (agent/runner.py), not the agent's.

@@ -1,22 +1,36 @@
-"""Coverage off the training policy: a share of self-play envs pursue targets drawn from a family.
+"""Coverage off the training policy: a share of self-play envs pursue targets of their own.
 
 A model trained only on its own policy's states predicts badly where a swapped objective takes the
-agent. So the last `round(explore_fraction * num_envs)` self-play envs (the *explorers*) act under
-the training objective plus a per-episode target: one observation entry j, drawn at random, to be
-held at t (in units of that entry's spread over the observations self-play has seen, t ~ U(-2, 2)).
-Each edge of their search is credited (a Penalized objective over the training one)
+agent, and a task whose reward waits far from where the policy goes (MountainCar's flag) is never
+learned. So the last `round(explore_fraction * num_envs)` self-play envs (the *explorers*) act
+under the training objective plus a term of their own, one of two families
+(AgentConfig.explore_family), both written over the observation vector and over no task a study
+evaluates:
 
-    base reward  -  explore_weight * |(o'_j - mean_j) / std_j - t|        (o' = decode(latent'))
+- "hold-entry": per episode, one observation entry j, drawn at random, to be held at t (in units of
+  that entry's spread over the observations self-play has seen, t ~ U(-2, 2)). Each edge of their
+  search is credited
 
-so an explorer keeps doing what the training objective asks (a CartPole explorer still balances)
-while steering somewhere the training policy would not go: the cart held off-centre, a grid
-agent at another cell. The family is the same for every environment, written over the
-observation vector, and not over any task a study evaluates.
+      base reward  -  explore_weight * |(o'_j - mean_j) / std_j - t|        (o' = decode(latent'))
+
+  so an explorer keeps doing what the training objective asks (a CartPole explorer still balances)
+  while steering somewhere the training policy would not go: the cart held off-centre, a grid
+  agent at another cell.
+- "novelty": each edge is credited
+
+      base reward  +  explore_weight * mean distance of o' to its NOVELTY_NEIGHBOURS nearest
+                      observations in an archive of those self-play has seen (in spreads per entry)
+
+  so explorers push to the edge of what has been visited (on MountainCar a faster swing is a state
+  never seen), as far as the model's predictions resolve it: there, within 24,000 steps they were
+  not fine enough to take the explorers to the flag (README, "Coverage off the training policy").
+  The archive is a uniform sample (reservoir) of every observation self-play has acted in.
 
 Their transitions train what is policy-free (dynamics, reward, terminal head, consistency,
-decoder); the policy and value losses skip them (agent/learner.py), because their actions and
-returns follow another objective. Reanalyzed policy targets, searched under the training
-objective, are kept.
+decoder); the policy loss skips them (agent/learner.py), and so does the value loss unless
+AgentConfig.explore_trains_value: their returns follow another objective, but where they are the
+only ones that ever reach the reward, their n-step returns are the value's only way to learn of it.
+Reanalyzed policy targets, searched under the training objective, are kept.
 """
 from __future__ import annotations
 
@@ -25,9 +39,12 @@ from typing import Optional
 import numpy as np
 import torch
 
+from agent.config import EXPLORE_FAMILIES
 from planners.objectives import Objective, Penalized
 
 TARGET_RANGE = 2.0  # targets t ~ U(-2, 2) spreads: reachable for most entries, off the usual path
+ARCHIVE_SIZE = 2048  # observations the novelty family measures distance to
+NOVELTY_NEIGHBOURS = 5  # its distance is the mean over this many nearest: one stray visit does not hide a region
 
 
 def explorer_count(fraction: float, num_envs: int) -> int:
@@ -54,6 +71,26 @@ class TargetDistance:
         return ((picked - self.mean.to(dev)) / self.std.to(dev) - self.target.to(dev)).abs()
 
 
+class NoveltyBonus:
+    """The novelty family's term over predicted observations [B, *obs] -> [B], as a penalty (so
+    negative): minus the mean distance, in spreads per entry, to the nearest archived observations."""
+
+    def __init__(self):
+        self.set(np.zeros((1, 1)), np.zeros(1), np.ones(1))
+
+    def set(self, archive: np.ndarray, mean: np.ndarray, std: np.ndarray) -> None:
+        std = torch.as_tensor(std, dtype=torch.float32)
+        self.mean, self.std = torch.as_tensor(mean, dtype=torch.float32), std
+        self.archive = (torch.as_tensor(archive, dtype=torch.float32) - self.mean) / std  # [M, D]
+
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        dev = obs.device
+        z = (obs.reshape(len(obs), -1).float() - self.mean.to(dev)) / self.std.to(dev)
+        d = torch.cdist(z, self.archive.to(dev))  # [B, M]
+        k = min(NOVELTY_NEIGHBOURS, d.shape[1])
+        return -d.topk(k, dim=1, largest=False).values.mean(1)
+
+
 def hold_entry(base: Objective, entry: np.ndarray, target: np.ndarray, mean: np.ndarray, std: np.ndarray,
                weight: float) -> Penalized:
     """`base` with `weight * |z_j(b)(o') - t(b)|` subtracted on each edge of tree b (module doc)."""
@@ -63,11 +100,16 @@ def hold_entry(base: Objective, entry: np.ndarray, target: np.ndarray, mean: np.
 
 
 class Explorers:
-    """The targets of the explorer envs (the last `count` of the vector env), when to redraw them,
-    and the running statistics of the observations self-play acted in that targets are drawn against."""
+    """The explorer envs' terms (the last `count` of the vector env; module doc): their targets
+    and when to redraw them, or the novelty archive, and the running statistics of the
+    observations self-play acted in that both are measured against."""
 
-    def __init__(self, count: int, obs_size: int, weight: float):
-        self.count, self.obs_size, self.weight = int(count), int(obs_size), float(weight)
+    def __init__(self, count: int, obs_size: int, weight: float, family: str = "hold-entry"):
+        if family not in EXPLORE_FAMILIES:
+            raise ValueError(f"explore_family must be one of {EXPLORE_FAMILIES}, got {family!r}")
+        self.count, self.obs_size, self.weight, self.family = int(count), int(obs_size), float(weight), family
+        # novelty: the reservoir (its first min(seen, ARCHIVE_SIZE) rows); hold-entry keeps none
+        self.archive = np.zeros((ARCHIVE_SIZE if family == "novelty" else 0, self.obs_size), np.float32)
         self.entry = np.zeros(self.count, np.int64)  # [n] observation entry each explorer holds
         self.target = np.zeros(self.count, np.float64)  # [n] where, in spreads from the mean
         self.seen = 0  # observations counted in the statistics below
@@ -75,15 +117,26 @@ class Explorers:
         self.sq = np.zeros(self.obs_size)  # [D] their sum of squared deviations (Chan et al.'s update)
         self._objective: Optional[Penalized] = None  # built once per base objective, targets updated in place
 
-    def observe(self, obs: np.ndarray) -> None:
-        """Count a batch of observations [B, *obs] into the running mean and spread."""
+    def observe(self, obs: np.ndarray, rng: np.random.Generator) -> None:
+        """Count a batch of observations [B, *obs] into the running mean and spread and, for the
+        novelty family, into the archive (reservoir sampling: each observation seen so far is in
+        it with equal chance; `rng` draws the places, the other family draws nothing)."""
         x = obs.reshape(len(obs), -1).astype(np.float64)
+        if self.family == "novelty":
+            self._archive(x.astype(np.float32), rng)
         n, mean = len(x), x.mean(0)
         total = self.seen + n
         delta = mean - self.mean
         self.sq += ((x - mean) ** 2).sum(0) + delta ** 2 * self.seen * n / total
         self.mean += delta * n / total
         self.seen = total
+
+    def _archive(self, x: np.ndarray, rng: np.random.Generator) -> None:
+        place = self.seen + np.arange(len(x))  # each observation's index among all seen
+        full = place >= ARCHIVE_SIZE
+        place[full] = rng.integers(0, place[full] + 1)  # Vitter's algorithm R: kept if it lands in the archive
+        keep = place < ARCHIVE_SIZE
+        self.archive[place[keep]] = x[keep]
 
     @property
     def std(self) -> np.ndarray:
@@ -95,24 +148,31 @@ class Explorers:
     def redraw(self, which: np.ndarray, rng: np.random.Generator) -> None:
         """New targets for the explorers flagged in `which` [n] (their episodes just started)."""
         k = int(which.sum())
-        if k:
+        if k and self.family == "hold-entry":
             self.entry[which] = rng.integers(0, self.obs_size, size=k)
             self.target[which] = rng.uniform(-TARGET_RANGE, TARGET_RANGE, size=k)
 
     def objective(self, base: Objective) -> Penalized:
-        """The explorers' objective over `base` with the current targets. Kept while the base is the
-        same object, so the penalty's first-call checks run once, not once per step."""
+        """The explorers' objective over `base` with the current targets or archive. Kept while the
+        base is the same object, so the penalty's first-call checks run once, not once per step."""
         if self._objective is None or self._objective.base is not base:
-            self._objective = hold_entry(base, self.entry, self.target, self.mean, self.std, self.weight)
+            if self.family == "novelty":
+                self._objective = Penalized(base, NoveltyBonus(), self.weight, numpy=False)
+            else:
+                self._objective = hold_entry(base, self.entry, self.target, self.mean, self.std, self.weight)
+        if self.family == "novelty":
+            self._objective.penalty.fn.set(self.archive[:max(1, min(self.seen, ARCHIVE_SIZE))], self.mean, self.std)
         else:
             self._objective.penalty.fn.set(self.entry, self.target, self.mean, self.std)
         return self._objective
 
     def state_dict(self) -> dict:
         return {"entry": self.entry.copy(), "target": self.target.copy(), "seen": self.seen,
-                "mean": self.mean.copy(), "sq": self.sq.copy()}
+                "mean": self.mean.copy(), "sq": self.sq.copy(), "archive": self.archive.copy()}
 
     def load_state_dict(self, state: Optional[dict]) -> None:
         if state is not None:
             self.entry, self.target = np.array(state["entry"]), np.array(state["target"])
             self.seen, self.mean, self.sq = int(state["seen"]), np.array(state["mean"]), np.array(state["sq"])
+            if "archive" in state:  # checkpoints written before the novelty family have none
+                self.archive = np.array(state["archive"], dtype=np.float32)

@@ -304,7 +304,7 @@ class EZAgent(Agent):
         """The explorers of one SelfPlay over `num_envs` envs (agent/explore.py; none at fraction 0)."""
         c = self.config
         return Explorers(explorer_count(c.explore_fraction, c.num_envs), int(np.prod(self.obs_shape)),
-                         c.explore_weight)
+                         c.explore_weight, c.explore_family)
 
     def _train_step(self, beta: float) -> dict:
         return self._train_on(self.learner.make_batch(self.replay, self.objective, self.rng,

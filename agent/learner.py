@@ -6,7 +6,8 @@ for a fraction of the batch, fresh searches with the target network (agent/reana
     policy       cross-entropy with the search's visit distribution      (acted states only)
     value        categorical cross-entropy with the n-step target        (absorbing states: 0)
                  (policy and value skip the states explorers acted in, agent/explore.py, unless
-                 their policy target was reanalyzed under the training objective)
+                 their policy target was reanalyzed under the training objective, and the value
+                 unless explore_trains_value)
     reward       categorical cross-entropy, k >= 1                       (absorbing states: 0)
     terminal     binary cross-entropy of the terminal head (net.terminal_head) with the unroll's
                  absorbing flags: 1 at and after a terminal state, 0 elsewhere (a truncated final
@@ -273,10 +274,11 @@ class Learner:
         dev = self.model.device
         f = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32), device=dev)  # noqa: E731
         # An explorer's actions and returns follow its own target: its states teach the model, not
-        # the policy or the value of the training objective (a reanalyzed policy target does).
+        # the policy (a reanalyzed policy target does), nor the value unless explore_trains_value.
         policy_mask = u.acted & (~u.explore | d.redo)
+        value_mask = u.known if c.explore_trains_value else u.known & ~u.explore
         return Batch(obs=f(obs), obs_mask=f(stored), actions=torch.as_tensor(u.actions, device=dev),
-                     target_value=f(d.z), value_mask=f(u.known & ~u.explore), state_mask=f(u.known),
+                     target_value=f(d.z), value_mask=f(value_mask), state_mask=f(u.known),
                      target_reward=f(rewards), reward_mask=f(reward_mask), target_policy=f(policy),
                      policy_mask=f(policy_mask),
                      absorbing=f(u.absorbing), weights=f(d.weights), index=d.index,

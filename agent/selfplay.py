@@ -132,7 +132,7 @@ class SelfPlay:
                       temperature=temperature)
         actions, weights = result.action, result.action_weights
         if self.explorers is not None:
-            self.explorers.observe(self.obs)
+            self.explorers.observe(self.obs, rng)
             self.explorers.redraw(self.fresh[m:], rng)
             self.fresh[m:] = False
             explored = plan(model, self.explorers.objective(objective), self.obs[m:], search_config, rng=rng,

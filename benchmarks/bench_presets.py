@@ -1,17 +1,21 @@
 #!/usr/bin/env python
 """Final returns of finished ez runs of the classic-control presets (issue 13's presets target).
 
-    python benchmarks/bench_presets.py --runs DIR [DIR ...] [--out benchmarks/results/presets.json]
+    python benchmarks/bench_presets.py --runs DIR [DIR ...] [--keep FILE] [--out benchmarks/results/presets.json]
 
 Each DIR is a run directory `train.py` wrote (its result.json and config.yaml). Per run: the env,
 seed, environment steps, the final evaluation's mean return, the evaluation curve, the settings it
-used beside its env's preset, and the `train.py` command that reproduces it. The zoo's targets
+used beside its env's preset, the best mean return its explorers logged (if it had any), and the
+`train.py` command that reproduces it. The zoo's targets
 (issue 13): MountainCar-v0 -100.8 (DQN at 120k steps) within 24,000 steps; LunarLander-v3 242
-(PPO at 1M) within 200,000. The last line is JSON. Figures only; nothing is asserted.
+(PPO at 1M) within 200,000. --keep FILE carries over the rows of an earlier result of this script
+(runs whose directories are gone), except those a given run replaces: the same train.py command.
+The last line is JSON. Figures only; nothing is asserted.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -34,19 +38,43 @@ def one_run(run_dir: Path) -> dict:
             "target": target and {"return": target[0], "within_steps": target[1]},
             "settings_over_preset": changed, "train_seconds": round(summary.wall_clock_s, 1),
             "train_command": train_command(summary, changed),
-            "curve": [[r.env_steps, round(r.mean_return, 2)] for r in summary.history]}
+            "curve": [[r.env_steps, round(r.mean_return, 2)] for r in summary.history],
+            "explorer_best_return": explorer_best_return(run_dir)}
+
+
+def explorer_best_return(run_dir: Path):
+    """The best of the explorers' logged mean episode returns (TensorBoard `explore/ep_rew_mean`,
+    over their last 20 episodes), or None for a run without explorers: whether they ever reached
+    what the training objective pays for."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    if "explore/ep_rew_mean" not in events.Tags()["scalars"]:
+        return None
+    return round(max(e.value for e in events.Scalars("explore/ep_rew_mean")), 2)
+
+
+def row_key(row: dict) -> str:
+    """What makes two rows the same run: the train.py command (env, seed, budget, settings, wrappers)."""
+    return row["train_command"]
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", nargs="+", required=True, metavar="DIR")
+    p.add_argument("--keep", metavar="FILE", help="an earlier result of this script whose rows to carry over")
     p.add_argument("--out", metavar="FILE")
     args = p.parse_args()
-    runs = [one_run(Path(d)) for d in args.runs]
+    runs, earlier = [one_run(Path(d)) for d in args.runs], {}
+    if args.keep:
+        same, earlier = {row_key(r) for r in runs}, json.loads(Path(args.keep).read_text())
+        runs = [r for r in earlier["runs"] if row_key(r) not in same] + runs
     for r in runs:
         print(f"{r['env']} seed {r['seed']} {r['settings_over_preset'] or '(preset)'}: final return "
               f"{r['final_return']} at {r['env_steps']} steps")
-    emit({"benchmark": "presets", "runs": runs}, args.out)
+    kept = {"kept_from": earlier["command"]} if earlier else {}  # the command that wrote the kept rows
+    emit({"benchmark": "presets", "runs": runs, **kept}, args.out)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
 """Explorers (agent/explore.py): a share of self-play envs pursue targets of their own, for the
-model's coverage off the training policy; their states train the model but not the policy or value."""
+model's coverage off the training policy; their states train the model but not the policy, nor the
+value unless explore_trains_value."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
-from agent.explore import Explorers, explorer_count, hold_entry
+from agent.explore import ARCHIVE_SIZE, Explorers, explorer_count, hold_entry
 from nets.output import ModelOutput
 from planners.objectives import Learned
 from tests.test_agent_ez import tiny_agent
@@ -39,7 +42,7 @@ def test_targets_are_drawn_against_the_running_spread_and_redrawn_only_for_new_e
     explorers = Explorers(3, obs_size=2, weight=1.0)
     batches = [np.array([[0.0, 5.0], [2.0, 5.0]]), np.array([[4.0, 5.0]])]
     for b in batches:
-        explorers.observe(b)
+        explorers.observe(b, np.random.default_rng(0))
     seen = np.concatenate(batches)
     np.testing.assert_allclose(explorers.mean, seen.mean(0))
     np.testing.assert_allclose(explorers.std, [seen[:, 0].std(), 1.0])  # the constant entry gets unit spread
@@ -101,13 +104,73 @@ def test_explorer_states_train_the_model_but_not_the_policy_or_value():
     assert "explore/ep_rew_mean" in agent.log_values() or not agent._explorer_returns
 
 
-def test_a_run_with_explorers_stopped_and_resumed_equals_a_run_that_never_stopped(tmp_path):
-    straight, resumed = stopped_and_resumed(tmp_path, extra=EXPLORE)
+@pytest.mark.parametrize("family", ["hold-entry", "novelty"])
+def test_a_run_with_explorers_stopped_and_resumed_equals_a_run_that_never_stopped(tmp_path, family):
+    straight, resumed = stopped_and_resumed(tmp_path, extra=EXPLORE + [f"explore_family={family}"])
     np.testing.assert_array_equal(straight._selfplay.explorers.target, resumed._selfplay.explorers.target)
+    np.testing.assert_array_equal(straight._selfplay.explorers.archive, resumed._selfplay.explorers.archive)
+
+
+def test_the_novelty_archive_is_a_uniform_sample_of_every_observation_seen():
+    def archive(seed):
+        explorers = Explorers(2, obs_size=1, weight=1.0, family="novelty")
+        rng = np.random.default_rng(seed)
+        for start in range(0, 10_000, 8):
+            explorers.observe(np.arange(start, start + 8, dtype=np.float64)[:, None], rng)
+            if start + 8 == ARCHIVE_SIZE:  # until it is full it holds everything, in order
+                np.testing.assert_array_equal(explorers.archive[:, 0], np.arange(ARCHIVE_SIZE))
+        return explorers.archive[:, 0].copy()
+
+    kept = archive(0)
+    assert len(np.unique(kept)) == ARCHIVE_SIZE and kept.max() < 10_000
+    assert abs(kept.mean() - 4999.5) < 300  # ~5 standard errors of a uniform sample's mean
+    assert (kept >= ARCHIVE_SIZE).mean() > 0.7  # later observations displaced most of the first ones
+    np.testing.assert_array_equal(archive(0), kept)  # same draws, same archive
+    assert not np.array_equal(archive(1), kept)
+
+
+def test_a_novelty_explorer_walks_to_the_cells_it_has_not_seen():
+    """The Corridor fixture walks LEFT from the middle. With the left half in the archive (as if
+    self-play had only ever been there), the novelty objective over the learned one (which pays 1 at
+    the left end) takes it into the unseen right half and keeps it there (the archive is not
+    updated here, so staying among unseen cells pays more than ending the episode); with the right
+    half in the archive, into the left half. (32 simulations: at the fixture's 8 its prior, 0.79 on
+    left, outvotes the Q values, which already favour the unseen side.)"""
+    import envs
+    agent = load_fixture("corridor")
+    agent.config.search = dataclasses.replace(agent.config.search, num_simulations=32)
+    env = envs.make("glasszero/Corridor-v0", None)
+    corridor = env.unwrapped
+    middle = corridor.length // 2
+    for seen_cells, side in ((range(0, middle + 1), 1), (range(middle, corridor.length), -1)):
+        explorers = Explorers(1, obs_size=int(np.prod(agent.obs_shape)), weight=1.0, family="novelty")
+        for cell in seen_cells:
+            corridor.position = cell
+            explorers.observe(np.repeat(corridor._obs()[None], 4, axis=0), np.random.default_rng(0))
+        agent.set_objective(explorers.objective(Learned(agent.config.discount)), prior="learned")
+        env.reset(seed=0)
+        corridor.position, done, visited = middle, False, []
+        obs = corridor._obs()
+        while not done:
+            obs, _, terminated, truncated, info = env.step(int(agent.predict(obs)[0]))
+            done = terminated or truncated
+            visited.append(info["position"])
+        assert all((p - middle) * side > 0 for p in visited), (list(seen_cells), visited)
+
+
+def test_with_explore_trains_value_explorer_states_train_the_value_too():
+    agent = tiny_agent(seed=3, extra=EXPLORE + ["explore_family=novelty", "explore_trains_value=true"])
+    agent.learn(160)
+    r = agent.replay
+    batch = agent.learner.make_batch(r, agent.objective, np.random.default_rng(0), agent.num_timesteps, 1.0)
+    u = r.unroll(batch.index, agent.config.unroll_steps, np.random.default_rng(0))
+    assert (u.explore & u.known).any()
+    np.testing.assert_array_equal(batch.value_mask.numpy().astype(bool), u.known)
 
 
 @pytest.mark.parametrize("extra, flag", [(["explore_fraction=1.0"], "explore_fraction"),
                                          (["explore_weight=0"], "explore_weight"),
+                                         (EXPLORE + ["explore_family=curiosity"], "explore_family"),
                                          (EXPLORE + ["net.use_decoder=false"], "net.use_decoder")])
 def test_explorers_refuse_settings_they_cannot_serve(extra, flag):
     with pytest.raises(ValueError, match=flag):
