@@ -34,7 +34,9 @@ def test_the_compiled_unroll_computes_the_eager_losses_and_gradients():
                                                  "reconstruction"}
     for name in eager[0]:
         torch.testing.assert_close(compiled[0][name], eager[0][name], rtol=1e-4, atol=1e-5, msg=name)
-    torch.testing.assert_close(compiled[1], eager[1], rtol=1e-4, atol=1e-5)
+    # The root value error (the new priority) goes through h^-1 in float32, which near 0 loses about
+    # 1e-4 to cancellation (tests/test_compiled.py), fused or not in other orders: held to that.
+    torch.testing.assert_close(compiled[1], eager[1], rtol=1e-4, atol=1e-3)
     assert set(eager[2]) == set(compiled[2])
     for name in eager[2]:
         torch.testing.assert_close(compiled[2][name], eager[2][name], rtol=1e-3, atol=1e-5, msg=name)
