@@ -39,7 +39,6 @@ from typing import Optional
 import numpy as np
 import torch
 
-from agent.config import EXPLORE_FAMILIES
 from planners.objectives import Objective, Penalized
 
 TARGET_RANGE = 2.0  # targets t ~ U(-2, 2) spreads: reachable for most entries, off the usual path
@@ -99,44 +98,93 @@ def hold_entry(base: Objective, entry: np.ndarray, target: np.ndarray, mean: np.
     return Penalized(base, distance, weight, numpy=False)
 
 
+class HoldEntry:
+    """The hold-entry family's state (module doc): per explorer an observation entry and a target,
+    redrawn when its episode starts."""
+
+    def __init__(self, count: int, obs_size: int):
+        self.obs_size = obs_size
+        self.entry = np.zeros(count, np.int64)  # [n] observation entry each explorer holds
+        self.target = np.zeros(count, np.float64)  # [n] where, in spreads from the mean
+        self.penalty = TargetDistance()
+
+    def observe(self, x: np.ndarray, seen: int, rng: np.random.Generator) -> None:
+        pass  # the targets are drawn against the running statistics alone
+
+    def redraw(self, which: np.ndarray, rng: np.random.Generator) -> None:
+        k = int(which.sum())
+        if k:
+            self.entry[which] = rng.integers(0, self.obs_size, size=k)
+            self.target[which] = rng.uniform(-TARGET_RANGE, TARGET_RANGE, size=k)
+
+    def update(self, seen: int, mean: np.ndarray, std: np.ndarray) -> None:
+        self.penalty.set(self.entry, self.target, mean, std)
+
+    def state_dict(self) -> dict:
+        return {"entry": self.entry.copy(), "target": self.target.copy()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.entry, self.target = np.array(state["entry"]), np.array(state["target"])
+
+
+class Novelty:
+    """The novelty family's state (module doc): the archive, a reservoir sample of every
+    observation self-play has acted in (Vitter's algorithm R: each one seen so far is in it with
+    equal chance)."""
+
+    def __init__(self, count: int, obs_size: int):
+        self.archive = np.zeros((ARCHIVE_SIZE, obs_size), np.float32)  # its first min(seen, ARCHIVE_SIZE) rows
+        self.penalty = NoveltyBonus()
+
+    def observe(self, x: np.ndarray, seen: int, rng: np.random.Generator) -> None:
+        place = seen + np.arange(len(x))  # each observation's index among all seen
+        full = place >= ARCHIVE_SIZE
+        place[full] = rng.integers(0, place[full] + 1)  # kept if it lands inside the archive
+        keep = place < ARCHIVE_SIZE
+        self.archive[place[keep]] = x[keep]
+
+    def redraw(self, which: np.ndarray, rng: np.random.Generator) -> None:
+        pass  # nothing per episode
+
+    def update(self, seen: int, mean: np.ndarray, std: np.ndarray) -> None:
+        self.penalty.set(self.archive[:max(1, min(seen, ARCHIVE_SIZE))], mean, std)
+
+    def state_dict(self) -> dict:
+        return {"archive": self.archive.copy()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.archive = np.array(state["archive"], dtype=np.float32)
+
+
+# AgentConfig.explore_family -> the family's state (tests/test_explore.py checks these are EXPLORE_FAMILIES)
+FAMILIES = {"hold-entry": HoldEntry, "novelty": Novelty}
+
+
 class Explorers:
-    """The explorer envs' terms (the last `count` of the vector env; module doc): their targets
-    and when to redraw them, or the novelty archive, and the running statistics of the
-    observations self-play acted in that both are measured against."""
+    """The explorer envs (the last `count` of the vector env; module doc): their family's state,
+    and the running statistics of the observations self-play acted in that it is measured against."""
 
     def __init__(self, count: int, obs_size: int, weight: float, family: str = "hold-entry"):
-        if family not in EXPLORE_FAMILIES:
-            raise ValueError(f"explore_family must be one of {EXPLORE_FAMILIES}, got {family!r}")
-        self.count, self.obs_size, self.weight, self.family = int(count), int(obs_size), float(weight), family
-        # novelty: the reservoir (its first min(seen, ARCHIVE_SIZE) rows); hold-entry keeps none
-        self.archive = np.zeros((ARCHIVE_SIZE if family == "novelty" else 0, self.obs_size), np.float32)
-        self.entry = np.zeros(self.count, np.int64)  # [n] observation entry each explorer holds
-        self.target = np.zeros(self.count, np.float64)  # [n] where, in spreads from the mean
+        if family not in FAMILIES:
+            raise ValueError(f"explore_family must be one of {tuple(FAMILIES)}, got {family!r}")
+        self.count, self.obs_size, self.weight = int(count), int(obs_size), float(weight)
+        self.family = FAMILIES[family](self.count, self.obs_size)
         self.seen = 0  # observations counted in the statistics below
         self.mean = np.zeros(self.obs_size)  # [D] their mean
         self.sq = np.zeros(self.obs_size)  # [D] their sum of squared deviations (Chan et al.'s update)
-        self._objective: Optional[Penalized] = None  # built once per base objective, targets updated in place
+        self._objective: Optional[Penalized] = None  # built once per base objective, its penalty updated in place
 
     def observe(self, obs: np.ndarray, rng: np.random.Generator) -> None:
-        """Count a batch of observations [B, *obs] into the running mean and spread and, for the
-        novelty family, into the archive (reservoir sampling: each observation seen so far is in
-        it with equal chance; `rng` draws the places, the other family draws nothing)."""
+        """Count a batch of observations [B, *obs] into the running mean and spread, and into the
+        family's state (the novelty archive draws its places with `rng`)."""
         x = obs.reshape(len(obs), -1).astype(np.float64)
-        if self.family == "novelty":
-            self._archive(x.astype(np.float32), rng)
+        self.family.observe(x.astype(np.float32), self.seen, rng)
         n, mean = len(x), x.mean(0)
         total = self.seen + n
         delta = mean - self.mean
         self.sq += ((x - mean) ** 2).sum(0) + delta ** 2 * self.seen * n / total
         self.mean += delta * n / total
         self.seen = total
-
-    def _archive(self, x: np.ndarray, rng: np.random.Generator) -> None:
-        place = self.seen + np.arange(len(x))  # each observation's index among all seen
-        full = place >= ARCHIVE_SIZE
-        place[full] = rng.integers(0, place[full] + 1)  # Vitter's algorithm R: kept if it lands in the archive
-        keep = place < ARCHIVE_SIZE
-        self.archive[place[keep]] = x[keep]
 
     @property
     def std(self) -> np.ndarray:
@@ -147,32 +195,20 @@ class Explorers:
 
     def redraw(self, which: np.ndarray, rng: np.random.Generator) -> None:
         """New targets for the explorers flagged in `which` [n] (their episodes just started)."""
-        k = int(which.sum())
-        if k and self.family == "hold-entry":
-            self.entry[which] = rng.integers(0, self.obs_size, size=k)
-            self.target[which] = rng.uniform(-TARGET_RANGE, TARGET_RANGE, size=k)
+        self.family.redraw(which, rng)
 
     def objective(self, base: Objective) -> Penalized:
-        """The explorers' objective over `base` with the current targets or archive. Kept while the
-        base is the same object, so the penalty's first-call checks run once, not once per step."""
+        """The explorers' objective over `base` with the family's current state. Kept while the base
+        is the same object, so the penalty's first-call checks run once, not once per step."""
         if self._objective is None or self._objective.base is not base:
-            if self.family == "novelty":
-                self._objective = Penalized(base, NoveltyBonus(), self.weight, numpy=False)
-            else:
-                self._objective = hold_entry(base, self.entry, self.target, self.mean, self.std, self.weight)
-        if self.family == "novelty":
-            self._objective.penalty.fn.set(self.archive[:max(1, min(self.seen, ARCHIVE_SIZE))], self.mean, self.std)
-        else:
-            self._objective.penalty.fn.set(self.entry, self.target, self.mean, self.std)
+            self._objective = Penalized(base, self.family.penalty, self.weight, numpy=False)
+        self.family.update(self.seen, self.mean, self.std)
         return self._objective
 
     def state_dict(self) -> dict:
-        return {"entry": self.entry.copy(), "target": self.target.copy(), "seen": self.seen,
-                "mean": self.mean.copy(), "sq": self.sq.copy(), "archive": self.archive.copy()}
+        return {"seen": self.seen, "mean": self.mean.copy(), "sq": self.sq.copy(), **self.family.state_dict()}
 
     def load_state_dict(self, state: Optional[dict]) -> None:
         if state is not None:
-            self.entry, self.target = np.array(state["entry"]), np.array(state["target"])
             self.seen, self.mean, self.sq = int(state["seen"]), np.array(state["mean"]), np.array(state["sq"])
-            if "archive" in state:  # checkpoints written before the novelty family have none
-                self.archive = np.array(state["archive"], dtype=np.float32)
+            self.family.load_state_dict(state)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from agent.explore import ARCHIVE_SIZE, Explorers, explorer_count, hold_entry
+from agent.config import EXPLORE_FAMILIES
+from agent.explore import ARCHIVE_SIZE, FAMILIES, Explorers, explorer_count, hold_entry
 from nets.output import ModelOutput
 from planners.objectives import Learned
 from tests.test_agent_ez import tiny_agent
@@ -47,17 +48,18 @@ def test_targets_are_drawn_against_the_running_spread_and_redrawn_only_for_new_e
     np.testing.assert_allclose(explorers.mean, seen.mean(0))
     np.testing.assert_allclose(explorers.std, [seen[:, 0].std(), 1.0])  # the constant entry gets unit spread
     explorers.redraw(np.array([True, True, True]), np.random.default_rng(0))
-    assert ((explorers.target >= -2) & (explorers.target <= 2)).all()
+    assert ((explorers.family.target >= -2) & (explorers.family.target <= 2)).all()
     before = explorers.state_dict()
     explorers.redraw(np.array([False, True, False]), np.random.default_rng(1))
-    assert explorers.entry[0] == before["entry"][0] and explorers.target[2] == before["target"][2]
-    assert explorers.target[1] != before["target"][1]
+    assert explorers.family.entry[0] == before["entry"][0] and explorers.family.target[2] == before["target"][2]
+    assert explorers.family.target[1] != before["target"][1]
     base = Learned(0.9)
     kept = explorers.objective(base)
     explorers.redraw(np.array([True, False, False]), np.random.default_rng(2))
     assert explorers.objective(base) is kept  # one objective per base: its checks ran once
-    np.testing.assert_allclose(kept.penalty.fn.target.numpy(), explorers.target, rtol=1e-6)
+    np.testing.assert_allclose(kept.penalty.fn.target.numpy(), explorers.family.target, rtol=1e-6)
     assert explorer_count(0.25, 8) == 2 and explorer_count(0.0, 8) == 0 and explorer_count(0.99, 4) == 3
+    assert tuple(FAMILIES) == EXPLORE_FAMILIES  # what the config accepts is what Explorers builds
 
 
 def test_an_explorer_objective_steers_a_trained_agent_to_its_target():
@@ -107,8 +109,10 @@ def test_explorer_states_train_the_model_but_not_the_policy_or_value():
 @pytest.mark.parametrize("family", ["hold-entry", "novelty"])
 def test_a_run_with_explorers_stopped_and_resumed_equals_a_run_that_never_stopped(tmp_path, family):
     straight, resumed = stopped_and_resumed(tmp_path, extra=EXPLORE + [f"explore_family={family}"])
-    np.testing.assert_array_equal(straight._selfplay.explorers.target, resumed._selfplay.explorers.target)
-    np.testing.assert_array_equal(straight._selfplay.explorers.archive, resumed._selfplay.explorers.archive)
+    straight, resumed = straight._selfplay.explorers.state_dict(), resumed._selfplay.explorers.state_dict()
+    assert straight.keys() == resumed.keys()
+    for name in straight:
+        np.testing.assert_array_equal(straight[name], resumed[name])
 
 
 def test_the_novelty_archive_is_a_uniform_sample_of_every_observation_seen():
@@ -118,8 +122,8 @@ def test_the_novelty_archive_is_a_uniform_sample_of_every_observation_seen():
         for start in range(0, 10_000, 8):
             explorers.observe(np.arange(start, start + 8, dtype=np.float64)[:, None], rng)
             if start + 8 == ARCHIVE_SIZE:  # until it is full it holds everything, in order
-                np.testing.assert_array_equal(explorers.archive[:, 0], np.arange(ARCHIVE_SIZE))
-        return explorers.archive[:, 0].copy()
+                np.testing.assert_array_equal(explorers.family.archive[:, 0], np.arange(ARCHIVE_SIZE))
+        return explorers.family.archive[:, 0].copy()
 
     kept = archive(0)
     assert len(np.unique(kept)) == ARCHIVE_SIZE and kept.max() < 10_000
