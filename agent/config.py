@@ -64,8 +64,9 @@ class AgentConfig:
     # Keep each reanalyzed policy target in replay and reuse it for the state's later samples
     # until the target network's next copy (a search with the same network and objective),
     # instead of searching the state each time it is sampled as EfficientZero does; those
-    # searches then run without root noise (agent/reanalyze.py). On in CartPole-v1's preset, where
-    # it was measured (README, "Choices measured"); elsewhere off until measured there.
+    # searches then run without root noise (agent/reanalyze.py). On in CartPole-v1's and
+    # LunarLander-v3's presets, where it was measured (README, "Choices measured"); elsewhere off
+    # until measured there.
     reuse_reanalysis: bool = False
     # > 0: rewards are stored in replay clipped to [-reward_clip, reward_clip], so the learner's
     # targets see them clipped while episode returns and evaluations keep the game's score (the
@@ -176,7 +177,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "Acrobot-v1": {"search.num_simulations": 25},
     "MountainCar-v0": {"search.num_simulations": 25, "td_steps": 10, "temperature": [[0.0, 1.0]]},
     "LunarLander-v3": {"net.latent_dim": 96, "net.hidden": [96], "net.value_support_size": 30,
-                       "replay_capacity": 300_000, "lr": 1e-3},
+                       "replay_capacity": 300_000, "lr": 1e-3, "reuse_reanalysis": True},
     # The testbeds (and their test splits' ids): episodes end at goals, so the terminal head is on
     # and a swapped objective's search stops at a predicted end instead of planning through it
     # (README, "Predicted episode ends"); the transfer suite and misgen train them with it. Their
