@@ -89,50 +89,64 @@ def parse_name(objective) -> Optional[dict]:
 
 
 class AuxValues:
-    """The heads of `specs` ([[NAME, 'module:fn'], ...]), their optimizer and their reward functions."""
+    """The heads of `specs` ([[NAME, 'module:fn'], ...]), their optimizer and their reward functions.
+
+    `internal` maps the names of heads whose rewards self-play computes itself (the visit-count
+    explorers' bonus, agent/explore.py) to the discount of their returns: their replay columns
+    follow the specs' and they fit every known state, whoever acted in it, where a user's head
+    fits the states the value does, at the agent's discount.
+    """
 
     def __init__(self, specs: Sequence[Sequence[str]], latent_dim: int, hidden: int, lr: float,
-                 device: torch.device):
+                 device: torch.device, internal: Optional[Dict[str, float]] = None):
         self.specs = [list(s) for s in specs]
-        self.heads = torch.nn.ModuleDict({name: AuxValueHead(latent_dim, hidden) for name, _ in self.specs})
+        self.internal = dict(internal or {})
+        self.heads = torch.nn.ModuleDict({name: AuxValueHead(latent_dim, hidden) for name in self.names})
         self.heads.to(device)
         self.optimizer = torch.optim.Adam(self.heads.parameters(), lr=lr)
         self._rewards: Optional[List[Callable]] = None
 
     @property
     def names(self) -> List[str]:
-        return [name for name, _ in self.specs]
+        """Every head, in the order of their replay columns."""
+        return [name for name, _ in self.specs] + list(self.internal)
 
     # ---------------------------------------------------------------- self-play
     def rewards(self, obs, action, reward, next_obs, terminated) -> np.ndarray:
-        """[B, heads]: every aux reward of one batch of real transitions, checked."""
+        """[B, len(specs)]: every user function's reward of one batch of real transitions, checked
+        (the internal heads' columns are their owner's to append)."""
         if self._rewards is None:  # loaded on first use: acting needs no reward functions
             self._rewards = [load_callable(ref, f"aux reward function of --aux-value {name}")
                              for name, ref in self.specs]
-        return np.stack([_checked(name, fn, obs, action, reward, next_obs, terminated)
-                         for (name, _), fn in zip(self.specs, self._rewards)], axis=1)
+        columns = [_checked(name, fn, obs, action, reward, next_obs, terminated)
+                   for (name, _), fn in zip(self.specs, self._rewards)]
+        return np.stack(columns, axis=1) if columns else np.zeros((len(action), 0), np.float32)
 
     # ---------------------------------------------------------------- learner hooks
     def targets(self, value_targets: Callable, replay, encode: Callable) -> Dict[str, np.ndarray]:
-        """NAME -> [B, K+1] n-step returns of that aux reward; `value_targets(rewards, bootstrap)`
-        is the learner's target builder, `encode(obs) -> latents` the online representation."""
+        """NAME -> [B, K+1] n-step returns of that aux reward; `value_targets(rewards, bootstrap,
+        [discount])` is the learner's target builder, `encode(obs) -> latents` the online
+        representation."""
         out = {}
         for j, (name, head) in enumerate(self.heads.items()):
+            own = {"discount": self.internal[name]} if name in self.internal else {}
             with torch.no_grad():
                 out[name] = value_targets(replay.aux_reward[:, j],
-                                          lambda obs, head=head: head(encode(obs)).cpu().numpy())
+                                          lambda obs, head=head: head(encode(obs)).cpu().numpy(), **own)
         return out
 
     def losses(self, latents: Sequence[torch.Tensor], targets: Dict[str, torch.Tensor],
-               value_mask: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """'aux_NAME' -> [B] squared error in h(x)-space along the unroll, on detached latents."""
+               value_mask: torch.Tensor, state_mask: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """'aux_NAME' -> [B] squared error in h(x)-space along the unroll, on detached latents, where
+        `value_mask` [B, K+1] holds (`state_mask`, every known state, for the internal heads)."""
         K = len(latents) - 1
         out = {}
         for name, head in self.heads.items():
+            mask = state_mask if name in self.internal else value_mask
             loss = 0.0
             for k, z in enumerate(latents):
                 err = (head.transformed(z.detach()) - scalar_transform(targets[name][:, k])) ** 2
-                loss = loss + err * value_mask[:, k] / (1 if k == 0 else K)
+                loss = loss + err * mask[:, k] / (1 if k == 0 else K)
             out[f"aux_{name}"] = loss
         return out
 

@@ -20,7 +20,7 @@ from nets.config import NetConfig
 from planners.config import SearchConfig
 from planners.objectives import DEFAULT_DISCOUNT
 
-EXPLORE_FAMILIES = ("hold-entry", "novelty")  # agent/explore.py
+EXPLORE_FAMILIES = ("hold-entry", "novelty", "visit-count")  # agent/explore.py
 
 
 @dataclass
@@ -39,15 +39,18 @@ class AgentConfig:
     temperature: List[List[float]] = field(default_factory=lambda: [[0.0, 1.0], [0.5, 0.5], [0.75, 0.25]])
     # Coverage off the training policy (agent/explore.py): this share of the self-play envs act
     # under the training objective plus a term of their own, explore_weight per spread per step:
-    # explore_family "hold-entry" (one observation entry held at a random value per episode) or
-    # "novelty" (distance from the observations seen so far). Their states train the model, not
-    # the policy, nor the value unless explore_trains_value. Needs the observation decoder. Off:
+    # explore_family "hold-entry" (one observation entry held at a random value per episode),
+    # "novelty" (distance from the observations seen so far; both need the observation decoder)
+    # or "visit-count" (a learned value of an intrinsic reward, 1/sqrt(1 + visits) per real
+    # transition, the auxiliary value head "explore"). Their states train the model, not
+    # the policy, nor the value unless explore_trains_value. Off:
     # hold-entry at 0.25 cut the model's error off the training policy but did not raise the
     # transfer suite's dev scores (README, "Coverage off the training policy").
     explore_fraction: float = 0.0
     explore_weight: float = 1.0
     explore_family: str = "hold-entry"
     explore_trains_value: bool = False
+    explore_discount: float = 0.99  # of the visit-count family's intrinsic returns (RND's intrinsic discount)
     # --- replay and targets
     replay_capacity: int = 100_000
     batch_size: int = 128
@@ -119,6 +122,8 @@ class AgentConfig:
             raise ValueError(f"AgentConfig.explore_fraction must be in [0, 1), got {self.explore_fraction}")
         if self.explore_family not in EXPLORE_FAMILIES:
             raise ValueError(f"AgentConfig.explore_family must be one of {EXPLORE_FAMILIES}, got {self.explore_family!r}")
+        if not 0.0 < self.explore_discount <= 1.0:
+            raise ValueError(f"AgentConfig.explore_discount must be in (0, 1], got {self.explore_discount}")
         if self.explore_weight <= 0:
             raise ValueError(f"AgentConfig.explore_weight must be > 0, got {self.explore_weight}")
         if self.reward_clip < 0:
@@ -135,6 +140,9 @@ class AgentConfig:
         for item in self.aux_values:
             if len(item) != 2 or not all(isinstance(x, str) and x for x in item) or ":" not in item[1]:
                 raise ValueError(f"AgentConfig.aux_values must be [[NAME, 'module:fn'], ...], got {item!r}")
+        if self.explore_family == "visit-count" and any(n == "explore" for n, _ in self.aux_values):
+            raise ValueError("AgentConfig.aux_values names a head 'explore', which explore_family=visit-count "
+                             "trains itself: give yours another NAME")
         if len({n for n, _ in self.aux_values}) != len(self.aux_values):
             raise ValueError(f"AgentConfig.aux_values has a NAME twice: {self.aux_values!r}")
         if not self.temperature or any(len(p) != 2 or p[1] <= 0 for p in self.temperature):

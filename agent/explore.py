@@ -25,6 +25,19 @@ evaluates:
   never seen), as far as the model's predictions resolve it: there, within 24,000 steps they were
   not fine enough to take the explorers to the flag (README, "Coverage off the training policy").
   The archive is a uniform sample (reservoir) of every observation self-play has acted in.
+- "visit-count": novelty measured on real transitions, not on predicted observations. Each real
+  transition into o' earns the intrinsic reward 1 / sqrt(1 + N(cell(o'))), N counting the
+  observations self-play has acted in per cell of a grid CELL_WIDTH spreads wide (the spreads of
+  the first FREEZE_AFTER observations, then fixed so that a count keeps its cell); the reward is
+  stored in replay and an auxiliary value head (INTRINSIC_HEAD, agent/aux_values.py) learns its
+  n-step returns over latents on every state, at AgentConfig.explore_discount (shorter than the
+  agent's: at 0.997 the value is ~333 times the mean bonus everywhere, and the bonus's contrast
+  from one state to another is lost in it). Explorers search under
+
+      base objective  +  explore_weight * intrinsic value at the leaves
+
+  (planners.objectives.Sum): the value carries the novelty of what lies many steps ahead, which
+  the model need not resolve one step at a time (the novelty family's limit).
 
 Their transitions train what is policy-free (dynamics, reward, terminal head, consistency,
 decoder); the policy loss skips them (agent/learner.py), and so does the value loss unless
@@ -34,16 +47,20 @@ Reanalyzed policy targets, searched under the training objective, are kept.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Dict, Mapping, Optional
 
 import numpy as np
 import torch
 
-from planners.objectives import Objective, Penalized
+from agent.aux_values import AuxValue
+from planners.objectives import Objective, Penalized, Sum
 
 TARGET_RANGE = 2.0  # targets t ~ U(-2, 2) spreads: reachable for most entries, off the usual path
 ARCHIVE_SIZE = 2048  # observations the novelty family measures distance to
 NOVELTY_NEIGHBOURS = 5  # its distance is the mean over this many nearest: one stray visit does not hide a region
+CELL_WIDTH = 0.5  # visit-count cells, in spreads of each observation entry
+FREEZE_AFTER = 1000  # observations whose spreads fix the cells' widths
+INTRINSIC_HEAD = "explore"  # the auxiliary value head of the visit-count family's intrinsic reward
 
 
 def explorer_count(fraction: float, num_envs: int) -> int:
@@ -102,7 +119,10 @@ class HoldEntry:
     """The hold-entry family's state (module doc): per explorer an observation entry and a target,
     redrawn when its episode starts."""
 
-    def __init__(self, count: int, obs_size: int):
+    intrinsic_heads: tuple = ()  # auxiliary value heads this family needs (none)
+    decodes = True  # its term reads predicted observations: it needs the decoder
+
+    def __init__(self, count: int, obs_size: int, heads: Mapping[str, torch.nn.Module]):
         self.obs_size = obs_size
         self.entry = np.zeros(count, np.int64)  # [n] observation entry each explorer holds
         self.target = np.zeros(count, np.float64)  # [n] where, in spreads from the mean
@@ -120,6 +140,12 @@ class HoldEntry:
     def update(self, seen: int, mean: np.ndarray, std: np.ndarray) -> None:
         self.penalty.set(self.entry, self.target, mean, std)
 
+    def objective(self, base: Objective, weight: float) -> Objective:
+        return Penalized(base, self.penalty, weight, numpy=False)
+
+    def rewards(self, x: np.ndarray) -> np.ndarray:
+        return np.zeros((len(x), 0), np.float32)  # no intrinsic reward
+
     def state_dict(self) -> dict:
         return {"entry": self.entry.copy(), "target": self.target.copy()}
 
@@ -132,7 +158,10 @@ class Novelty:
     observation self-play has acted in (Vitter's algorithm R: each one seen so far is in it with
     equal chance)."""
 
-    def __init__(self, count: int, obs_size: int):
+    intrinsic_heads: tuple = ()
+    decodes = True
+
+    def __init__(self, count: int, obs_size: int, heads: Mapping[str, torch.nn.Module]):
         self.archive = np.zeros((ARCHIVE_SIZE, obs_size), np.float32)  # its first min(seen, ARCHIVE_SIZE) rows
         self.penalty = NoveltyBonus()
 
@@ -149,6 +178,12 @@ class Novelty:
     def update(self, seen: int, mean: np.ndarray, std: np.ndarray) -> None:
         self.penalty.set(self.archive[:max(1, min(seen, ARCHIVE_SIZE))], mean, std)
 
+    def objective(self, base: Objective, weight: float) -> Objective:
+        return Penalized(base, self.penalty, weight, numpy=False)
+
+    def rewards(self, x: np.ndarray) -> np.ndarray:
+        return np.zeros((len(x), 0), np.float32)
+
     def state_dict(self) -> dict:
         return {"archive": self.archive.copy()}
 
@@ -156,23 +191,93 @@ class Novelty:
         self.archive = np.array(state["archive"], dtype=np.float32)
 
 
+class VisitCount:
+    """The visit-count family's state (module doc): the cells' widths, once fixed, and the visits
+    per cell; before the widths are fixed, the observations seen so far (counted then)."""
+
+    intrinsic_heads = (INTRINSIC_HEAD,)
+    decodes = False  # its term is a value over latents
+
+    def __init__(self, count: int, obs_size: int, heads: Mapping[str, torch.nn.Module]):
+        if INTRINSIC_HEAD not in heads:
+            raise ValueError(f"the visit-count explorers need the agent's auxiliary value head "
+                             f"{INTRINSIC_HEAD!r} (EZAgent builds it when explore_family is 'visit-count')")
+        self.head = heads[INTRINSIC_HEAD]
+        self.width: Optional[np.ndarray] = None  # [D] each cell's width per entry, once fixed
+        self.visits: Dict[bytes, int] = {}  # cell -> observations acted in there
+        self.early = np.zeros((0, obs_size), np.float32)  # observations seen before the widths were fixed
+
+    def cells(self, x: np.ndarray) -> list:
+        """[B] hashable cells of observations x [B, D] (the widths are fixed)."""
+        return [row.tobytes() for row in np.floor(x / self.width).astype(np.int64)]
+
+    def observe(self, x: np.ndarray, seen: int, rng: np.random.Generator) -> None:
+        if self.width is None:
+            self.early = np.concatenate([self.early, x])
+            if len(self.early) < FREEZE_AFTER:
+                return
+            spread = self.early.astype(np.float64).std(0)
+            self.width = CELL_WIDTH * np.where(spread > 1e-6, spread, 1.0)
+            x, self.early = self.early, self.early[:0]
+        for cell in self.cells(x):
+            self.visits[cell] = self.visits.get(cell, 0) + 1
+
+    def redraw(self, which: np.ndarray, rng: np.random.Generator) -> None:
+        pass
+
+    def update(self, seen: int, mean: np.ndarray, std: np.ndarray) -> None:
+        pass  # the head is trained by the learner, the counts by `observe`
+
+    def objective(self, base: Objective, weight: float) -> Objective:
+        return Sum(base, AuxValue(INTRINSIC_HEAD, self.head, discount=base.discount), weight)
+
+    def rewards(self, x: np.ndarray) -> np.ndarray:
+        """[B, 1] intrinsic rewards of transitions into x [B, D]: 1 / sqrt(1 + visits of the cell);
+        0 while the widths are not fixed (the first FREEZE_AFTER observations)."""
+        if self.width is None:
+            return np.zeros((len(x), 1), np.float32)
+        n = np.array([self.visits.get(cell, 0) for cell in self.cells(x)], np.float64)
+        return (1.0 / np.sqrt(1.0 + n)).astype(np.float32)[:, None]
+
+    def state_dict(self) -> dict:
+        cells = np.array([np.frombuffer(c, np.int64) for c in self.visits], np.int64).reshape(
+            len(self.visits), -1)
+        return {"width": None if self.width is None else self.width.copy(), "early": self.early.copy(),
+                "cells": cells, "visits": np.array(list(self.visits.values()), np.int64)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.width = None if state["width"] is None else np.array(state["width"])
+        self.early = np.array(state["early"], np.float32)
+        self.visits = {np.asarray(c, np.int64).tobytes(): int(n) for c, n in zip(state["cells"], state["visits"])}
+
+
 # AgentConfig.explore_family -> the family's state (tests/test_explore.py checks these are EXPLORE_FAMILIES)
-FAMILIES = {"hold-entry": HoldEntry, "novelty": Novelty}
+FAMILIES = {"hold-entry": HoldEntry, "novelty": Novelty, "visit-count": VisitCount}
+
+
+def intrinsic_heads(family: str, count: int, discount: float) -> Dict[str, float]:
+    """The auxiliary value heads `count` explorers of `family` need the agent to train, with the
+    discount of their returns (AgentConfig.explore_discount)."""
+    return {name: discount for name in FAMILIES[family].intrinsic_heads} if count > 0 else {}
 
 
 class Explorers:
     """The explorer envs (the last `count` of the vector env; module doc): their family's state,
     and the running statistics of the observations self-play acted in that it is measured against."""
 
-    def __init__(self, count: int, obs_size: int, weight: float, family: str = "hold-entry"):
+    def __init__(self, count: int, obs_size: int, weight: float, family: str = "hold-entry",
+                 heads: Optional[Mapping[str, torch.nn.Module]] = None):
+        """heads: the agent's auxiliary value heads by name (the visit-count family reads
+        INTRINSIC_HEAD's)."""
         if family not in FAMILIES:
             raise ValueError(f"explore_family must be one of {tuple(FAMILIES)}, got {family!r}")
         self.count, self.obs_size, self.weight = int(count), int(obs_size), float(weight)
-        self.family = FAMILIES[family](self.count, self.obs_size)
+        self.family = FAMILIES[family](self.count, self.obs_size, heads or {})
         self.seen = 0  # observations counted in the statistics below
         self.mean = np.zeros(self.obs_size)  # [D] their mean
         self.sq = np.zeros(self.obs_size)  # [D] their sum of squared deviations (Chan et al.'s update)
-        self._objective: Optional[Penalized] = None  # built once per base objective, its penalty updated in place
+        self._base: Optional[Objective] = None
+        self._objective: Optional[Objective] = None  # built once per base objective, its state updated in place
 
     def observe(self, obs: np.ndarray, rng: np.random.Generator) -> None:
         """Count a batch of observations [B, *obs] into the running mean and spread, and into the
@@ -197,13 +302,18 @@ class Explorers:
         """New targets for the explorers flagged in `which` [n] (their episodes just started)."""
         self.family.redraw(which, rng)
 
-    def objective(self, base: Objective) -> Penalized:
+    def objective(self, base: Objective) -> Objective:
         """The explorers' objective over `base` with the family's current state. Kept while the base
-        is the same object, so the penalty's first-call checks run once, not once per step."""
-        if self._objective is None or self._objective.base is not base:
-            self._objective = Penalized(base, self.family.penalty, self.weight, numpy=False)
+        is the same object, so a penalty's first-call checks run once, not once per step."""
+        if self._objective is None or self._base is not base:
+            self._base, self._objective = base, self.family.objective(base, self.weight)
         self.family.update(self.seen, self.mean, self.std)
         return self._objective
+
+    def rewards(self, next_obs: np.ndarray) -> np.ndarray:
+        """[B, len(family.intrinsic_heads)] the family's intrinsic rewards of transitions into
+        next_obs [B, *obs] (the episodes' own last observations where they ended)."""
+        return self.family.rewards(next_obs.reshape(len(next_obs), -1).astype(np.float32))
 
     def state_dict(self) -> dict:
         return {"seen": self.seen, "mean": self.mean.copy(), "sq": self.sq.copy(), **self.family.state_dict()}

@@ -32,7 +32,7 @@ from agent.aux_values import AuxValues
 from agent.callbacks import ProgressBarCallback, as_callback
 from agent.checkpoint import atomic_save, load as load_checkpoint
 from agent.config import AgentConfig, apply_overrides, flatten, resolve_config, resume_overrides
-from agent.explore import Explorers, explorer_count
+from agent.explore import FAMILIES, Explorers, explorer_count, intrinsic_heads
 from agent.learner import Learner
 from agent.protocol import Agent
 from agent.refit import RefitHeads  # also registers the 'refit:NAME' objective kind
@@ -80,11 +80,14 @@ class EZAgent(Agent):
 
         torch.manual_seed(self.seed)
         self.model = build_model(self.obs_shape, self.num_actions, config.net, self.device).eval()
-        self.aux = self._build_aux() if config.aux_values else None
-        if explorer_count(config.explore_fraction, config.num_envs) and not self.model.decodes_whole_observation:
-            raise ValueError(f"explore_fraction={config.explore_fraction} needs a decoder of the whole observation, "
-                             f"which this network has not (net.use_decoder off, or pixel images, whose decoder "
-                             f"predicts a downsampled frame): set --set explore_fraction=0")
+        explorers = explorer_count(config.explore_fraction, config.num_envs)
+        internal = intrinsic_heads(config.explore_family, explorers, config.explore_discount)
+        self.aux = self._build_aux(internal) if config.aux_values or internal else None
+        if explorers and FAMILIES[config.explore_family].decodes and not self.model.decodes_whole_observation:
+            raise ValueError(f"explore_fraction={config.explore_fraction} with explore_family="
+                             f"{config.explore_family} needs a decoder of the whole observation, which this "
+                             f"network has not (net.use_decoder off, or pixel images, whose decoder predicts a "
+                             f"downsampled frame): set --set explore_fraction=0, or explore_family=visit-count")
         self.refits: Dict[str, tuple] = {}  # NAME -> (RefitHeads, reward 'module:attr'): train.py refit
         self.learner = Learner(self.model, config, self.aux)
         self.objective: Objective = objective_from_spec("learned", config.discount)
@@ -110,11 +113,12 @@ class EZAgent(Agent):
         self._recent_returns: deque = deque(maxlen=20)
         self._explorer_returns: deque = deque(maxlen=20)
 
-    def _build_aux(self) -> AuxValues:
+    def _build_aux(self, internal: Dict[str, float]) -> AuxValues:
+        """The user's auxiliary value heads (config.aux_values) and those the explorers need."""
         with torch.no_grad():
             latent = self.model.initial_inference(np.zeros((1, *self.obs_shape), dtype=self.obs_dtype)).latent
         return AuxValues(self.config.aux_values, int(np.prod(latent.shape[1:])), self.config.aux_hidden,
-                         self.config.lr, self.device)
+                         self.config.lr, self.device, internal=internal)
 
     @property
     def num_timesteps(self) -> int:
@@ -279,7 +283,7 @@ class EZAgent(Agent):
         """An empty replay for this agent's environment and settings."""
         c = self.config
         return Replay(c.replay_capacity, self.obs_shape, self.num_actions, alpha=c.priority_alpha,
-                      obs_dtype=self.obs_dtype, num_aux=len(c.aux_values), frame_stack=self.frame_stack,
+                      obs_dtype=self.obs_dtype, num_aux=len(self.aux.names) if self.aux else 0, frame_stack=self.frame_stack,
                       reward_clip=c.reward_clip)
 
     def _start_selfplay(self) -> None:
@@ -304,7 +308,7 @@ class EZAgent(Agent):
         """The explorers of one SelfPlay over `num_envs` envs (agent/explore.py; none at fraction 0)."""
         c = self.config
         return Explorers(explorer_count(c.explore_fraction, c.num_envs), int(np.prod(self.obs_shape)),
-                         c.explore_weight, c.explore_family)
+                         c.explore_weight, c.explore_family, heads=self.aux.heads if self.aux else None)
 
     def _train_step(self, beta: float) -> dict:
         return self._train_on(self.learner.make_batch(self.replay, self.objective, self.rng,

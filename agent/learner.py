@@ -231,8 +231,8 @@ class Learner:
         u = replay.unroll(index, c.unroll_steps, rng)
         slots = np.where(u.index >= 0, u.index, 0) % replay.capacity
 
-        def targets(rewards, bootstrap):
-            return value_targets(replay, u, td_steps=c.td_steps, discount=c.discount, env_steps=env_steps,
+        def targets(rewards, bootstrap, discount=c.discount):
+            return value_targets(replay, u, td_steps=c.td_steps, discount=discount, env_steps=env_steps,
                                  correction_interval=c.td_correction_interval, bootstrap=bootstrap,
                                  rewards=rewards)[0]
 
@@ -345,7 +345,7 @@ class Learner:
                 loss["reconstruction"] = loss["reconstruction"] + model.reconstruction_loss(
                     read(latents[k]), batch.obs[:, k]) * batch.obs_mask[:, k] / K
         if self.aux is not None:  # detached latents: the heads never move the model
-            loss.update(self.aux.losses(latents, batch.aux_value, batch.value_mask))
+            loss.update(self.aux.losses(latents, batch.aux_value, batch.value_mask, batch.state_mask))
         return loss, value_error
 
     # ------------------------------------------------------------------ one update

@@ -142,11 +142,13 @@ class SelfPlay:
         next_obs, reward, terminated, truncated, info = self.venv.step(actions)
         done = terminated | truncated
         aux: Optional[np.ndarray] = None
-        if self.aux is not None:
+        if self.aux is not None:  # the user's reward functions' columns, then the explorers' own
             real_next = np.array(next_obs, copy=True)  # the finished episodes' own last observations
             for i in np.flatnonzero(done):
                 real_next[i] = info["final_obs"][i]
             aux = self.aux.rewards(self.obs, actions, reward, real_next, terminated)
+            if self.aux.internal:
+                aux = np.concatenate([aux, self.explorers.rewards(real_next)], axis=1)
         final_obs = (np.stack([info["final_obs"][i] for i in np.flatnonzero(done)]) if done.any()
                      else np.zeros((0, *self.obs.shape[1:]), dtype=self.obs.dtype))
         transition = Transition(self.obs, actions, reward, weights, terminated, truncated, final_obs, aux,

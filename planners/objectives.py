@@ -33,6 +33,7 @@ Built-ins, each composable where it takes a base:
     ObservationReward(fn)         a user function over predicted observations as the reward
     Pessimistic(k)                predicted rewards + (mean - k * std) over the value-head ensemble
     Penalized(base, penalty, w)   base with w * penalty(predicted observation) taken off each edge
+    Sum(base, other, w)           base + w * other, edge by edge and leaf by leaf
 
 The functions over predicted observations (ObservationValue, ObservationReward, Penalized's
 penalty) may take a second argument, fn(obs, root_obs): then they also get the real observation
@@ -535,6 +536,77 @@ class Penalized(Objective):
         return cls(objective_from_spec(spec["base"], discount, context),
                    _fn_from_spec(spec, "penalty", "penalty function"), spec.get("weight", 1.0),
                    anchor=spec.get("anchor", True))
+
+
+@register("sum")
+class Sum(Objective):
+    """`base + weight * other`, edge by edge and leaf by leaf: e.g. the training objective plus a
+    learned exploration value (agent/explore.py, the visit-count family).
+
+    Planned at the base's discount and depth limit; the other's leaf value counts as it is (a
+    value trained at its own discount). What the search sees of the episode (observe, the model's
+    view of the roots, ends, the prior) is the base's; `other` observes the roots too.
+    """
+
+    def __init__(self, base: Objective, other: Objective, weight: float = 1.0):
+        for name, obj in (("base", base), ("other", other)):
+            if not isinstance(obj, Objective):
+                raise ValueError(f"Sum needs an Objective as its {name}, got {type(obj).__name__}")
+        self.base, self.other, self.weight = base, other, float(weight)
+        self.discount, self.discount_given = base.discount, base.discount_given
+        self.max_depth = base.max_depth
+
+    def with_discount(self, discount):  # both parts plan at it; this reads the base's
+        if self.discount_given or discount is None:
+            return self
+        bound = copy.copy(self)
+        bound.base, bound.other = self.base.with_discount(discount), self.other.with_discount(discount)
+        bound.discount, bound.discount_given = bound.base.discount, True
+        return bound
+
+    def observe(self, root_obs) -> None:
+        self.base.observe(root_obs)
+        self.other.observe(root_obs)
+
+    def model_view(self, root_obs):
+        return self.base.model_view(root_obs)
+
+    def ends(self, model, out):
+        return self.base.ends(model, out)
+
+    def edge_reward(self, model, parent_latent, action, out):
+        return (self.base.edge_reward(model, parent_latent, action, out)
+                + self.weight * self.other.edge_reward(model, parent_latent, action, out))
+
+    def leaf_value(self, model, out):
+        return self.base.leaf_value(model, out) + self.weight * self.other.leaf_value(model, out)
+
+    def terminal_value(self, model, out):
+        return self.base.terminal_value(model, out) + self.weight * self.other.terminal_value(model, out)
+
+    def edge_parts(self, model, parent_latent, action, out) -> dict:
+        other = self.other.edge_parts(model, parent_latent, action, out)
+        return {**self.base.edge_parts(model, parent_latent, action, out),
+                **{f"{self.weight:g} * {k}": self.weight * v for k, v in other.items()}}
+
+    @property
+    def has_prior(self) -> bool:  # type: ignore[override]
+        return self.base.has_prior
+
+    def policy_logits(self, model, out):
+        return self.base.policy_logits(model, out)
+
+    def describe(self) -> str:
+        return f"Sum of [{self.base.describe()}] and {self.weight:g} x [{self.other.describe()}]"
+
+    def to_spec(self) -> dict:
+        return {"name": self.kind, "base": self.base.to_spec(), "other": self.other.to_spec(),
+                "weight": self.weight}
+
+    @classmethod
+    def from_spec(cls, spec, discount=None, context=None):
+        return cls(objective_from_spec(spec["base"], discount, context),
+                   objective_from_spec(spec["other"], discount, context), spec.get("weight", 1.0))
 
 
 def spec_discount(spec: dict, default: Optional[float]) -> float:

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from agent.config import EXPLORE_FAMILIES
-from agent.explore import ARCHIVE_SIZE, FAMILIES, Explorers, explorer_count, hold_entry
+from agent.aux_values import AuxValueHead
+from agent.explore import (ARCHIVE_SIZE, CELL_WIDTH, FAMILIES, INTRINSIC_HEAD, Explorers, explorer_count,
+                           hold_entry)
 from nets.output import ModelOutput
 from planners.objectives import Learned
 from tests.test_agent_ez import tiny_agent
@@ -106,13 +108,16 @@ def test_explorer_states_train_the_model_but_not_the_policy_or_value():
     assert "explore/ep_rew_mean" in agent.log_values() or not agent._explorer_returns
 
 
-@pytest.mark.parametrize("family", ["hold-entry", "novelty"])
-def test_a_run_with_explorers_stopped_and_resumed_equals_a_run_that_never_stopped(tmp_path, family):
+@pytest.mark.parametrize("family", EXPLORE_FAMILIES)
+def test_a_run_with_explorers_stopped_and_resumed_equals_a_run_that_never_stopped(tmp_path, family, monkeypatch):
+    monkeypatch.setattr("agent.explore.FREEZE_AFTER", 64)  # visit-count: cells fixed before the stop at 120
     straight, resumed = stopped_and_resumed(tmp_path, extra=EXPLORE + [f"explore_family={family}"])
     straight, resumed = straight._selfplay.explorers.state_dict(), resumed._selfplay.explorers.state_dict()
     assert straight.keys() == resumed.keys()
     for name in straight:
         np.testing.assert_array_equal(straight[name], resumed[name])
+    if family == "visit-count":
+        assert straight["width"] is not None and straight["visits"].sum() == 240
 
 
 def test_the_novelty_archive_is_a_uniform_sample_of_every_observation_seen():
@@ -179,3 +184,86 @@ def test_with_explore_trains_value_explorer_states_train_the_value_too():
 def test_explorers_refuse_settings_they_cannot_serve(extra, flag):
     with pytest.raises(ValueError, match=flag):
         tiny_agent(extra=extra)
+
+
+def visit_count_explorers(count=2, obs_size=2):
+    return Explorers(count, obs_size, weight=1.0, family="visit-count",
+                     heads={INTRINSIC_HEAD: AuxValueHead(obs_size)})
+
+
+def test_visit_counts_pay_one_over_the_root_of_one_plus_the_visits_of_the_cell_entered(monkeypatch):
+    monkeypatch.setattr("agent.explore.FREEZE_AFTER", 400)
+    explorers, rng = visit_count_explorers(), np.random.default_rng(0)
+    early = rng.normal(size=(400, 2)) * [1.0, 0.01]  # entries of very different spreads
+    probe = np.array([[0.1, 0.001], [5.0, 0.0], [0.1, 0.05]])
+    for chunk in np.split(early, 50):
+        np.testing.assert_array_equal(explorers.rewards(probe), 0.0)  # no cells before the widths are fixed
+        explorers.observe(chunk, rng)
+    width = CELL_WIDTH * early.astype(np.float32).astype(np.float64).std(0)
+    np.testing.assert_allclose(explorers.family.width, width, rtol=1e-6)
+    cell = np.floor(early.astype(np.float32) / width)  # as observed: float32
+    visits = [int((cell == np.floor(p.astype(np.float32) / width)).all(1).sum()) for p in probe]
+    assert visits[0] > 5 and visits[1] == visits[2] == 0  # the middle; 5 spreads out; 5 spreads up
+    np.testing.assert_allclose(explorers.rewards(probe)[:, 0], 1 / np.sqrt(1 + np.array(visits)), rtol=1e-6)
+    explorers.observe(probe[1:2].repeat(3, 0), rng)  # three visits to the far cell
+    assert explorers.rewards(probe)[1, 0] == pytest.approx(0.5)
+    copy = visit_count_explorers()
+    copy.load_state_dict(explorers.state_dict())  # counts and widths survive a checkpoint
+    np.testing.assert_array_equal(copy.rewards(probe), explorers.rewards(probe))
+
+
+def test_visit_count_rewards_are_stored_and_their_head_fits_every_known_state(monkeypatch):
+    monkeypatch.setattr("agent.explore.FREEZE_AFTER", 64)
+    agent = tiny_agent(seed=3, extra=EXPLORE + ["explore_family=visit-count"])
+    assert agent.aux.names == [INTRINSIC_HEAD] and agent.model.decoder is not None
+    agent.learn(200)
+    r = agent.replay
+    bonus = r.aux_reward[: r.size, 0][~r.final[: r.size]]
+    assert (bonus[:8] == 0).all() and (bonus[-40:] > 0).all() and bonus.max() <= 1.0
+    batch = agent.learner.make_batch(r, agent.objective, np.random.default_rng(0), agent.num_timesteps, 1.0)
+    u = r.unroll(batch.index, agent.config.unroll_steps, np.random.default_rng(0))
+    assert (u.explore & u.known).any() and (batch.value_mask.numpy()[u.explore] == 0).all()
+    latents = [torch.zeros(len(u.known), agent.aux.heads[INTRINSIC_HEAD].net[1].in_features)] * len(u.known[0])
+    ones = {INTRINSIC_HEAD: torch.ones(u.known.shape)}
+    loss = agent.aux.losses(latents, ones, batch.value_mask, batch.state_mask)[f"aux_{INTRINSIC_HEAD}"]
+    assert (loss[u.explore[:, 0] & u.known[:, 0]] > 0).all()  # the explorers' own states count
+
+
+def test_a_visit_count_explorers_search_values_what_its_intrinsic_value_head_values():
+    """The Corridor fixture walks LEFT from the middle, to the end that pays 1. Explorers add
+    explore_weight times the intrinsic value head at the leaves: with a head that values the right
+    half (3, as if it had never been visited; 0 on the left), the search's Q at the middle puts
+    right above left; with no intrinsic value, left above right. (Q, not the visits: within 32
+    simulations the fixture's prior, 0.79 on left, keeps most visits on the left, whose subtree
+    reaches the right half too by turning back. The right end, like the left, ends the episode:
+    there the intrinsic value is 0, as the value of any reward past an episode's end.)"""
+    import envs
+    agent = load_fixture("corridor")
+    agent.config.search = dataclasses.replace(agent.config.search, num_simulations=32)  # as above: Q over prior
+    env = envs.make("glasszero/Corridor-v0", None)
+    corridor = env.unwrapped
+    middle = corridor.length // 2
+    obs = []
+    for cell in range(corridor.length):
+        corridor.position = cell
+        obs.append(corridor._obs())
+    value = [3.0 if middle < c < corridor.length - 1 else 0.0 for c in range(corridor.length)]
+    with torch.no_grad():  # fitted as the learner fits it: on encoded latents and one step along the unroll
+        encoded = agent.model.initial_inference(np.stack(obs)).latent
+        cells = torch.arange(corridor.length)
+        stepped = [agent.model.recurrent_inference(encoded, torch.full_like(cells, a)).latent for a in (0, 1)]
+    latents = torch.cat([encoded, *stepped])
+    target = torch.tensor(value + [value[max(c - 1, 0)] for c in cells] + [value[min(c + 1, middle * 2)] for c in cells])
+    for weight, side in ((1.0, 1), (1e-6, -1)):
+        torch.manual_seed(0)
+        head = AuxValueHead(latents.shape[1])
+        optimizer = torch.optim.Adam(head.parameters(), lr=1e-2)
+        for _ in range(500):
+            optimizer.zero_grad()
+            ((head(latents) - target) ** 2).mean().backward()
+            optimizer.step()
+        explorers = Explorers(1, int(np.prod(agent.obs_shape)), weight=weight, family="visit-count",
+                              heads={INTRINSIC_HEAD: head})
+        agent.set_objective(explorers.objective(Learned(agent.config.discount)), prior="learned")
+        q = [a["q"] for a in agent.explain(obs[middle])["actions"]]  # action 0: left, 1: right
+        assert (q[1] - q[0]) * side > 0.3, (weight, q)

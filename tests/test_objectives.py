@@ -7,7 +7,7 @@ import torch
 
 from nets.output import ModelOutput
 from planners.objectives import (Learned, LatentValue, ObjectiveNotRestorable, ObservationReward,
-                                 ObservationValue, Penalized, Pessimistic, RewardOnly, objective_from_spec)
+                                 ObservationValue, Penalized, Pessimistic, RewardOnly, Sum, objective_from_spec)
 from planners.plugins import PluggedFn, _plugged, validate
 
 
@@ -136,6 +136,10 @@ def test_each_objective_computes_its_edge_reward_and_leaf_value():
     assert [t.tolist() for t in _step(model, Pessimistic(2.0))] == [[-0.5, -0.5], [0.25, 0.25]]
     assert [t.tolist() for t in _step(model, Penalized(Learned(), right_end, 2.0))] == \
         [[-1.5, -1.5], [0.75, 0.75]]
+    assert [t.tolist() for t in _step(model, Sum(Learned(), ObservationValue(right_end), 2.0))] == \
+        [[-0.5, -0.5], [1.75, 1.75]]  # base + 2 * (edge 0, leaf x)
+    assert [t.tolist() for t in _step(model, Sum(RewardOnly(3), Penalized(Learned(), right_end), 0.5))] == \
+        [[-1.0, -1.0], [0.375, 0.375]]  # -0.5 + 0.5 * (-0.5 - 0.5); 0 + 0.5 * 0.75
 
 
 class HalfValue(torch.nn.Module):
@@ -161,6 +165,8 @@ def test_terminal_values_are_zero_for_rewards_and_the_leaf_value_for_values_over
     for values in (ObservationValue(right_end), LatentValue(HalfValue()), ObservedGoalDistance((0,), (1,)),
                    Penalized(ObservationValue(right_end, with_reward=True), far_from_origin, 2.0)):
         assert terminal(values) == values.leaf_value(model, child).tolist() != [0.0, 0.0], values
+    summed = Sum(Learned(), ObservationValue(right_end), 3.0)  # each part's own terminal value
+    assert terminal(summed) == (3.0 * ObservationValue(right_end).leaf_value(model, child)).tolist()
 
 
 def test_validate_checks_the_terminal_value_too():
@@ -207,6 +213,7 @@ ROUND_TRIP = [
     Penalized(ObservationValue(right_end), "tests.test_objectives:far_from_origin", 0.1),
     ObservationValue("tests.test_objectives:toward_root_y"), ObservationReward(toward_root_y, 2),
     Penalized(ObservationValue(toward_root_y), toward_root_y, 0.5),
+    Sum(Pessimistic(0.5, 0.95), ObservationValue(right_end), 0.25),
 ]
 
 
@@ -248,3 +255,18 @@ def test_short_names_and_json_specs():
 def test_descriptions_compose():
     text = Penalized(Learned(), "tests.test_objectives:far_from_origin", 0.5).describe()
     assert text.startswith("Penalized(tests.test_objectives:far_from_origin, weight=0.5) of [Learned(")
+
+
+def test_a_sum_with_an_auxiliary_value_head_is_rebuilt_through_the_agents_heads():
+    from agent.aux_values import AuxValue
+    objective = Sum(Learned(0.99), AuxValue("half", HalfValue(), discount=0.99), 2.0)
+    spec = json.loads(json.dumps(objective.to_spec()))
+    rebuilt = objective_from_spec(spec, context={"aux_heads": {"half": HalfValue()}})
+    assert rebuilt.describe() == objective.describe() and rebuilt.discount == 0.99
+    assert [t.tolist() for t in _step(LineModel(), rebuilt)] == [[-0.5, -0.5], [0.5 + 2 * 0.25] * 2]
+    with pytest.raises(ValueError, match="no auxiliary value head"):
+        objective_from_spec(spec)
+    undiscounted = Sum(Learned(), ObservationValue(right_end))  # planned at the agent's discount
+    assert objective_from_spec(undiscounted, discount=0.9).discount == 0.9
+    with pytest.raises(ValueError, match="Sum needs an Objective as its other"):
+        Sum(Learned(), right_end)
