@@ -3,8 +3,8 @@
 A model trained only on its own policy's states predicts badly where a swapped objective takes the
 agent, and a task whose reward waits far from where the policy goes (MountainCar's flag) is never
 learned. So the last `round(explore_fraction * num_envs)` self-play envs (the *explorers*) act
-under the training objective plus a term of their own, one of two families
-(AgentConfig.explore_family), both written over the observation vector and over no task a study
+under the training objective plus a term of their own, one of three families
+(AgentConfig.explore_family), all written over the observation vector and over no task a study
 evaluates:
 
 - "hold-entry": per episode, one observation entry j, drawn at random, to be held at t (in units of
@@ -37,7 +37,10 @@ evaluates:
       base objective  +  explore_weight * intrinsic value at the leaves
 
   (planners.objectives.Sum): the value carries the novelty of what lies many steps ahead, which
-  the model need not resolve one step at a time (the novelty family's limit).
+  the model need not resolve one step at a time (the novelty family's limit). On MountainCar it
+  learned to value the unvisited ends of the valley, but within 24,000 steps the explorers' searches
+  still did not pick the action that pumps energy more often than chance (README, "Coverage off
+  the training policy").
 
 Their transitions train what is policy-free (dynamics, reward, terminal head, consistency,
 decoder); the policy loss skips them (agent/learner.py), and so does the value loss unless
