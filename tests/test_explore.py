@@ -180,7 +180,12 @@ def test_with_explore_trains_value_explorer_states_train_the_value_too():
 @pytest.mark.parametrize("extra, flag", [(["explore_fraction=1.0"], "explore_fraction"),
                                          (["explore_weight=0"], "explore_weight"),
                                          (EXPLORE + ["explore_family=curiosity"], "explore_family"),
-                                         (EXPLORE + ["net.use_decoder=false"], "net.use_decoder")])
+                                         (EXPLORE + ["net.use_decoder=false"], "net.use_decoder"),
+                                         (EXPLORE + ["explore_family=visit-count", "explore_discount=0"],
+                                          "explore_discount"),
+                                         (EXPLORE + ["explore_family=visit-count",
+                                                     'aux_values=[["explore", "tests.test_agent_ez:cart_near_one"]]'],
+                                          "another NAME")])
 def test_explorers_refuse_settings_they_cannot_serve(extra, flag):
     with pytest.raises(ValueError, match=flag):
         tiny_agent(extra=extra)
@@ -267,3 +272,9 @@ def test_a_visit_count_explorers_search_values_what_its_intrinsic_value_head_val
         agent.set_objective(explorers.objective(Learned(agent.config.discount)), prior="learned")
         q = [a["q"] for a in agent.explain(obs[middle])["actions"]]  # action 0: left, 1: right
         assert (q[1] - q[0]) * side > 0.3, (weight, q)
+
+
+def test_visit_count_explorers_need_no_decoder():
+    agent = tiny_agent(extra=EXPLORE + ["explore_family=visit-count", "net.use_decoder=false"])
+    assert agent.model.decoder is None and agent.aux.names == [INTRINSIC_HEAD]
+    agent.learn(40)
