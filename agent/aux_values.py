@@ -136,9 +136,10 @@ class AuxValues:
         return out
 
     def losses(self, latents: Sequence[torch.Tensor], targets: Dict[str, torch.Tensor],
-               value_mask: torch.Tensor, state_mask: torch.Tensor) -> Dict[str, torch.Tensor]:
+               value_mask: torch.Tensor, state_mask: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         """'aux_NAME' -> [B] squared error in h(x)-space along the unroll, on detached latents, where
         `value_mask` [B, K+1] holds (`state_mask`, every known state, for the internal heads)."""
+        state_mask = value_mask if state_mask is None else state_mask
         K = len(latents) - 1
         out = {}
         for name, head in self.heads.items():
@@ -162,7 +163,8 @@ class AuxValues:
     # ---------------------------------------------------------------- objectives and checkpoints
     def objectives(self, discount: float) -> Dict[str, Objective]:
         """'aux:NAME' -> the objective of each head."""
-        return {f"{PREFIX}{name}": AuxValue(name, head, discount=discount) for name, head in self.heads.items()}
+        return {f"{PREFIX}{name}": AuxValue(name, head, discount=self.internal.get(name, discount))
+                for name, head in self.heads.items()}
 
     def state_dict(self) -> dict:
         return {"heads": self.heads.state_dict(), "optimizer": self.optimizer.state_dict()}

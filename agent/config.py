@@ -38,7 +38,7 @@ class AgentConfig:
     # 1.0, then 0.5 after half the run, 0.25 after three quarters). Evaluation is always greedy.
     temperature: List[List[float]] = field(default_factory=lambda: [[0.0, 1.0], [0.5, 0.5], [0.75, 0.25]])
     # Coverage off the training policy (agent/explore.py): this share of the self-play envs act
-    # under the training objective plus a term of their own, explore_weight per spread per step:
+    # under the training objective plus a term of their own, weighted by explore_weight:
     # explore_family "hold-entry" (one observation entry held at a random value per episode),
     # "novelty" (distance from the observations seen so far; both need the observation decoder)
     # or "visit-count" (a learned value of an intrinsic reward, 1/sqrt(1 + visits) per real
@@ -140,9 +140,6 @@ class AgentConfig:
         for item in self.aux_values:
             if len(item) != 2 or not all(isinstance(x, str) and x for x in item) or ":" not in item[1]:
                 raise ValueError(f"AgentConfig.aux_values must be [[NAME, 'module:fn'], ...], got {item!r}")
-        if self.explore_family == "visit-count" and any(n == "explore" for n, _ in self.aux_values):
-            raise ValueError("AgentConfig.aux_values names a head 'explore', which explore_family=visit-count "
-                             "trains itself: give yours another NAME")
         if len({n for n, _ in self.aux_values}) != len(self.aux_values):
             raise ValueError(f"AgentConfig.aux_values has a NAME twice: {self.aux_values!r}")
         if not self.temperature or any(len(p) != 2 or p[1] <= 0 for p in self.temperature):
@@ -171,7 +168,7 @@ class AgentConfig:
 
 # Settings that shape the networks, the replay or the data collected so far: a resumed run keeps
 # them (changing one would not continue the same run). Everything else may change with --resume.
-FIXED_ON_RESUME = ("net.", "num_envs", "explore_fraction", "explore_family", "replay_capacity", "aux_values", "aux_hidden", "discount", "objective",
+FIXED_ON_RESUME = ("net.", "num_envs", "explore_fraction", "explore_family", "explore_discount", "replay_capacity", "aux_values", "aux_hidden", "discount", "objective",
                    "reward_clip")
 
 # Settings older checkpoints carry that are now options of a run (agent/runner.py), not the agent's.

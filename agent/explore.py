@@ -4,8 +4,8 @@ A model trained only on its own policy's states predicts badly where a swapped o
 agent, and a task whose reward waits far from where the policy goes (MountainCar's flag) is never
 learned. So the last `round(explore_fraction * num_envs)` self-play envs (the *explorers*) act
 under the training objective plus a term of their own, one of three families
-(AgentConfig.explore_family), all written over the observation vector and over no task a study
-evaluates:
+(AgentConfig.explore_family), all defined over the observation vector (the first two over predicted
+observations, the third over the real ones it counts) and over no task a study evaluates:
 
 - "hold-entry": per episode, one observation entry j, drawn at random, to be held at t (in units of
   that entry's spread over the observations self-play has seen, t ~ U(-2, 2)). Each edge of their
@@ -28,7 +28,9 @@ evaluates:
 - "visit-count": novelty measured on real transitions, not on predicted observations. Each real
   transition into o' earns the intrinsic reward 1 / sqrt(1 + N(cell(o'))), N counting the
   observations self-play has acted in per cell of a grid CELL_WIDTH spreads wide (the spreads of
-  the first FREEZE_AFTER observations, then fixed so that a count keeps its cell); the reward is
+  the first FREEZE_AFTER observations, then fixed so that a count keeps its cell; an episode's last
+  observation, never acted in, is not counted); it suits low-dimensional observations: on pixels
+  nearly every frame is a cell of its own, and the bonus stays near 1 everywhere. The reward is
   stored in replay and an auxiliary value head (INTRINSIC_HEAD, agent/aux_values.py) learns its
   n-step returns over latents on every state, at AgentConfig.explore_discount (shorter than the
   agent's: at 0.997 the value is ~333 times the mean bonus everywhere, and the bonus's contrast
@@ -50,6 +52,7 @@ Reanalyzed policy targets, searched under the training objective, are kept.
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Dict, Mapping, Optional
 
 import numpy as np
@@ -64,6 +67,7 @@ NOVELTY_NEIGHBOURS = 5  # its distance is the mean over this many nearest: one s
 CELL_WIDTH = 0.5  # visit-count cells, in spreads of each observation entry
 FREEZE_AFTER = 1000  # observations whose spreads fix the cells' widths
 INTRINSIC_HEAD = "explore"  # the auxiliary value head of the visit-count family's intrinsic reward
+CELL_DIGEST = 16  # bytes of a cell's key
 
 
 def explorer_count(fraction: float, num_envs: int) -> int:
@@ -125,7 +129,7 @@ class HoldEntry:
     intrinsic_heads: tuple = ()  # auxiliary value heads this family needs (none)
     decodes = True  # its term reads predicted observations: it needs the decoder
 
-    def __init__(self, count: int, obs_size: int, heads: Mapping[str, torch.nn.Module]):
+    def __init__(self, count: int, obs_size: int, heads: Mapping[str, torch.nn.Module], discount: float):
         self.obs_size = obs_size
         self.entry = np.zeros(count, np.int64)  # [n] observation entry each explorer holds
         self.target = np.zeros(count, np.float64)  # [n] where, in spreads from the mean
@@ -164,7 +168,7 @@ class Novelty:
     intrinsic_heads: tuple = ()
     decodes = True
 
-    def __init__(self, count: int, obs_size: int, heads: Mapping[str, torch.nn.Module]):
+    def __init__(self, count: int, obs_size: int, heads: Mapping[str, torch.nn.Module], discount: float):
         self.archive = np.zeros((ARCHIVE_SIZE, obs_size), np.float32)  # its first min(seen, ARCHIVE_SIZE) rows
         self.penalty = NoveltyBonus()
 
@@ -196,26 +200,29 @@ class Novelty:
 
 class VisitCount:
     """The visit-count family's state (module doc): the cells' widths, once fixed, and the visits
-    per cell; before the widths are fixed, the observations seen so far (counted then)."""
+    per cell (keyed by a 16-byte digest of the cell, so a key's size does not grow with the
+    observation's); before the widths are fixed, the observations seen so far (counted then)."""
 
     intrinsic_heads = (INTRINSIC_HEAD,)
     decodes = False  # its term is a value over latents
 
-    def __init__(self, count: int, obs_size: int, heads: Mapping[str, torch.nn.Module]):
-        if INTRINSIC_HEAD not in heads:
+    def __init__(self, count: int, obs_size: int, heads: Mapping[str, torch.nn.Module], discount: float):
+        if count > 0 and INTRINSIC_HEAD not in heads:
             raise ValueError(f"the visit-count explorers need the agent's auxiliary value head "
                              f"{INTRINSIC_HEAD!r} (EZAgent builds it when explore_family is 'visit-count')")
-        self.head = heads[INTRINSIC_HEAD]
+        self.head = heads[INTRINSIC_HEAD] if INTRINSIC_HEAD in heads else None
+        self.discount = float(discount)
         self.width: Optional[np.ndarray] = None  # [D] each cell's width per entry, once fixed
-        self.visits: Dict[bytes, int] = {}  # cell -> observations acted in there
+        self.visits: Dict[bytes, int] = {}  # cell digest -> observations acted in there
         self.early = np.zeros((0, obs_size), np.float32)  # observations seen before the widths were fixed
 
     def cells(self, x: np.ndarray) -> list:
-        """[B] hashable cells of observations x [B, D] (the widths are fixed)."""
-        return [row.tobytes() for row in np.floor(x / self.width).astype(np.int64)]
+        """[B] digests of the cells of observations x [B, D] (the widths are fixed)."""
+        return [hashlib.blake2b(row.tobytes(), digest_size=CELL_DIGEST).digest()
+                for row in np.floor(x / self.width).astype(np.int64)]
 
     def observe(self, x: np.ndarray, seen: int, rng: np.random.Generator) -> None:
-        if self.width is None:
+        if self.width is None:  # fixed once a batch brings the count to FREEZE_AFTER or more
             self.early = np.concatenate([self.early, x])
             if len(self.early) < FREEZE_AFTER:
                 return
@@ -232,26 +239,26 @@ class VisitCount:
         pass  # the head is trained by the learner, the counts by `observe`
 
     def objective(self, base: Objective, weight: float) -> Objective:
-        return Sum(base, AuxValue(INTRINSIC_HEAD, self.head, discount=base.discount), weight)
+        # Planned at the base's discount (Sum); the head's own, which it was trained at, is what it describes.
+        return Sum(base, AuxValue(INTRINSIC_HEAD, self.head, discount=self.discount), weight)
 
     def rewards(self, x: np.ndarray) -> np.ndarray:
         """[B, 1] intrinsic rewards of transitions into x [B, D]: 1 / sqrt(1 + visits of the cell);
-        0 while the widths are not fixed (the first FREEZE_AFTER observations)."""
+        0 while the widths are not fixed (about the first FREEZE_AFTER observations)."""
         if self.width is None:
             return np.zeros((len(x), 1), np.float32)
         n = np.array([self.visits.get(cell, 0) for cell in self.cells(x)], np.float64)
         return (1.0 / np.sqrt(1.0 + n)).astype(np.float32)[:, None]
 
     def state_dict(self) -> dict:
-        cells = np.array([np.frombuffer(c, np.int64) for c in self.visits], np.int64).reshape(
-            len(self.visits), -1)
+        cells = np.frombuffer(b"".join(self.visits), np.uint8).reshape(len(self.visits), CELL_DIGEST)
         return {"width": None if self.width is None else self.width.copy(), "early": self.early.copy(),
-                "cells": cells, "visits": np.array(list(self.visits.values()), np.int64)}
+                "cells": cells.copy(), "visits": np.array(list(self.visits.values()), np.int64)}
 
     def load_state_dict(self, state: dict) -> None:
         self.width = None if state["width"] is None else np.array(state["width"])
         self.early = np.array(state["early"], np.float32)
-        self.visits = {np.asarray(c, np.int64).tobytes(): int(n) for c, n in zip(state["cells"], state["visits"])}
+        self.visits = {np.asarray(c, np.uint8).tobytes(): int(n) for c, n in zip(state["cells"], state["visits"])}
 
 
 # AgentConfig.explore_family -> the family's state (tests/test_explore.py checks these are EXPLORE_FAMILIES)
@@ -269,13 +276,13 @@ class Explorers:
     and the running statistics of the observations self-play acted in that it is measured against."""
 
     def __init__(self, count: int, obs_size: int, weight: float, family: str = "hold-entry",
-                 heads: Optional[Mapping[str, torch.nn.Module]] = None):
+                 heads: Optional[Mapping[str, torch.nn.Module]] = None, discount: float = 0.99):
         """heads: the agent's auxiliary value heads by name (the visit-count family reads
-        INTRINSIC_HEAD's)."""
+        INTRINSIC_HEAD's, trained at `discount`, AgentConfig.explore_discount)."""
         if family not in FAMILIES:
             raise ValueError(f"explore_family must be one of {tuple(FAMILIES)}, got {family!r}")
         self.count, self.obs_size, self.weight = int(count), int(obs_size), float(weight)
-        self.family = FAMILIES[family](self.count, self.obs_size, heads or {})
+        self.family = FAMILIES[family](self.count, self.obs_size, heads or {}, discount)
         self.seen = 0  # observations counted in the statistics below
         self.mean = np.zeros(self.obs_size)  # [D] their mean
         self.sq = np.zeros(self.obs_size)  # [D] their sum of squared deviations (Chan et al.'s update)

@@ -82,6 +82,10 @@ class EZAgent(Agent):
         self.model = build_model(self.obs_shape, self.num_actions, config.net, self.device).eval()
         explorers = explorer_count(config.explore_fraction, config.num_envs)
         internal = intrinsic_heads(config.explore_family, explorers, config.explore_discount)
+        taken = sorted(set(internal) & {name for name, _ in config.aux_values})
+        if taken:
+            raise ValueError(f"aux_values names a head {taken[0]!r}, which explore_family={config.explore_family} "
+                             f"trains itself: give yours another NAME")
         self.aux = self._build_aux(internal) if config.aux_values or internal else None
         if explorers and FAMILIES[config.explore_family].decodes and not self.model.decodes_whole_observation:
             raise ValueError(f"explore_fraction={config.explore_fraction} with explore_family="
@@ -308,7 +312,8 @@ class EZAgent(Agent):
         """The explorers of one SelfPlay over `num_envs` envs (agent/explore.py; none at fraction 0)."""
         c = self.config
         return Explorers(explorer_count(c.explore_fraction, c.num_envs), int(np.prod(self.obs_shape)),
-                         c.explore_weight, c.explore_family, heads=self.aux.heads if self.aux else None)
+                         c.explore_weight, c.explore_family, heads=self.aux.heads if self.aux else None,
+                         discount=c.explore_discount)
 
     def _train_step(self, beta: float) -> dict:
         return self._train_on(self.learner.make_batch(self.replay, self.objective, self.rng,

@@ -101,6 +101,8 @@ class SelfPlay:
         """Continue the saved episodes. When the envs' state was not saved, the episodes still open
         in replay are closed as truncated at their last observation (their successors will never
         arrive) and the fresh episodes `reset` started go on; returns whether the envs continued."""
+        if self.explorers is not None and state.get("explorers") is not None:  # what they have seen, either way
+            self.explorers.load_state_dict(state["explorers"])
         if state["envs"] is not None:
             for env, env_state in zip(self.venv.envs, state["envs"]):
                 restore(env, env_state)
@@ -108,8 +110,7 @@ class SelfPlay:
             self.episode_return = np.array(state["episode_return"])
             self.episode_length = np.array(state["episode_length"])
             if self.explorers is not None and state.get("explorers") is not None:
-                self.fresh = np.array(state["fresh"])
-                self.explorers.load_state_dict(state["explorers"])
+                self.fresh = np.array(state["fresh"])  # their episodes go on with their targets
             return True
         close_open_episodes(self.replay, state["prev"], state["obs"], env_steps)
         return False
@@ -148,7 +149,11 @@ class SelfPlay:
                 real_next[i] = info["final_obs"][i]
             aux = self.aux.rewards(self.obs, actions, reward, real_next, terminated)
             if self.aux.internal:
+                if self.explorers is None:
+                    raise ValueError(f"the agent trains the explorers' heads {list(self.aux.internal)} but this "
+                                     f"self-play has no explorers to reward them")
                 aux = np.concatenate([aux, self.explorers.rewards(real_next)], axis=1)
+                assert aux.shape[1] == len(self.aux.names), (aux.shape, self.aux.names)
         final_obs = (np.stack([info["final_obs"][i] for i in np.flatnonzero(done)]) if done.any()
                      else np.zeros((0, *self.obs.shape[1:]), dtype=self.obs.dtype))
         transition = Transition(self.obs, actions, reward, weights, terminated, truncated, final_obs, aux,

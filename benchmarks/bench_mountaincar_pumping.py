@@ -67,8 +67,8 @@ def pumping(run_dir: Path, num_states: int, seed: int) -> dict:
     obs = wrapped_observations(env, states)
     pump = np.where(velocity > 0, 2, 0)
     explorers = Explorers(1, int(np.prod(agent.obs_shape)), c.explore_weight, c.explore_family,
-                          heads=agent.aux.heads)
-    out = {"run": summary.run_dir.name, "seed": summary.seed,
+                          heads=agent.aux.heads, discount=c.explore_discount)
+    out = {"run": f"{run_dir.parent.name}/{run_dir.name}", "seed": summary.seed,
            "train_command": train_command(summary, settings_over_preset(summary))}
     for who, objective in (("explorers", explorers.objective(agent.objective)), ("players", agent.objective)):
         result = plan(agent.model, objective, obs, c.search, rng=np.random.default_rng(seed), add_noise=False,

@@ -89,8 +89,8 @@ class Objective(ABC):
     state at 0, the value of what follows an episode's end once its rewards are counted (the
     default); an objective that is a *value over states* (ObservationValue, LatentValue,
     ObservedGoalDistance) values it as it values any state, by its own leaf value: reaching a goal
-    state and staying there is worth that state's value, not 0. Composed objectives (Penalized)
-    take their base's.
+    state and staying there is worth that state's value, not 0. Composed objectives follow their
+    parts: Penalized takes its base's, Sum adds its two parts'.
     """
 
     kind: ClassVar[str] = ""  # the registry name, set by @register

@@ -199,6 +199,7 @@ def visit_count_explorers(count=2, obs_size=2):
 def test_visit_counts_pay_one_over_the_root_of_one_plus_the_visits_of_the_cell_entered(monkeypatch):
     monkeypatch.setattr("agent.explore.FREEZE_AFTER", 400)
     explorers, rng = visit_count_explorers(), np.random.default_rng(0)
+    explorers.load_state_dict(visit_count_explorers().state_dict())  # no visits, no widths yet
     early = rng.normal(size=(400, 2)) * [1.0, 0.01]  # entries of very different spreads
     probe = np.array([[0.1, 0.001], [5.0, 0.0], [0.1, 0.05]])
     for chunk in np.split(early, 50):
@@ -272,6 +273,16 @@ def test_a_visit_count_explorers_search_values_what_its_intrinsic_value_head_val
         agent.set_objective(explorers.objective(Learned(agent.config.discount)), prior="learned")
         q = [a["q"] for a in agent.explain(obs[middle])["actions"]]  # action 0: left, 1: right
         assert (q[1] - q[0]) * side > 0.3, (weight, q)
+
+
+def test_the_visit_count_family_without_explorers_trains_no_head_and_saves_before_its_cells_are_fixed(tmp_path):
+    agent = tiny_agent(extra=["explore_family=visit-count"])  # explore_fraction 0: no explorers
+    agent.learn(8)
+    assert agent.aux is None
+    explorers = tiny_agent(extra=EXPLORE + ["explore_family=visit-count"])
+    explorers.learn(40)
+    assert explorers._selfplay.explorers.family.width is None
+    explorers.save_resume(tmp_path / "resume.pt")  # a checkpoint before the widths are fixed
 
 
 def test_visit_count_explorers_need_no_decoder():
