@@ -289,3 +289,21 @@ def test_visit_count_explorers_need_no_decoder():
     agent = tiny_agent(extra=EXPLORE + ["explore_family=visit-count", "net.use_decoder=false"])
     assert agent.model.decoder is None and agent.aux.names == [INTRINSIC_HEAD]
     agent.learn(40)
+
+
+def test_the_intrinsic_head_fits_returns_at_explore_discount(monkeypatch):
+    from agent.targets import value_targets
+    monkeypatch.setattr("agent.explore.FREEZE_AFTER", 64)
+    agent = tiny_agent(seed=3, extra=EXPLORE + ["explore_family=visit-count", "explore_discount=0.9"])
+    agent.learn(160)
+    last = agent.aux.heads[INTRINSIC_HEAD].net[-1]
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.zeros_(last.bias)  # bootstraps at 0: the targets are discounted sums of stored bonuses
+    d = agent.learner.draft(agent.replay, agent.objective, np.random.default_rng(0), agent.num_timesteps, 1.0)
+    c, bonus = agent.config, agent.replay.aux_reward[:, 0]
+    assert bonus.max() > 0
+    for discount, same in ((0.9, True), (c.discount, False)):
+        z = value_targets(agent.replay, d.unroll, td_steps=c.td_steps, discount=discount, env_steps=agent.num_timesteps,
+                          correction_interval=c.td_correction_interval, bootstrap=lambda obs: np.zeros(len(obs)),
+                          rewards=bonus)[0]
+        assert np.allclose(d.aux_value[INTRINSIC_HEAD], z, atol=1e-6) is same, discount
