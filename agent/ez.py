@@ -71,6 +71,8 @@ class EZAgent(Agent):
         self.obs_dtype = probe.observation_space.dtype
         self.num_actions = int(probe.action_space.n)
         self.frame_stack = envs.frame_stack_of(probe)  # > 1: replay keeps one frame per state
+        space = probe.observation_space
+        obs_bounds = (space.low, space.high) if hasattr(space, "low") else None  # net.obs_scale=bounds
         probe.close()
         if not isinstance(config, AgentConfig):
             config = resolve_config(self.env_id, overrides=config)
@@ -79,7 +81,7 @@ class EZAgent(Agent):
         self.run_dir = Path(run_dir) if run_dir is not None else None
 
         torch.manual_seed(self.seed)
-        self.model = build_model(self.obs_shape, self.num_actions, config.net, self.device).eval()
+        self.model = build_model(self.obs_shape, self.num_actions, config.net, self.device, obs_bounds).eval()
         explorers = explorer_count(config.explore_fraction, config.num_envs)
         internal = intrinsic_heads(config.explore_family, explorers, config.explore_discount)
         taken = sorted(set(internal) & {name for name, _ in config.aux_values})

@@ -46,6 +46,12 @@ class NetConfig:
     # identical with and without it (tests/test_agent_ez.py). Joint training was measured to slow
     # CartPole down (README, "Choices measured").
     decoder_joint: bool = False
+    # How the networks read vector observations: "none" (as they are) or "bounds": each entry
+    # rescaled to [-1, 1] from the observation space's finite bounds, as the representation's input
+    # and as the decoder's target alike (decode() still returns the environment's units), so an
+    # entry of small range (MountainCar's velocity, +-0.07) weighs as much as the others. The mlp
+    # family without grid_values.
+    obs_scale: str = "none"
     num_value_heads: int = 1  # >1: an ensemble of independent value heads (pessimistic objectives)
     # A continuation head in the prediction network: a terminal logit per state, so the search can
     # stop at predicted episode ends (nets/model.py). Off until it is measured on CartPole.
@@ -80,6 +86,8 @@ class NetConfig:
                              f"(e.g. --set net.precision=bfloat16)")
         if self.value_prefix_horizon < 1:
             raise ValueError(f"NetConfig.value_prefix_horizon must be >= 1, got {self.value_prefix_horizon}")
+        if self.obs_scale not in ("none", "bounds"):
+            raise ValueError(f"NetConfig.obs_scale must be 'none' or 'bounds', got {self.obs_scale!r}")
         if self.use_decoder not in (None, True, False):
             raise ValueError(f"NetConfig.use_decoder must be true, false or null (auto), got {self.use_decoder!r}")
         if self.num_value_heads < 1:

@@ -31,6 +31,7 @@ import contextlib
 import math
 from typing import List, Optional, Tuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -94,8 +95,39 @@ def compute_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]
     return {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[precision]
 
 
+class ObservationScale(nn.Module):
+    """obs -> (obs - center) / half_width per entry, [-1, 1] within the bounds (NetConfig.obs_scale);
+    `restore` maps back. Buffers, not parameters: saved with the model, never trained."""
+
+    def __init__(self, low: np.ndarray, high: np.ndarray):
+        super().__init__()
+        self.register_buffer("center", torch.as_tensor((high + low) / 2.0, dtype=torch.float32))
+        self.register_buffer("half_width", torch.as_tensor((high - low) / 2.0, dtype=torch.float32))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return (obs.float() - self.center) / self.half_width
+
+    def restore(self, scaled: torch.Tensor) -> torch.Tensor:
+        return scaled * self.half_width + self.center
+
+
+def finite_bounds(bounds, obs_shape: Tuple[int, ...]) -> Tuple[np.ndarray, np.ndarray]:
+    """(low, high) of the observation space, broadcast to `obs_shape`, checked finite and ordered."""
+    if bounds is None:
+        raise ValueError("net.obs_scale=bounds needs the observation space's bounds: pass obs_bounds=(low, high) "
+                         "to build_model (EZAgent passes its environment's)")
+    low, high = (np.broadcast_to(np.asarray(b, np.float64), obs_shape) for b in bounds)
+    bad = ~(np.isfinite(low) & np.isfinite(high) & (high > low))
+    if bad.any():
+        raise ValueError(f"net.obs_scale=bounds needs finite bounds with high > low for every observation entry; "
+                         f"entries {np.flatnonzero(bad.reshape(-1)).tolist()} have low {low[bad].tolist()}, high "
+                         f"{high[bad].tolist()}: set net.obs_scale=none (or wrap the env to bound them)")
+    return low, high
+
+
 class Model(nn.Module):
-    def __init__(self, obs_shape: Tuple[int, ...], num_actions: int, config: NetConfig):
+    def __init__(self, obs_shape: Tuple[int, ...], num_actions: int, config: NetConfig, obs_bounds=None):
+        """obs_bounds: (low, high) of the observation space, read when config.obs_scale is 'bounds'."""
         super().__init__()
         self.check_outputs = True  # every inference call checks its outputs (unchecked_outputs)
         self._resolved_dtype = None  # (device, compute_dtype) of the last call (compute_dtype)
@@ -130,6 +162,15 @@ class Model(nn.Module):
             self.representation = nn.Sequential(GridOneHot(grid, channels_first=self.family == "conv"),
                                                 self.representation)
             decoder = self._grid_decoder if config.use_decoder is not False else None
+        self.obs_scale: Optional[ObservationScale] = None
+        if config.obs_scale == "bounds":
+            if self.family != "mlp" or grid is not None:
+                raise ValueError(f"net.obs_scale=bounds rescales vector observations (the mlp family without "
+                                 f"net.grid_values); this network is {self.family} over {self.obs_shape}: "
+                                 f"set net.obs_scale=none")
+            # Parameter-free too; the compiled search then runs this representation in torch.
+            self.obs_scale = ObservationScale(*finite_bounds(obs_bounds, self.obs_shape))
+            self.representation = nn.Sequential(self.obs_scale, self.representation)
         self.projection = ConsistencyProjection(math.prod(self.latent_shape), config.projection_hidden,
                                                 config.projection_dim, config.projection_head_hidden)
         # Built last, so that the other networks' initial weights do not depend on it.
@@ -290,7 +331,8 @@ class Model(nn.Module):
         if self.decoder is None:
             raise RuntimeError("this model has no observation decoder: it was trained with net.use_decoder=false")
         with self.autocast():
-            return self.decoder(latent).float()
+            predicted = self.decoder(latent).float()
+        return predicted if self.obs_scale is None else self.obs_scale.restore(predicted)
 
     def reconstruction_loss(self, latent: torch.Tensor, obs: ArrayLike) -> torch.Tensor:
         """Per sample, shape [B]: the mean squared error of decode(latent) against obs, for grids
@@ -300,7 +342,11 @@ class Model(nn.Module):
             with self.autocast():
                 return self.decoder.loss(latent, torch.as_tensor(obs, device=self.device)).float()
         target = torch.as_tensor(obs, device=self.device).float()
-        return (self.decode(latent) - target).pow(2).flatten(1).mean(dim=1)
+        if self.obs_scale is None:
+            return (self.decode(latent) - target).pow(2).flatten(1).mean(dim=1)
+        with self.autocast():  # compared where the representation reads them: every entry weighs alike
+            predicted = self.decoder(latent).float()
+        return (predicted - self.obs_scale(target)).pow(2).flatten(1).mean(dim=1)
 
 
 def _non_finite_observation(call: str, obs: torch.Tensor, obs_finite: torch.Tensor) -> NonFiniteObservation:
@@ -314,6 +360,7 @@ def _non_finite_observation(call: str, obs: torch.Tensor, obs_finite: torch.Tens
 
 
 def build_model(obs_space_shape: Tuple[int, ...], num_actions: int, config: Optional[NetConfig] = None,
-                device: "str | torch.device" = "auto") -> Model:
-    """Build, check against `config.budget`, and move to `device` ("auto": CUDA if available)."""
-    return Model(obs_space_shape, num_actions, config or NetConfig()).to(resolve_device(device))
+                device: "str | torch.device" = "auto", obs_bounds=None) -> Model:
+    """Build, check against `config.budget`, and move to `device` ("auto": CUDA if available).
+    obs_bounds: the observation space's (low, high), read when config.obs_scale is 'bounds'."""
+    return Model(obs_space_shape, num_actions, config or NetConfig(), obs_bounds).to(resolve_device(device))

@@ -341,3 +341,51 @@ def test_config_round_trips_through_a_dict():
     config = NetConfig(hidden=(32, 32), budget=CapacityBudget(max_core_params=50_000))
     again = NetConfig(**config.to_dict())
     assert again == config and isinstance(again.budget, CapacityBudget)
+
+
+def test_obs_scale_reads_and_reconstructs_each_entry_in_its_bounds_and_decodes_in_the_envs_units():
+    low, high = np.array([-1.2, -0.07], np.float32), np.array([0.6, 0.07], np.float32)
+    torch.manual_seed(0)
+    plain = build_model((2,), 3, NetConfig(), "cpu")
+    torch.manual_seed(0)
+    scaled = build_model((2,), 3, NetConfig(obs_scale="bounds"), "cpu", obs_bounds=(low, high))
+    obs = np.array([[-1.2, -0.07], [0.6, 0.07], [-0.3, 0.0]], np.float32)
+    unit = np.array([[-1.0, -1.0], [1.0, 1.0], [0.0, 0.0]], np.float32)
+    np.testing.assert_allclose(scaled.obs_scale(torch.as_tensor(obs)).numpy(), unit, atol=1e-6)
+    # Same weights (the scale has none): the scaled model reads `obs` as the plain one reads `unit`.
+    np.testing.assert_allclose(scaled.initial_inference(obs).latent.detach().numpy(),
+                               plain.initial_inference(unit).latent.detach().numpy(), atol=1e-6)
+    latent = scaled.initial_inference(obs).latent
+    raw = plain.decoder(latent).detach()  # the same decoder weights: its output in scaled units
+    np.testing.assert_allclose(scaled.decode(latent).detach().numpy(),
+                               (raw * torch.tensor((high - low) / 2) + torch.tensor((high + low) / 2)).numpy(), atol=1e-6)
+    expected = ((raw - torch.as_tensor(unit)) ** 2).mean(1)  # the error in scaled units: velocity weighs as position
+    np.testing.assert_allclose(scaled.reconstruction_loss(latent, obs).detach().numpy(), expected.numpy(), atol=1e-6)
+    state = scaled.state_dict()
+    assert "obs_scale.center" in state and sum(p.numel() for p in scaled.parameters()) == \
+        sum(p.numel() for p in plain.parameters())
+
+
+@pytest.mark.parametrize("bounds, shape, family, match", [
+    (None, (2,), "mlp", "needs the observation space's bounds"),
+    ((np.array([-1.0, -np.inf]), np.array([1.0, np.inf])), (2,), "mlp", r"entries \[1\]"),
+    ((0.0, 255.0), (3, 16, 16), "conv", "vector observations")])
+def test_obs_scale_refuses_what_it_cannot_scale(bounds, shape, family, match):
+    with pytest.raises(ValueError, match=match):
+        build_model(shape, 2, NetConfig(obs_scale="bounds", family=family), "cpu", obs_bounds=bounds)
+    with pytest.raises(ValueError, match="obs_scale"):
+        NetConfig(obs_scale="running")
+
+
+def test_an_agent_with_obs_scale_reads_its_envs_bounds_and_keeps_them_through_a_save(tmp_path):
+    from agent.ez import EZAgent
+    from agent.learner import root_values
+    agent = EZAgent("MountainCar-v0", {"net.obs_scale": "bounds"}, seed=0, device="cpu")
+    np.testing.assert_allclose(agent.model.obs_scale.center.numpy(), [-0.3, 0.0], atol=1e-6)
+    obs = np.array([[-0.5, 0.01], [0.3, -0.05]], np.float32)
+    value = agent.model.initial_inference(obs).value.detach().numpy()
+    with torch.no_grad():  # as the learner calls it
+        np.testing.assert_allclose(root_values(agent.model, obs), value, atol=1e-5)  # the compiled path scales too
+    agent.save(tmp_path / "model.pt")
+    loaded = EZAgent.load(tmp_path / "model.pt", device="cpu")
+    np.testing.assert_array_equal(loaded.model.initial_inference(obs).value.detach().numpy(), value)
