@@ -39,10 +39,10 @@ observations, the third over the real ones it counts) and over no task a study e
       base objective  +  explore_weight * intrinsic value at the leaves
 
   (planners.objectives.Sum): the value carries the novelty of what lies many steps ahead, which
-  the model need not resolve one step at a time (the novelty family's limit). On MountainCar it
-  learned to value the unvisited ends of the valley, but within 24,000 steps the explorers' searches
-  still did not pick the action that pumps energy more often than chance (README, "Coverage off
-  the training policy").
+  the model need not resolve one step at a time (the novelty family's limit), provided the latents
+  hold what the counts tell apart: on MountainCar the explorers pump energy only with a jointly
+  trained decoder over observations read in their bounds (its preset; README, "Coverage off the
+  training policy").
 
 Their transitions train what is policy-free (dynamics, reward, terminal head, consistency,
 decoder); the policy loss skips them (agent/learner.py), and so does the value loss unless
@@ -122,12 +122,24 @@ def hold_entry(base: Objective, entry: np.ndarray, target: np.ndarray, mean: np.
     return Penalized(base, distance, weight, numpy=False)
 
 
-class HoldEntry:
-    """The hold-entry family's state (module doc): per explorer an observation entry and a target,
-    redrawn when its episode starts."""
+class PredictedObservationTerm:
+    """What the two families over predicted observations share: a penalty (their `penalty`) taken
+    off each edge, read through the decoder, and no intrinsic reward or head."""
 
     intrinsic_heads: tuple = ()  # auxiliary value heads this family needs (none)
     decodes = True  # its term reads predicted observations: it needs the decoder
+    penalty: object
+
+    def objective(self, base: Objective, weight: float) -> Objective:
+        return Penalized(base, self.penalty, weight, numpy=False)
+
+    def rewards(self, x: np.ndarray) -> np.ndarray:
+        return np.zeros((len(x), 0), np.float32)  # no intrinsic reward
+
+
+class HoldEntry(PredictedObservationTerm):
+    """The hold-entry family's state (module doc): per explorer an observation entry and a target,
+    redrawn when its episode starts."""
 
     def __init__(self, count: int, obs_size: int, heads: Mapping[str, torch.nn.Module], discount: float):
         self.obs_size = obs_size
@@ -147,12 +159,6 @@ class HoldEntry:
     def update(self, seen: int, mean: np.ndarray, std: np.ndarray) -> None:
         self.penalty.set(self.entry, self.target, mean, std)
 
-    def objective(self, base: Objective, weight: float) -> Objective:
-        return Penalized(base, self.penalty, weight, numpy=False)
-
-    def rewards(self, x: np.ndarray) -> np.ndarray:
-        return np.zeros((len(x), 0), np.float32)  # no intrinsic reward
-
     def state_dict(self) -> dict:
         return {"entry": self.entry.copy(), "target": self.target.copy()}
 
@@ -160,13 +166,10 @@ class HoldEntry:
         self.entry, self.target = np.array(state["entry"]), np.array(state["target"])
 
 
-class Novelty:
+class Novelty(PredictedObservationTerm):
     """The novelty family's state (module doc): the archive, a reservoir sample of every
     observation self-play has acted in (Vitter's algorithm R: each one seen so far is in it with
     equal chance)."""
-
-    intrinsic_heads: tuple = ()
-    decodes = True
 
     def __init__(self, count: int, obs_size: int, heads: Mapping[str, torch.nn.Module], discount: float):
         self.archive = np.zeros((ARCHIVE_SIZE, obs_size), np.float32)  # its first min(seen, ARCHIVE_SIZE) rows
@@ -184,12 +187,6 @@ class Novelty:
 
     def update(self, seen: int, mean: np.ndarray, std: np.ndarray) -> None:
         self.penalty.set(self.archive[:max(1, min(seen, ARCHIVE_SIZE))], mean, std)
-
-    def objective(self, base: Objective, weight: float) -> Objective:
-        return Penalized(base, self.penalty, weight, numpy=False)
-
-    def rewards(self, x: np.ndarray) -> np.ndarray:
-        return np.zeros((len(x), 0), np.float32)
 
     def state_dict(self) -> dict:
         return {"archive": self.archive.copy()}
