@@ -399,7 +399,9 @@ class EZAgent(Agent):
         """model.pt's contents plus replay, optimizers, target network and RNG states (--resume)."""
         training = {"replay": self.replay.state_dict(), "learner": self.learner.state_dict(),
                     "aux": self.aux.state_dict() if self.aux is not None else None,
-                    "selfplay": self._selfplay.state_dict() if self._selfplay is not None else None,
+                    # where the envs are; a loaded agent not yet run, or one back from a
+                    # distributed run, keeps what it was given
+                    "selfplay": self._selfplay.state_dict() if self._selfplay is not None else self._saved_selfplay,
                     "rng": self.rng.bit_generator.state, "act_rng": self._act_rng.bit_generator.state,
                     "train_credit": self._train_credit, "reanalysis_local_share": self.reanalysis_local_share}
         return atomic_save({**self._payload(), "training": training}, path)

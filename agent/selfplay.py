@@ -57,6 +57,14 @@ def write_transition(replay: Replay, prev: np.ndarray, t: Transition, env_step: 
     return np.where(done, -1, written)
 
 
+def real_next_obs(next_obs: np.ndarray, done: np.ndarray, final_obs: np.ndarray) -> np.ndarray:
+    """[B, *obs] where each env's transition led: `next_obs`, except that a finished episode's is
+    its own last observation (final_obs, [D, *obs] in env order), not the next episode's first."""
+    real = np.array(next_obs, copy=True)
+    real[done] = final_obs
+    return real
+
+
 def close_open_episodes(replay: Replay, prev: np.ndarray, obs: np.ndarray, env_steps: int) -> None:
     """Close as truncated the episodes whose last written state is `prev` (>= 0), at the
     observation `obs` that followed it: their successors will never arrive."""
@@ -142,11 +150,11 @@ class SelfPlay:
             weights = np.concatenate([weights, explored.action_weights])
         next_obs, reward, terminated, truncated, info = self.venv.step(actions)
         done = terminated | truncated
+        final_obs = (np.stack([info["final_obs"][i] for i in np.flatnonzero(done)]) if done.any()
+                     else np.zeros((0, *self.obs.shape[1:]), dtype=self.obs.dtype))
         aux: Optional[np.ndarray] = None
         if self.aux is not None:  # the user's reward functions' columns, then the explorers' own
-            real_next = np.array(next_obs, copy=True)  # the finished episodes' own last observations
-            for i in np.flatnonzero(done):
-                real_next[i] = info["final_obs"][i]
+            real_next = real_next_obs(next_obs, done, final_obs)
             aux = self.aux.rewards(self.obs, actions, reward, real_next, terminated)
             if self.aux.internal:
                 if self.explorers is None:
@@ -154,8 +162,6 @@ class SelfPlay:
                                      f"self-play has no explorers to reward them")
                 aux = np.concatenate([aux, self.explorers.rewards(real_next)], axis=1)
                 assert aux.shape[1] == len(self.aux.names), (aux.shape, self.aux.names)
-        final_obs = (np.stack([info["final_obs"][i] for i in np.flatnonzero(done)]) if done.any()
-                     else np.zeros((0, *self.obs.shape[1:]), dtype=self.obs.dtype))
         transition = Transition(self.obs, actions, reward, weights, terminated, truncated, final_obs, aux,
                                 self.is_explorer.copy())
 

@@ -260,3 +260,18 @@ def test_an_actor_loads_the_published_weights_exactly(connected):
     with torch.no_grad():  # loaded into the actor's own parameters, not shared with the learner's
         next(agent.model.parameters()).add_(1.0)
     assert not torch.equal(next(agent.model.parameters()), next(holder.agent.model.parameters()))
+
+
+def test_visit_counts_cover_every_workers_steps_and_go_on_through_resumes(connected, monkeypatch, tmp_path):
+    """The driver counts what every actor acted in (agent/distributed/writer.py): a run that went
+    single-process, then distributed, then was saved holds one count per environment step."""
+    monkeypatch.setattr("agent.explore.FREEZE_AFTER", 64)  # the driver's counts (the actors keep their own)
+    agent = tiny_agent(seed=4, extra=["explore_fraction=0.5", "explore_family=visit-count"])
+    agent.learn(100, progress_bar=False)
+    learn_distributed(agent, 100, [], False, DistributedOptions(workers=2))
+    agent.save_resume(tmp_path / "resume.pt")
+    counts = EZAgent.load(tmp_path / "resume.pt", device="cpu")._saved_selfplay["explorers"]
+    assert agent.num_timesteps == 200
+    assert int(counts["visits"].sum()) + len(counts["early"]) == 200
+    bonus = agent.replay.aux_reward[: agent.replay.size, 0][~agent.replay.final[: agent.replay.size]]
+    assert (bonus[-100:] > 0).all() and bonus.max() <= 1.0  # the writer's counts: fixed widths (an actor's: 0)

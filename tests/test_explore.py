@@ -307,3 +307,41 @@ def test_the_intrinsic_head_fits_returns_at_explore_discount(monkeypatch):
                           correction_interval=c.td_correction_interval, bootstrap=lambda obs: np.zeros(len(obs)),
                           rewards=bonus)[0]
         assert np.allclose(d.aux_value[INTRINSIC_HEAD], z, atol=1e-6) is same, discount
+
+
+def test_a_distributed_runs_writer_counts_every_workers_transitions_and_saves_the_counts(monkeypatch):
+    """Ray actors count only their own envs' observations: the driver's writer recounts the
+    visit-count rewards over every worker's transitions before they reach replay, and saves the
+    counts with its state."""
+    from agent.distributed.writer import ReplayWriter
+    from agent.replay import Replay
+    from agent.selfplay import Transition
+    monkeypatch.setattr("agent.explore.FREEZE_AFTER", 4)
+    counter = visit_count_explorers(count=1)
+    replay = Replay(100, (2,), 2, num_aux=2)  # a user's column, then the explorers'
+    writer = ReplayWriter(replay, workers=2, num_envs=2, obs_shape=(2,), obs_dtype=np.float32, counter=counter)
+    spread = np.array([[0.0, 0.0], [1.0, 1.0]], np.float32)  # cells 0.25 wide (half of 0.5, the spread)
+    here, there = np.array([[0.6, 0.6]] * 2, np.float32), np.array([[0.9, 0.9]] * 2, np.float32)
+
+    def step(worker, obs, following, ended=None):
+        """One vector step; `ended`: env 0's episode ended there (`following` holds the next one's start)."""
+        done = np.array([ended is not None, False])
+        t = Transition(obs, np.zeros(2, np.int64), np.zeros(2), np.full((2, 2), 0.5), done, np.zeros(2, bool),
+                       np.zeros((0, 2), np.float32) if ended is None else ended[None],
+                       aux_reward=np.array([[7.0, -1.0]] * 2, np.float32))  # -1: an actor's own count
+        at = replay.size
+        writer.write(worker, t, following, 0)
+        return replay.aux_reward[at: at + 2].copy()  # (an ended episode's last observation follows them)
+
+    step(0, spread, spread)  # 2 observations: the widths wait for 4
+    np.testing.assert_array_equal(step(1, spread, here), [[7.0, 1.0]] * 2)  # fixed from these 4; `here` unseen
+    step(0, here, here)  # worker 0 acts in `here` twice
+    start = np.array([[0.0, 0.0], [0.6, 0.6]], np.float32)  # env 0's next episode starts in a cell seen twice
+    np.testing.assert_allclose(step(1, here, start, ended=here[0]), [[7.0, 1 / np.sqrt(5)]] * 2)  # both workers' visits
+    np.testing.assert_allclose(step(0, there, there)[:, 1], 1 / np.sqrt(3))
+    saved = writer.state_dict()["explorers"]
+    assert int(saved["visits"].sum()) == 10  # 4 when the widths were fixed, then 2 + 2 + 2
+    restored = visit_count_explorers(count=1)
+    restored.load_state_dict(saved)
+    probe = np.concatenate([spread, here, there])
+    np.testing.assert_array_equal(restored.rewards(probe), counter.rewards(probe))

@@ -226,9 +226,10 @@ class _Loop:
         self.actors.extend(made)
         return made
 
-    def _take_over_episodes(self) -> None:
+    def _take_over_episodes(self) -> Optional[dict]:
         """Episodes left open by this agent's own envs or by the checkpoint it was loaded from
-        cannot continue in the actors' envs: they are closed as truncated."""
+        cannot continue in the actors' envs: they are closed as truncated. Returns their self-play
+        state (whose explorers' counts the writer goes on with), or None."""
         a = self.agent
         state = a._saved_selfplay
         if a._selfplay is not None:
@@ -238,13 +239,18 @@ class _Loop:
         if state is not None:
             close_open_episodes(a.replay, state["prev"], state["obs"], a.num_timesteps)
         a._selfplay, a._saved_selfplay = None, None
+        return state
 
     def run(self, total_timesteps: int, callback, progress_bar: bool):
         a, o = self.agent, self.options
         c = a.config
         a._ensure_replay()
-        self._take_over_episodes()
-        writer = ReplayWriter(a.replay, o.workers, c.num_envs, a.obs_shape, a.obs_dtype)
+        state = self._take_over_episodes()
+        counter = None  # explorers whose rewards count the real transitions of every worker
+        if a.aux is not None and a.aux.internal:
+            counter = a.make_explorers()
+            counter.load_state_dict(state and state.get("explorers"))
+        writer = ReplayWriter(a.replay, o.workers, c.num_envs, a.obs_shape, a.obs_dtype, counter)
         a._selfplay = writer  # what save_resume reads the episodes' state from
         end = a.num_timesteps + int(total_timesteps)
         workers = self._make(SelfPlayActor, o.workers, 0)

@@ -10,20 +10,32 @@ Each (worker, env) pair is one stream of episodes, linked as SelfPlay links its 
 keeps every env's last written state (`prev`) and the observation that followed it, so it can
 close an episode as truncated when its actor restarted (or a run resumes) and its successor will
 never arrive.
+
+Explorer rewards that count real transitions (the visit-count family's, agent/explore.py) are
+counted here, over every worker's transitions, and overwrite the actors' columns: an actor's own
+counts see only its envs and die with it, where the writer's are the run's and are saved with its
+state (`state_dict`'s "explorers", which a resumed run of either kind loads).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from typing import Optional
+
+from agent.explore import Explorers
 from agent.replay import Replay
-from agent.selfplay import Transition, close_open_episodes, write_transition
+from agent.selfplay import Transition, close_open_episodes, real_next_obs, write_transition
 
 
 class ReplayWriter:
     venv = None  # no envs in this process (EZAgent.get_env)
 
-    def __init__(self, replay: Replay, workers: int, num_envs: int, obs_shape, obs_dtype):
+    def __init__(self, replay: Replay, workers: int, num_envs: int, obs_shape, obs_dtype,
+                 counter: Optional[Explorers] = None):
+        """counter: explorers whose intrinsic rewards (the last columns of each transition's
+        aux_reward) are recounted here over every worker's transitions, or None."""
         self.replay = replay
+        self.counter = counter
         self.prev = np.full((workers, num_envs), -1, dtype=np.int64)  # replay index of each env's last state
         self.obs = np.zeros((workers, num_envs, *obs_shape), dtype=obs_dtype)  # the observation after it
         self.episode_return = np.zeros((workers, num_envs))
@@ -39,6 +51,12 @@ class ReplayWriter:
 
     def write(self, worker: int, t: Transition, next_obs: np.ndarray, env_steps: int) -> None:
         """One vector step of `worker`, then `next_obs` (the observations after it) is where its envs are."""
+        if self.counter is not None:
+            # As SelfPlay.act counts: what was acted in, then the rewards (a family whose rewards
+            # count real transitions draws nothing at random, hence no generator).
+            self.counter.observe(t.obs, None)
+            bonus = self.counter.rewards(real_next_obs(next_obs, t.terminated | t.truncated, t.final_obs))
+            t.aux_reward = np.concatenate([t.aux_reward[:, : -bonus.shape[1]], bonus], axis=1)
         self.prev[worker] = write_transition(self.replay, self.prev[worker], t, env_steps)
         done = t.terminated | t.truncated
         self.episode_return[worker] = np.where(done, 0.0, self.episode_return[worker] + t.reward)
@@ -57,4 +75,5 @@ class ReplayWriter:
         actors): a run resumed from it, in either mode, closes these episodes as truncated."""
         flat = lambda a: a.reshape(-1, *a.shape[2:]).copy()  # noqa: E731
         return {"obs": flat(self.obs), "prev": flat(self.prev), "episode_return": flat(self.episode_return),
-                "episode_length": flat(self.episode_length), "envs": None, "distributed": True}
+                "episode_length": flat(self.episode_length), "envs": None, "distributed": True,
+                "explorers": self.counter.state_dict() if self.counter is not None else None}
