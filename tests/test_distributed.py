@@ -274,4 +274,6 @@ def test_visit_counts_cover_every_workers_steps_and_go_on_through_resumes(connec
     assert agent.num_timesteps == 200
     assert int(counts["visits"].sum()) + len(counts["early"]) == 200
     bonus = agent.replay.aux_reward[: agent.replay.size, 0][~agent.replay.final[: agent.replay.size]]
-    assert (bonus[-100:] > 0).all() and bonus.max() <= 1.0  # the writer's counts: fixed widths (an actor's: 0)
+    # The writer's counts, whose widths are fixed (64 above): the actors, in processes of their own,
+    # fix theirs only at agent.explore's 1,000 observations and would have stored 0.
+    assert (bonus[-100:] > 0).all()

@@ -323,11 +323,12 @@ def test_a_distributed_runs_writer_counts_every_workers_transitions_and_saves_th
     spread = np.array([[0.0, 0.0], [1.0, 1.0]], np.float32)  # cells 0.25 wide (half of 0.5, the spread)
     here, there = np.array([[0.6, 0.6]] * 2, np.float32), np.array([[0.9, 0.9]] * 2, np.float32)
 
-    def step(worker, obs, following, ended=None):
-        """One vector step; `ended`: env 0's episode ended there (`following` holds the next one's start)."""
-        done = np.array([ended is not None, False])
-        t = Transition(obs, np.zeros(2, np.int64), np.zeros(2), np.full((2, 2), 0.5), done, np.zeros(2, bool),
-                       np.zeros((0, 2), np.float32) if ended is None else ended[None],
+    def step(worker, obs, following, ended=()):
+        """One vector step; `ended`: where the finished envs' episodes ended, in env order (`following`
+        holds the next ones' starts there)."""
+        done = np.array([len(ended) == 2, len(ended) > 0])  # env 1 first, then both
+        t = Transition(obs, np.zeros(2, np.int64), np.zeros(2), np.full((2, 2), 0.5), np.zeros(2, bool), done,
+                       np.array(ended, np.float32).reshape(len(ended), 2),
                        aux_reward=np.array([[7.0, -1.0]] * 2, np.float32))  # -1: an actor's own count
         at = replay.size
         writer.write(worker, t, following, 0)
@@ -336,11 +337,13 @@ def test_a_distributed_runs_writer_counts_every_workers_transitions_and_saves_th
     step(0, spread, spread)  # 2 observations: the widths wait for 4
     np.testing.assert_array_equal(step(1, spread, here), [[7.0, 1.0]] * 2)  # fixed from these 4; `here` unseen
     step(0, here, here)  # worker 0 acts in `here` twice
-    start = np.array([[0.0, 0.0], [0.6, 0.6]], np.float32)  # env 0's next episode starts in a cell seen twice
-    np.testing.assert_allclose(step(1, here, start, ended=here[0]), [[7.0, 1 / np.sqrt(5)]] * 2)  # both workers' visits
+    start = np.array([[0.6, 0.6], [0.0, 0.0]], np.float32)  # env 1's next episode starts in a cell seen twice
+    np.testing.assert_allclose(step(1, here, start, ended=[here[0]]), [[7.0, 1 / np.sqrt(5)]] * 2)  # both workers' visits
     np.testing.assert_allclose(step(0, there, there)[:, 1], 1 / np.sqrt(3))
+    ends = step(1, there, np.zeros((2, 2), np.float32), ended=[here[0], spread[1]])  # both end, in different cells
+    np.testing.assert_allclose(ends[:, 1], [1 / np.sqrt(5), 1 / np.sqrt(3)])  # `here`: 4 visits, [1, 1]: 2
     saved = writer.state_dict()["explorers"]
-    assert int(saved["visits"].sum()) == 10  # 4 when the widths were fixed, then 2 + 2 + 2
+    assert int(saved["visits"].sum()) == 12  # 4 when the widths were fixed, then 2 + 2 + 2 + 2
     restored = visit_count_explorers(count=1)
     restored.load_state_dict(saved)
     probe = np.concatenate([spread, here, there])

@@ -251,6 +251,8 @@ class _Loop:
             counter = a.make_explorers()
             counter.load_state_dict(state and state.get("explorers"))
         writer = ReplayWriter(a.replay, o.workers, c.num_envs, a.obs_shape, a.obs_dtype, counter)
+        if counter is None and state is not None:
+            writer.carried_explorers = state.get("explorers")
         a._selfplay = writer  # what save_resume reads the episodes' state from
         end = a.num_timesteps + int(total_timesteps)
         workers = self._make(SelfPlayActor, o.workers, 0)

@@ -14,7 +14,9 @@ never arrive.
 Explorer rewards that count real transitions (the visit-count family's, agent/explore.py) are
 counted here, over every worker's transitions, and overwrite the actors' columns: an actor's own
 counts see only its envs and die with it, where the writer's are the run's and are saved with its
-state (`state_dict`'s "explorers", which a resumed run of either kind loads).
+state (`state_dict`'s "explorers", which a resumed run of either kind loads). The other families'
+state (targets, a novelty archive) lives in each actor; what a resumed run brought is carried
+over to the next checkpoint unchanged.
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ class ReplayWriter:
         aux_reward) are recounted here over every worker's transitions, or None."""
         self.replay = replay
         self.counter = counter
+        self._rng = np.random.default_rng(0)  # the visit-count family draws nothing; observe() takes one
+        self.carried_explorers: Optional[dict] = None  # other families' saved state, kept for the next run
         self.prev = np.full((workers, num_envs), -1, dtype=np.int64)  # replay index of each env's last state
         self.obs = np.zeros((workers, num_envs, *obs_shape), dtype=obs_dtype)  # the observation after it
         self.episode_return = np.zeros((workers, num_envs))
@@ -52,11 +56,10 @@ class ReplayWriter:
     def write(self, worker: int, t: Transition, next_obs: np.ndarray, env_steps: int) -> None:
         """One vector step of `worker`, then `next_obs` (the observations after it) is where its envs are."""
         if self.counter is not None:
-            # As SelfPlay.act counts: what was acted in, then the rewards (a family whose rewards
-            # count real transitions draws nothing at random, hence no generator).
-            self.counter.observe(t.obs, None)
+            self.counter.observe(t.obs, self._rng)  # as SelfPlay.act counts: what was acted in, then the rewards
             bonus = self.counter.rewards(real_next_obs(next_obs, t.terminated | t.truncated, t.final_obs))
-            t.aux_reward = np.concatenate([t.aux_reward[:, : -bonus.shape[1]], bonus], axis=1)
+            users = t.aux_reward.shape[1] - bonus.shape[1]
+            t.aux_reward = np.concatenate([t.aux_reward[:, :users], bonus], axis=1)
         self.prev[worker] = write_transition(self.replay, self.prev[worker], t, env_steps)
         done = t.terminated | t.truncated
         self.episode_return[worker] = np.where(done, 0.0, self.episode_return[worker] + t.reward)
@@ -76,4 +79,4 @@ class ReplayWriter:
         flat = lambda a: a.reshape(-1, *a.shape[2:]).copy()  # noqa: E731
         return {"obs": flat(self.obs), "prev": flat(self.prev), "episode_return": flat(self.episode_return),
                 "episode_length": flat(self.episode_length), "envs": None, "distributed": True,
-                "explorers": self.counter.state_dict() if self.counter is not None else None}
+                "explorers": self.counter.state_dict() if self.counter is not None else self.carried_explorers}
