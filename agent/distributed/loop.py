@@ -10,7 +10,8 @@
 What a single-process run has, this loop has too: the same agent object (so the same callbacks,
 evaluation, TensorBoard tags, checkpoints and --resume), the same ratio of training steps per
 env step (`replay_ratio`, counted over every worker's env steps), visit counts over every worker's
-transitions (writer.py), and the callbacks called once per vector step. It is not deterministic: which actor's chunk arrives first depends on timing.
+transitions (writer.py), and the callbacks called once per vector step. It is not deterministic:
+which actor's chunk arrives first depends on timing.
 
 Staleness is bounded, not free-running: each actor has exactly one chunk (CHUNK_STEPS vector
 steps) in flight. When its chunk arrives the driver hands it the next one with the newest

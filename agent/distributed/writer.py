@@ -20,9 +20,9 @@ over to the next checkpoint unchanged.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from typing import Optional
+
+import numpy as np
 
 from agent.explore import Explorers
 from agent.replay import Replay
