@@ -328,11 +328,15 @@ class Model(nn.Module):
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """Predicted observation for each latent: [B, *obs_shape], or for pixel images the frame
         downsampled to [B, C, 4h, 4w] and scaled by 1/255 (nets/conv.py FrameDecoder)."""
+        predicted = self._decoder_output(latent)
+        return predicted if self.obs_scale is None else self.obs_scale.restore(predicted)
+
+    def _decoder_output(self, latent: torch.Tensor) -> torch.Tensor:
+        """The decoder's output in the units the representation reads (rescaled with obs_scale)."""
         if self.decoder is None:
             raise RuntimeError("this model has no observation decoder: it was trained with net.use_decoder=false")
         with self.autocast():
-            predicted = self.decoder(latent).float()
-        return predicted if self.obs_scale is None else self.obs_scale.restore(predicted)
+            return self.decoder(latent).float()
 
     def reconstruction_loss(self, latent: torch.Tensor, obs: ArrayLike) -> torch.Tensor:
         """Per sample, shape [B]: the mean squared error of decode(latent) against obs, for grids
@@ -342,11 +346,9 @@ class Model(nn.Module):
             with self.autocast():
                 return self.decoder.loss(latent, torch.as_tensor(obs, device=self.device)).float()
         target = torch.as_tensor(obs, device=self.device).float()
-        if self.obs_scale is None:
-            return (self.decode(latent) - target).pow(2).flatten(1).mean(dim=1)
-        with self.autocast():  # compared where the representation reads them: every entry weighs alike
-            predicted = self.decoder(latent).float()
-        return (predicted - self.obs_scale(target)).pow(2).flatten(1).mean(dim=1)
+        if self.obs_scale is not None:  # compared where the representation reads them: every entry weighs alike
+            target = self.obs_scale(target)
+        return (self._decoder_output(latent) - target).pow(2).flatten(1).mean(dim=1)
 
 
 def _non_finite_observation(call: str, obs: torch.Tensor, obs_finite: torch.Tensor) -> NonFiniteObservation:
