@@ -1,0 +1,212 @@
+#!/usr/bin/env python
+"""How a LunarLander-v3 agent's greedy episodes end, and how well its model predicts what happens.
+
+    python benchmarks/bench_lunarlander_failure.py --checkpoint RUN_DIR/resume.pt
+        [--episodes 10] [--sims 0,1,5,50] [--horizons 1,5,10,20] [--made-by COMMAND] [--out FILE]
+
+Plays the evaluation protocol's episodes (agent/evaluation.py's starts for the checkpoint's seed)
+once acting on the policy prior's most likely action (0 simulations), once one step greedy on the
+value (`greedy`: each action's predicted reward plus the discounted value after it, as the audit's),
+and once searching at each of --sims simulations. Every episode is classified by how it ended:
+`landed` (the lander came to rest: +100), `crashed` (its body touched the ground: -100), `off`
+(it left the screen: -100) or `time` (truncated at 1,000 steps), with its length, the step both legs
+first touched, and how often it fired each engine.
+
+Along the episodes of the search at the checkpoint's own simulation count, and along the one-step
+greedy ones (which, where a run hovers, are the ones that land), it then measures the model against
+what happened: for every start t and horizon k, the sum of the rewards the model
+predicts along the k actions actually taken, against the sum of the rewards received (mean error and
+mean absolute error, split by whether a leg touched the ground at t), and the value head at t
+against the discounted return actually received to the end (episodes that ended before the time
+limit only), also by how many steps the episode had left. The transitions that paid the terminal +-100 are reported on their own: the model's
+one-step reward there, against the reward. The last line is JSON. Figures only; nothing is asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from result_line import emit  # noqa: E402  (benchmarks/, the script's own folder)
+
+ENV_ID = "LunarLander-v3"
+ACTIONS = ("noop", "left", "main", "right")
+
+
+def ending(env, obs, terminated: bool) -> str:
+    """How a finished episode ended (gymnasium's LunarLander: game_over is the body's contact)."""
+    u = env.unwrapped
+    if not terminated:
+        return "time"
+    if u.game_over:
+        return "crashed"
+    if abs(obs[0]) >= 1.0:
+        return "off"
+    return "landed" if not u.lander.awake else "other"
+
+
+def play(act, seed: int, episodes: int):
+    """Episodes from the evaluation protocol's starts, acted by `act(obs batch) -> actions`: one
+    dict per episode (return, length, ending, first step with both legs down, engine counts) and
+    its trajectory (observations [T+1, 8], actions [T], rewards [T])."""
+    import envs
+    from agent.evaluation import eval_seed
+
+    env_list = [envs.make(ENV_ID, None) for _ in range(episodes)]
+    obs = [env.reset(seed=eval_seed(seed) + i)[0] for i, env in enumerate(env_list)]
+    trajectories = [{"obs": [o], "actions": [], "rewards": []} for o in obs]
+    endings = [""] * episodes
+    active = list(range(episodes))
+    while active:
+        actions = np.asarray(act(np.stack([obs[i] for i in active])))
+        still = []
+        for a, i in zip(actions, active):
+            o, r, terminated, truncated, _ = env_list[i].step(int(a))
+            obs[i] = o
+            t = trajectories[i]
+            t["obs"].append(o)
+            t["actions"].append(int(a))
+            t["rewards"].append(float(r))
+            if terminated or truncated:
+                endings[i] = ending(env_list[i], o, terminated)
+            else:
+                still.append(i)
+        active = still
+    rows = []
+    for t, end in zip(trajectories, endings):
+        t["obs"], t["actions"], t["rewards"] = (np.asarray(t["obs"], np.float32), np.asarray(t["actions"]),
+                                                np.asarray(t["rewards"]))
+        both = np.flatnonzero((t["obs"][1:, 6] > 0.5) & (t["obs"][1:, 7] > 0.5))
+        rows.append({"return": round(float(t["rewards"].sum()), 1), "length": len(t["actions"]), "ending": end,
+                     "both_legs_first_step": int(both[0]) + 1 if len(both) else None,
+                     "steps_both_legs_down": int(len(both)),
+                     "engine_counts": {name: int((t["actions"] == k).sum()) for k, name in enumerate(ACTIONS)}})
+        t["ending"] = end
+    return rows, trajectories
+
+
+def summarize(rows) -> dict:
+    endings = [r["ending"] for r in rows]
+    return {"mean_return": round(float(np.mean([r["return"] for r in rows])), 1),
+            "mean_length": round(float(np.mean([r["length"] for r in rows])), 1),
+            "ended_by": {k: endings.count(k) for k in ("landed", "crashed", "off", "time", "other")},
+            "episodes": rows}
+
+
+def model_errors(agent, trajectories, horizons, stride: int = 2) -> dict:
+    """The model's k-step predicted reward sums along the actions taken, and its value, against
+    what the episodes received."""
+    import torch
+
+    model, gamma = agent.model, agent.config.discount
+    by_horizon = {}
+    for k in horizons:
+        errors, grounded = [], []
+        for t in trajectories:
+            starts = np.arange(0, len(t["actions"]) - k + 1, stride)
+            if not len(starts):
+                continue
+            with torch.no_grad():
+                latent = model.initial_inference(torch.as_tensor(t["obs"][starts])).latent
+                predicted = np.zeros(len(starts))
+                for j in range(k):
+                    out = model.recurrent_inference(latent, torch.as_tensor(t["actions"][starts + j]))
+                    predicted += out.reward.cpu().numpy()
+                    latent = out.latent
+            received = np.array([t["rewards"][s:s + k].sum() for s in starts])
+            errors.append(predicted - received)
+            grounded.append((t["obs"][starts, 6] > 0.5) | (t["obs"][starts, 7] > 0.5))
+        err, ground = np.concatenate(errors), np.concatenate(grounded)
+        by_horizon[str(k)] = {
+            part: {"n": int(mask.sum()), "mean_error": round(float(err[mask].mean()), 2) if mask.any() else None,
+                   "mean_abs_error": round(float(np.abs(err[mask]).mean()), 2) if mask.any() else None}
+            for part, mask in (("all", np.ones_like(ground)), ("airborne", ~ground), ("leg_down", ground))}
+    values, returns = [], []
+    terminal = []
+    for t in trajectories:
+        with torch.no_grad():
+            v = model.initial_inference(torch.as_tensor(t["obs"][:-1])).value.cpu().numpy()
+            last = model.recurrent_inference(model.initial_inference(torch.as_tensor(t["obs"][-2:-1])).latent,
+                                             torch.as_tensor(t["actions"][-1:])).reward.cpu().numpy()
+        if t["ending"] != "time":
+            g = np.zeros(len(t["rewards"]))
+            acc = 0.0
+            for i in range(len(g) - 1, -1, -1):
+                acc = t["rewards"][i] + gamma * acc
+                g[i] = acc
+            values.append(v)
+            returns.append(g)
+            terminal.append({"ending": t["ending"], "reward": round(float(t["rewards"][-1]), 1),
+                             "predicted": round(float(last[0]), 1)})
+    value_part = None
+    if values:
+        dv = np.concatenate(values) - np.concatenate(returns)
+        to_end = np.concatenate([np.arange(len(v), 0, -1) for v in values])  # steps left, 1 at the last
+        value_part = {"n": int(len(dv)), "mean_error": round(float(dv.mean()), 2),
+                      "mean_abs_error": round(float(np.abs(dv).mean()), 2),
+                      "mean_error_by_steps_left": {
+                          f"{lo}-{hi}": round(float(dv[(to_end >= lo) & (to_end < hi)].mean()), 1)
+                          for lo, hi in ((1, 5), (5, 25), (25, 100), (100, 1000))
+                          if ((to_end >= lo) & (to_end < hi)).any()}}
+    return {"reward_sum_error_by_horizon": by_horizon, "value_vs_discounted_return": value_part,
+            "terminal_transitions": terminal}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="a LunarLander-v3 run's model.pt or resume.pt")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--sims", default="0,1,5,50", help="simulation counts to play at (0: the prior's argmax)")
+    p.add_argument("--horizons", default="1,5,10,20", help="model unroll lengths compared with the episodes")
+    p.add_argument("--made-by", metavar="COMMAND", default=None,
+                   help="the train.py command (and step) that wrote --checkpoint, recorded with the result")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", metavar="FILE", help="also write the last line's JSON to FILE")
+    args = p.parse_args()
+    sims = [int(s) for s in args.sims.split(",") if s]
+    horizons = [int(k) for k in args.horizons.split(",") if k]
+    if any(s < 0 for s in sims) or any(k < 1 for k in horizons):
+        p.error("--sims must be >= 0 each and --horizons >= 1 each")
+
+    import torch
+
+    from agent.ez import EZAgent
+    from agent.studies.audit import greedy_policy, prior_policy, search_policy
+
+    torch.set_num_threads(args.threads)
+    agent = EZAgent.load(args.checkpoint, device="cpu")
+    if agent.env_id != ENV_ID:
+        p.error(f"--checkpoint holds a {agent.env_id} agent; this script reads {ENV_ID} episodes")
+    own = agent.config.search
+    played, own_trajectories = {}, None
+    greedy_rows, greedy_trajectories = play(greedy_policy(agent), agent.seed, args.episodes)
+    played["greedy"] = summarize(greedy_rows)
+    for n in sims:
+        agent.config.search = dataclasses.replace(own, num_simulations=max(n, 1))
+        rows, trajectories = play(prior_policy(agent) if n == 0 else search_policy(agent), agent.seed, args.episodes)
+        played[str(n)] = summarize(rows)
+        if n == own.num_simulations:
+            own_trajectories = trajectories
+        print(f"{n if n else 'prior'}: mean return {played[str(n)]['mean_return']}, "
+              f"ended by {played[str(n)]['ended_by']}", flush=True)
+    agent.config.search = own
+    if own_trajectories is None:
+        _, own_trajectories = play(search_policy(agent), agent.seed, args.episodes)
+    errors = {"search": model_errors(agent, own_trajectories, horizons),
+              "greedy": model_errors(agent, greedy_trajectories, horizons)}
+    for name, e in errors.items():
+        print(f"model along the {name} episodes: {e['reward_sum_error_by_horizon']}; value: "
+              f"{e['value_vs_discounted_return']}", flush=True)
+    emit({"benchmark": "lunarlander_failure", "checkpoint": str(args.checkpoint), "made_by": args.made_by,
+          "seed": agent.seed,
+          "env_steps": int(agent.num_timesteps), "num_simulations": own.num_simulations,
+          "played": played, "model_along_episodes": errors}, args.out)
+
+
+if __name__ == "__main__":
+    main()
