@@ -19,7 +19,9 @@ predicts along the k actions actually taken, against the sum of the rewards rece
 mean absolute error, split by whether a leg touched the ground at t), and the value head at t
 against the discounted return actually received to the end (episodes that ended before the time
 limit only), also by how many steps the episode had left. The transitions that paid the terminal +-100 are reported on their own: the model's
-one-step reward there, against the reward. The last line is JSON. Figures only; nothing is asserted.
+one-step reward there, against the reward. From a resume.pt it also reports the n of the n-step
+value targets the run's replay hands the learner, weighted as prioritized sampling draws them. The
+last line is JSON. Figures only; nothing is asserted.
 """
 from __future__ import annotations
 
@@ -157,6 +159,24 @@ def model_errors(agent, trajectories, horizons, stride: int = 2) -> dict:
             "terminal_transitions": terminal}
 
 
+def sampled_horizons(agent) -> dict | None:
+    """The n of the n-step value targets the run's replay hands the learner, weighted as its
+    prioritized sampling draws them (agent/targets.py: the horizon shrinks with the data's age);
+    None for a model.pt, which holds no replay."""
+    from agent.targets import td_horizon
+
+    replay, c = agent.replay, agent.config
+    if replay is None or replay.size == 0:
+        return None
+    n = replay.size
+    p = replay.priority[:n] ** replay.alpha
+    p = p / p.sum()
+    horizon = td_horizon(agent.num_timesteps - replay.env_step[:n], c.td_steps, c.td_correction_interval)
+    return {"td_steps": c.td_steps, "td_correction_interval": c.td_correction_interval,
+            "mean": round(float((p * horizon).sum()), 2),
+            "share": {str(h): round(float(p[horizon == h].sum()), 3) for h in range(1, c.td_steps + 1)}}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="a LunarLander-v3 run's model.pt or resume.pt")
@@ -205,7 +225,8 @@ def main() -> None:
     emit({"benchmark": "lunarlander_failure", "checkpoint": str(args.checkpoint), "made_by": args.made_by,
           "seed": agent.seed,
           "env_steps": int(agent.num_timesteps), "num_simulations": own.num_simulations,
-          "played": played, "model_along_episodes": errors}, args.out)
+          "played": played, "model_along_episodes": errors, "sampled_td_horizon": sampled_horizons(agent)},
+         args.out)
 
 
 if __name__ == "__main__":
