@@ -14,14 +14,15 @@ first touched, and how often it fired each engine.
 
 Along the episodes of the search at the checkpoint's own simulation count, and along the one-step
 greedy ones (which, where a run hovers, are the ones that land), it then measures the model against
-what happened: for every start t and horizon k, the sum of the rewards the model
-predicts along the k actions actually taken, against the sum of the rewards received (mean error and
-mean absolute error, split by whether a leg touched the ground at t), and the value head at t
-against the discounted return actually received to the end (episodes that ended before the time
-limit only), also by how many steps the episode had left. The transitions that paid the terminal +-100 are reported on their own: the model's
-one-step reward there, against the reward. From a resume.pt it also reports the n of the n-step
-value targets the run's replay hands the learner, weighted as prioritized sampling draws them. The
-last line is JSON. Figures only; nothing is asserted.
+what happened: for every start t and horizon k, the sum of the rewards the model predicts along
+the k actions actually taken, against the sum of the rewards received (mean error and mean
+absolute error, split by whether a leg touched the ground at t), and the value head at t against
+the discounted return actually received to the end (episodes that ended before the time limit
+only), also by how many steps the episode had left. The transitions that paid the terminal +-100
+are reported on their own: the model's one-step reward there, against the reward. From a
+resume.pt it also reports the n of the n-step value targets the run's replay hands the learner,
+weighted as prioritized sampling draws them. The last line is JSON. Figures only; nothing is
+asserted.
 """
 from __future__ import annotations
 
@@ -131,20 +132,20 @@ def model_errors(agent, trajectories, horizons, stride: int = 2) -> dict:
     values, returns = [], []
     terminal = []
     for t in trajectories:
+        if t["ending"] == "time":  # what follows the time limit is unknown: no return to compare with
+            continue
         with torch.no_grad():
-            v = model.initial_inference(torch.as_tensor(t["obs"][:-1])).value.cpu().numpy()
+            values.append(model.initial_inference(torch.as_tensor(t["obs"][:-1])).value.cpu().numpy())
             last = model.recurrent_inference(model.initial_inference(torch.as_tensor(t["obs"][-2:-1])).latent,
                                              torch.as_tensor(t["actions"][-1:])).reward.cpu().numpy()
-        if t["ending"] != "time":
-            g = np.zeros(len(t["rewards"]))
-            acc = 0.0
-            for i in range(len(g) - 1, -1, -1):
-                acc = t["rewards"][i] + gamma * acc
-                g[i] = acc
-            values.append(v)
-            returns.append(g)
-            terminal.append({"ending": t["ending"], "reward": round(float(t["rewards"][-1]), 1),
-                             "predicted": round(float(last[0]), 1)})
+        g = np.zeros(len(t["rewards"]))
+        acc = 0.0
+        for i in range(len(g) - 1, -1, -1):
+            acc = t["rewards"][i] + gamma * acc
+            g[i] = acc
+        returns.append(g)
+        terminal.append({"ending": t["ending"], "reward": round(float(t["rewards"][-1]), 1),
+                         "predicted": round(float(last[0]), 1)})
     value_part = None
     if values:
         dv = np.concatenate(values) - np.concatenate(returns)
@@ -207,8 +208,8 @@ def main() -> None:
     greedy_rows, greedy_trajectories = play(greedy_policy(agent), agent.seed, args.episodes)
     played["greedy"] = summarize(greedy_rows)
     for n in sims:
-        agent.config.search = dataclasses.replace(own, num_simulations=max(n, 1))
-        rows, trajectories = play(prior_policy(agent) if n == 0 else search_policy(agent), agent.seed, args.episodes)
+        agent.config.search = dataclasses.replace(own, num_simulations=n) if n else own
+        rows, trajectories = play(search_policy(agent) if n else prior_policy(agent), agent.seed, args.episodes)
         played[str(n)] = summarize(rows)
         if n == own.num_simulations:
             own_trajectories = trajectories
@@ -223,8 +224,7 @@ def main() -> None:
         print(f"model along the {name} episodes: {e['reward_sum_error_by_horizon']}; value: "
               f"{e['value_vs_discounted_return']}", flush=True)
     emit({"benchmark": "lunarlander_failure", "checkpoint": str(args.checkpoint), "made_by": args.made_by,
-          "seed": agent.seed,
-          "env_steps": int(agent.num_timesteps), "num_simulations": own.num_simulations,
+          "seed": agent.seed, "env_steps": int(agent.num_timesteps), "num_simulations": own.num_simulations,
           "played": played, "model_along_episodes": errors, "sampled_td_horizon": sampled_horizons(agent)},
          args.out)
 
