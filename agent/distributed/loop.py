@@ -247,13 +247,13 @@ class _Loop:
         c = a.config
         a._ensure_replay()
         state = self._take_over_episodes()
+        saved_explorers = state and state.get("explorers")
         counter = None  # explorers whose rewards count the real transitions of every worker
         if a.aux is not None and a.aux.internal:
             counter = a.make_explorers()
-            counter.load_state_dict(state and state.get("explorers"))
-        writer = ReplayWriter(a.replay, o.workers, c.num_envs, a.obs_shape, a.obs_dtype, counter)
-        if counter is None and state is not None:
-            writer.carried_explorers = state.get("explorers")
+            counter.load_state_dict(saved_explorers)
+        writer = ReplayWriter(a.replay, o.workers, c.num_envs, a.obs_shape, a.obs_dtype, counter,
+                              carried_explorers=saved_explorers)
         a._selfplay = writer  # what save_resume reads the episodes' state from
         end = a.num_timesteps + int(total_timesteps)
         workers = self._make(SelfPlayActor, o.workers, 0)

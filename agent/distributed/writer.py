@@ -33,13 +33,15 @@ class ReplayWriter:
     venv = None  # no envs in this process (EZAgent.get_env)
 
     def __init__(self, replay: Replay, workers: int, num_envs: int, obs_shape, obs_dtype,
-                 counter: Optional[Explorers] = None):
+                 counter: Optional[Explorers] = None, carried_explorers: Optional[dict] = None):
         """counter: explorers whose intrinsic rewards (the last columns of each transition's
-        aux_reward) are recounted here over every worker's transitions, or None."""
+        aux_reward) are recounted here over every worker's transitions, or None.
+        carried_explorers: without a counter, the explorer state a resumed run brought (other
+        families', which live in the actors), saved again unchanged."""
         self.replay = replay
         self.counter = counter
         self._rng = np.random.default_rng(0)  # the visit-count family draws nothing; observe() takes one
-        self.carried_explorers: Optional[dict] = None  # other families' saved state, kept for the next run
+        self.carried_explorers = None if counter is not None else carried_explorers
         self.prev = np.full((workers, num_envs), -1, dtype=np.int64)  # replay index of each env's last state
         self.obs = np.zeros((workers, num_envs, *obs_shape), dtype=obs_dtype)  # the observation after it
         self.episode_return = np.zeros((workers, num_envs))
