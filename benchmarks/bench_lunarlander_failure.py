@@ -2,7 +2,8 @@
 """How a LunarLander-v3 agent's greedy episodes end, and how well its model predicts what happens.
 
     python benchmarks/bench_lunarlander_failure.py --checkpoint RUN_DIR/resume.pt
-        [--episodes 10] [--sims 0,1,5,50] [--horizons 1,5,10,20] [--made-by COMMAND] [--out FILE]
+        [--episodes 10] [--sims 0,1,5,50] [--horizons 1,5,10,20] [--replay-only] [--made-by COMMAND]
+        [--out FILE]
 
 Plays the evaluation protocol's episodes (agent/evaluation.py's starts for the checkpoint's seed)
 once acting on the policy prior's most likely action (0 simulations), once one step greedy on the
@@ -21,8 +22,10 @@ the discounted return actually received to the end (episodes that ended before t
 only), also by how many steps the episode had left. The transitions that paid the terminal +-100
 are reported on their own: the model's one-step reward there, against the reward. From a
 resume.pt it also reports the n of the n-step value targets the run's replay hands the learner,
-weighted as prioritized sampling draws them. The last line is JSON. Figures only; nothing is
-asserted.
+weighted as prioritized sampling draws them, and how the self-play episodes it holds ended, per
+10,000 environment steps: a landing is seen by the value only where self-play completes one.
+`--replay-only` skips the episodes and reports the replay's part alone. The last line is JSON.
+Figures only; nothing is asserted.
 """
 from __future__ import annotations
 
@@ -178,6 +181,37 @@ def sampled_horizons(agent) -> dict | None:
             "share": {str(h): round(float(p[horizon == h].sum()), 3) for h in range(1, c.td_steps + 1)}}
 
 
+def self_play_endings(agent, bucket: int = 10_000) -> dict | None:
+    """How the self-play episodes held in the run's replay ended, per `bucket` environment steps of
+    their end: `landed` (terminated on a reward >= 50: the +100 of coming to rest), `crashed_or_off`
+    (terminated on <= -50), `other` (terminated otherwise) or `time` (truncated: the time limit, or a
+    resume that could not continue the episode). Explorers' episodes (agent/explore.py) are left
+    out. `time_legs_down` counts the `time` endings whose last observation has both legs on the
+    ground: a lander that sat there without coming to rest. None for a model.pt, which holds no
+    replay."""
+    replay = agent.replay
+    if replay is None or replay.size == 0:
+        return None
+    n = replay.size
+    final = np.flatnonzero(replay.final[:n])
+    last = replay.prev[final]  # the acted state whose transition ended the episode
+    live = last >= replay.total - replay.capacity
+    final, last = final[live], last[live] % replay.capacity
+    played = ~replay.explore[last]
+    final, last = final[played], last[played]
+    reward, terminal, step = replay.reward[last], replay.terminal[final], replay.env_step[final]
+    obs = replay.observations(final)
+    legs_down = (obs[:, 6] > 0.5) & (obs[:, 7] > 0.5)
+    kind = np.where(~terminal, "time", np.where(reward >= 50, "landed",
+                                                 np.where(reward <= -50, "crashed_or_off", "other")))
+    rows = {}
+    for lo in range(int(step.min()) // bucket * bucket, int(step.max()) + 1, bucket):
+        in_bucket = (step >= lo) & (step < lo + bucket)
+        rows[str(lo)] = {**{k: int((kind[in_bucket] == k).sum()) for k in ("landed", "crashed_or_off", "other", "time")},
+                         "time_legs_down": int((in_bucket & (kind == "time") & legs_down).sum())}
+    return {"bucket_env_steps": bucket, "episodes_ended": rows}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="a LunarLander-v3 run's model.pt or resume.pt")
@@ -186,6 +220,8 @@ def main() -> None:
     p.add_argument("--horizons", default="1,5,10,20", help="model unroll lengths compared with the episodes")
     p.add_argument("--made-by", metavar="COMMAND", default=None,
                    help="the train.py command (and step) that wrote --checkpoint, recorded with the result")
+    p.add_argument("--replay-only", action="store_true",
+                   help="only the replay's part (sampled n-step horizons, self-play endings): no episodes played")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", metavar="FILE", help="also write the last line's JSON to FILE")
     args = p.parse_args()
@@ -203,6 +239,16 @@ def main() -> None:
     agent = EZAgent.load(args.checkpoint, device="cpu")
     if agent.env_id != ENV_ID:
         p.error(f"--checkpoint holds a {agent.env_id} agent; this script reads {ENV_ID} episodes")
+    replay_part = {"sampled_td_horizon": sampled_horizons(agent), "self_play_endings": self_play_endings(agent)}
+    header = {"benchmark": "lunarlander_failure", "checkpoint": str(args.checkpoint), "made_by": args.made_by,
+              "seed": agent.seed, "env_steps": int(agent.num_timesteps), "num_simulations": agent.config.search.num_simulations}
+    if args.replay_only:
+        if replay_part["self_play_endings"] is None:
+            p.error("--replay-only needs a resume.pt (a model.pt holds no replay)")
+        for lo, row in replay_part["self_play_endings"]["episodes_ended"].items():
+            print(f"self-play episodes ended from {lo} steps: {row}", flush=True)
+        emit({**header, **replay_part}, args.out)
+        return
     own = agent.config.search
     played, own_trajectories = {}, None
     greedy_rows, greedy_trajectories = play(greedy_policy(agent), agent.seed, args.episodes)
@@ -223,10 +269,7 @@ def main() -> None:
     for name, e in errors.items():
         print(f"model along the {name} episodes: {e['reward_sum_error_by_horizon']}; value: "
               f"{e['value_vs_discounted_return']}", flush=True)
-    emit({"benchmark": "lunarlander_failure", "checkpoint": str(args.checkpoint), "made_by": args.made_by,
-          "seed": agent.seed, "env_steps": int(agent.num_timesteps), "num_simulations": own.num_simulations,
-          "played": played, "model_along_episodes": errors, "sampled_td_horizon": sampled_horizons(agent)},
-         args.out)
+    emit({**header, "played": played, "model_along_episodes": errors, **replay_part}, args.out)
 
 
 if __name__ == "__main__":

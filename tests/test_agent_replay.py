@@ -131,3 +131,37 @@ def test_a_kept_reanalyzed_policy_goes_with_its_state():
     assert (r.reanalyzed_at == -1).all()
     r.keep_reanalyzed(np.array([5]), np.array([[1.0, 0.0]], np.float32), version=8, epoch=0)  # sampled before
     assert (r.reanalyzed_at == -1).all()
+
+
+def test_lunarlander_benchmark_classifies_self_play_endings_from_replay(monkeypatch):
+    # benchmarks/bench_lunarlander_failure.py's replay reading: the diagnosis that self-play never
+    # completes a landing rests on it.
+    import importlib.util
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(folder))  # its own imports (result_line), as when run as a script
+    path = folder / "bench_lunarlander_failure.py"
+    spec = importlib.util.spec_from_file_location("bench_lunarlander_failure", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    r = Replay(64, (8,), 4)
+
+    def episode(rewards, terminated, env_step, legs_down=False, explore=False):
+        prev = np.array([-1])
+        for reward in rewards:
+            prev = r.add(prev, np.zeros((1, 8), np.float32), np.array([0]), np.array([reward]),
+                         np.full((1, 4), 0.25), env_step, explore=np.array([explore]))
+        last = np.zeros((1, 8), np.float32)
+        last[0, 6:] = 1.0 if legs_down else 0.0
+        r.end_episodes(prev, last, np.array([terminated]), env_step)
+
+    episode([1.0, 100.5], True, 3_000)  # came to rest
+    episode([-2.0, -100.0], True, 4_000)  # crashed
+    episode([0.5, 0.5], False, 12_000, legs_down=True)  # sat on the ground to the time limit
+    episode([0.5, -0.5], False, 13_000)  # time limit in the air
+    episode([1.0, 100.0], True, 14_000, explore=True)  # an explorer's: not self-play's own
+    endings = bench.self_play_endings(SimpleNamespace(replay=r))["episodes_ended"]
+    assert endings == {"0": {"landed": 1, "crashed_or_off": 1, "other": 0, "time": 0, "time_legs_down": 0},
+                       "10000": {"landed": 0, "crashed_or_off": 0, "other": 0, "time": 2, "time_legs_down": 1}}
