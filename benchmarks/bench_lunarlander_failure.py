@@ -207,8 +207,8 @@ def self_play_endings(agent, bucket: int = 10_000) -> dict | None:
     rows = {}
     for lo in range(int(step.min()) // bucket * bucket, int(step.max()) + 1, bucket):
         in_bucket = (step >= lo) & (step < lo + bucket)
-        rows[str(lo)] = {**{k: int((kind[in_bucket] == k).sum()) for k in ("landed", "crashed_or_off", "other", "time")},
-                         "time_legs_down": int((in_bucket & (kind == "time") & legs_down).sum())}
+        counts = {k: int((kind[in_bucket] == k).sum()) for k in ("landed", "crashed_or_off", "other", "time")}
+        rows[str(lo)] = {**counts, "time_legs_down": int((in_bucket & (kind == "time") & legs_down).sum())}
     return {"bucket_env_steps": bucket, "episodes_ended": rows}
 
 
@@ -241,7 +241,8 @@ def main() -> None:
         p.error(f"--checkpoint holds a {agent.env_id} agent; this script reads {ENV_ID} episodes")
     replay_part = {"sampled_td_horizon": sampled_horizons(agent), "self_play_endings": self_play_endings(agent)}
     header = {"benchmark": "lunarlander_failure", "checkpoint": str(args.checkpoint), "made_by": args.made_by,
-              "seed": agent.seed, "env_steps": int(agent.num_timesteps), "num_simulations": agent.config.search.num_simulations}
+              "seed": agent.seed, "env_steps": int(agent.num_timesteps),
+              "num_simulations": agent.config.search.num_simulations}
     if args.replay_only:
         if replay_part["self_play_endings"] is None:
             p.error("--replay-only needs a resume.pt (a model.pt holds no replay)")
