@@ -36,6 +36,7 @@ class AgentConfig:
     discount: float = DEFAULT_DISCOUNT
     # Visit-count temperature over training: [[fraction of the run, temperature], ...] (EfficientZero:
     # 1.0, then 0.5 after half the run, 0.25 after three quarters). Evaluation is always greedy.
+    # pUCT only: Gumbel search acts by sequential halving (a temperature asked for with it is refused).
     temperature: List[List[float]] = field(default_factory=lambda: [[0.0, 1.0], [0.5, 0.5], [0.75, 0.25]])
     # Coverage off the training policy (agent/explore.py): this share of the self-play envs act
     # under the training objective plus a term of their own, weighted by explore_weight:
@@ -365,8 +366,14 @@ def load_yaml(path: str | Path) -> Dict[str, Any]:
 def resolve_config(env_id: str, config_file: Optional[str] = None, sets: Iterable[str] = (),
                    overrides: Optional[Dict[str, Any]] = None) -> AgentConfig:
     """Preset for env_id <- YAML file <- --set items <- overrides (a dict of dotted keys)."""
+    layers = [load_yaml(config_file) if config_file else {}, parse_set(sets), flatten(overrides or {})]
     config = preset(env_id)
-    if config_file:
-        config = apply_overrides(config, load_yaml(config_file))
-    config = apply_overrides(config, parse_set(sets))
-    return apply_overrides(config, flatten(overrides or {}))
+    for layer in layers:
+        config = apply_overrides(config, layer)
+    if config.search.algorithm == "gumbel" and any("temperature" in flatten(layer) for layer in layers):
+        # A preset's schedule may sit unused under Gumbel; one the user asks for must not.
+        raise ValueError(f"temperature {config.temperature!r} has no effect with search.algorithm='gumbel' "
+                         f"({env_id}'s search here): Gumbel search acts by sequential halving under its own "
+                         f"Gumbel noise, not by sampling visit counts. Drop the temperature setting, or add "
+                         f"--set search.algorithm=puct to act on visit counts at that temperature.")
+    return config
