@@ -320,6 +320,7 @@ def resume_overrides(config: AgentConfig, overrides: Dict[str, Any]) -> AgentCon
     """`config` with the settings given on resume applied; settings a resumed run must keep
     (FIXED_ON_RESUME) are refused by name when they would change."""
     changed = apply_overrides(config, overrides)
+    refuse_ignored_settings(changed, flatten(overrides))
     old, new = flatten(config.to_dict()), flatten(changed.to_dict())
     fixed = sorted(k for k in new if new[k] != old[k] and k.startswith(FIXED_ON_RESUME))
     if fixed:
@@ -370,10 +371,15 @@ def resolve_config(env_id: str, config_file: Optional[str] = None, sets: Iterabl
     config = preset(env_id)
     for layer in layers:
         config = apply_overrides(config, layer)
-    if config.search.algorithm == "gumbel" and any("temperature" in flatten(layer) for layer in layers):
-        # A preset's schedule may sit unused under Gumbel; one the user asks for must not.
-        raise ValueError(f"temperature {config.temperature!r} has no effect with search.algorithm='gumbel' "
-                         f"({env_id}'s search here): Gumbel search acts by sequential halving under its own "
-                         f"Gumbel noise, not by sampling visit counts. Drop the temperature setting, or add "
-                         f"--set search.algorithm=puct to act on visit counts at that temperature.")
+    refuse_ignored_settings(config, {k for layer in layers for k in flatten(layer)})
     return config
+
+
+def refuse_ignored_settings(config: AgentConfig, asked: Iterable[str]) -> None:
+    """Refuse a setting the user asked for (`asked`: its dotted keys) that `config` would ignore.
+    A preset's own schedule may sit unused under Gumbel; one the user asks for must not."""
+    if config.search.algorithm == "gumbel" and "temperature" in set(asked):
+        raise ValueError(f"temperature {config.temperature!r} has no effect with search.algorithm='gumbel': "
+                         f"Gumbel search acts by sequential halving under its own Gumbel noise, not by sampling "
+                         f"visit counts. Drop the temperature setting, or add --set search.algorithm=puct to "
+                         f"act on visit counts at that temperature.")

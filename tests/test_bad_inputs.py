@@ -192,12 +192,14 @@ def test_a_set_value_that_is_not_yaml_names_the_item(capsys, tmp_path, nothing_r
 def test_a_temperature_the_gumbel_search_would_ignore_is_refused(capsys, tmp_path, nothing_runs):
     # CartPole's preset searches with Gumbel, which acts by sequential halving: a temperature asked
     # for there would change nothing (a screened run gave the preset's curve to the digit).
-    from agent.config import resolve_config
+    from agent.config import resolve_config, resume_overrides
     with pytest.raises(ValueError, match=r"temperature \[\[0\.0, 0\.25\]\] has no effect.*search.algorithm=puct"):
         resolve_config("CartPole-v1", sets=["temperature=[[0.0, 0.25]]"])
     asked = resolve_config("CartPole-v1", sets=["search.algorithm=puct", "temperature=[[0.0, 0.25]]"])
     assert asked.temperature == [[0.0, 0.25]]
     assert resolve_config("MountainCar-v0").search.algorithm == "gumbel"  # a preset's own schedule is not the user's
+    with pytest.raises(ValueError, match="has no effect with search.algorithm='gumbel'"):  # nor on resume
+        resume_overrides(resolve_config("CartPole-v1"), {"temperature": [[0.0, 0.5]]})
     refused(capsys, ["--logdir", str(tmp_path), "--set", "temperature=[[0.0, 0.25]]"], "temperature", "gumbel")
 
 
