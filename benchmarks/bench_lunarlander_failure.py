@@ -3,12 +3,14 @@
 
     python benchmarks/bench_lunarlander_failure.py --checkpoint RUN_DIR/resume.pt
         [--episodes 10] [--sims 0,1,5,50] [--horizons 1,5,10,20] [--replay-only] [--made-by COMMAND]
-        [--out FILE]
+        [--search KEY=VALUE ...] [--out FILE]
 
 Plays the evaluation protocol's episodes (agent/evaluation.py's starts for the checkpoint's seed)
 once acting on the policy prior's most likely action (0 simulations), once one step greedy on the
 value (`greedy`: each action's predicted reward plus the discounted value after it, as the audit's),
-and once searching at each of --sims simulations. Every episode is classified by how it ended:
+and once searching at each of --sims simulations (with the checkpoint's own search settings, or those
+changed by `--search prior=uniform`, `--search algorithm=gumbel`: is it the prior the search leans
+on, or the model it searches, that acts worse than one step of the value?). Every episode is classified by how it ended:
 `landed` (the lander came to rest: +100), `crashed` (its body touched the ground: -100), `off`
 (it left the screen: -100) or `time` (truncated at 1,000 steps), with its length, the step both legs
 first touched, and how often it fired each engine.
@@ -212,6 +214,20 @@ def self_play_endings(agent, bucket: int = 10_000) -> dict | None:
     return {"bucket_env_steps": bucket, "episodes_ended": rows}
 
 
+def searched_with(own, items):
+    """`own` (a SearchConfig) with the --search KEY=VALUE items applied; a ValueError naming the
+    flag for a key SearchConfig lacks or a value its own checks refuse."""
+    from agent.config import parse_set
+
+    try:
+        return dataclasses.replace(own, **parse_set(items))
+    except TypeError as e:  # an unknown field
+        fields = ", ".join(f.name for f in dataclasses.fields(own))
+        raise ValueError(f"--search {' '.join(items)}: {e}; the keys are SearchConfig's: {fields}") from None
+    except ValueError as e:
+        raise ValueError(f"--search {' '.join(items)}: {e}") from None
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="a LunarLander-v3 run's model.pt or resume.pt")
@@ -222,6 +238,9 @@ def main() -> None:
                    help="the train.py command (and step) that wrote --checkpoint, recorded with the result")
     p.add_argument("--replay-only", action="store_true",
                    help="only the replay's part (sampled n-step horizons, self-play endings): no episodes played")
+    p.add_argument("--search", action="append", default=[], metavar="KEY=VALUE",
+                   help="a search setting the played searches change (SearchConfig's keys: prior=uniform, "
+                        "algorithm=gumbel); repeatable")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", metavar="FILE", help="also write the last line's JSON to FILE")
     args = p.parse_args()
@@ -251,6 +270,12 @@ def main() -> None:
         emit({**header, **replay_part}, args.out)
         return
     own = agent.config.search
+    if args.search:
+        try:
+            own = searched_with(own, args.search)
+        except ValueError as e:
+            p.error(str(e))
+        header["search_overrides"] = args.search
     played, own_trajectories = {}, None
     greedy_rows, greedy_trajectories = play(greedy_policy(agent), agent.seed, args.episodes)
     played["greedy"] = summarize(greedy_rows)

@@ -133,19 +133,39 @@ def test_a_kept_reanalyzed_policy_goes_with_its_state():
     assert (r.reanalyzed_at == -1).all()
 
 
-def test_lunarlander_benchmark_classifies_self_play_endings_from_replay(monkeypatch):
-    # benchmarks/bench_lunarlander_failure.py's replay reading: the diagnosis that self-play never
-    # completes a landing rests on it.
+def _lunarlander_bench(monkeypatch):
+    """benchmarks/bench_lunarlander_failure.py as a module."""
     import importlib.util
     from pathlib import Path
-    from types import SimpleNamespace
 
     folder = Path(__file__).resolve().parents[1] / "benchmarks"
     monkeypatch.syspath_prepend(str(folder))  # its own imports (result_line), as when run as a script
-    path = folder / "bench_lunarlander_failure.py"
-    spec = importlib.util.spec_from_file_location("bench_lunarlander_failure", path)
+    spec = importlib.util.spec_from_file_location("bench_lunarlander_failure", folder / "bench_lunarlander_failure.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_lunarlander_benchmark_search_overrides_apply_or_name_the_flag(monkeypatch):
+    # The diagnosis "prior or model?" plays the same checkpoint under changed search settings.
+    from planners.config import SearchConfig
+
+    searched_with = _lunarlander_bench(monkeypatch).searched_with
+    own = SearchConfig(num_simulations=50)
+    changed = searched_with(own, ["prior=uniform", "algorithm=gumbel"])
+    assert (changed.prior, changed.algorithm, changed.num_simulations) == ("uniform", "gumbel", 50)
+    with pytest.raises(ValueError, match=r"--search prio=uniform: .*the keys are SearchConfig's: .*prior"):
+        searched_with(own, ["prio=uniform"])
+    with pytest.raises(ValueError, match=r"--search algorithm=bogus: .*puct"):
+        searched_with(own, ["algorithm=bogus"])
+
+
+def test_lunarlander_benchmark_classifies_self_play_endings_from_replay(monkeypatch):
+    # benchmarks/bench_lunarlander_failure.py's replay reading: the diagnosis that self-play never
+    # completes a landing rests on it.
+    from types import SimpleNamespace
+
+    bench = _lunarlander_bench(monkeypatch)
     r = Replay(64, (8,), 4)
 
     def episode(rewards, terminated, env_step, legs_down=False, explore=False):
