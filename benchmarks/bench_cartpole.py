@@ -26,7 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from result_line import emit  # noqa: E402  (benchmarks/, the script's own folder)
+from child_process import run_child  # noqa: E402  (benchmarks/, the script's own folder)
+from result_line import emit  # noqa: E402
 
 TARGET = 475.0
 
@@ -98,7 +99,7 @@ def main() -> None:
     for seed in [int(s) for s in args.seeds.split(",")]:
         for algo in ("ez", "ppo") if args.ppo else ("ez",):
             cmd = [sys.executable, __file__, "--seed", str(seed), "--algo", algo, *_without_out(sys.argv[1:])]
-            out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=os.environ).stdout
+            out = run_child(cmd, stdout=subprocess.PIPE, env=os.environ).stdout
             row = json.loads(out.strip().splitlines()[-1])
             (rows if algo == "ez" else ppo_rows).append(row)
             print(f"{algo} seed {seed}: steps to 475 {row['steps_to_475']}, {row['seconds_to_475']} s; "

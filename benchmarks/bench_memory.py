@@ -23,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from result_line import emit  # noqa: E402  (benchmarks/, the script's own folder)
+from child_process import run_child  # noqa: E402  (benchmarks/, the script's own folder)
+from result_line import emit  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -75,7 +76,7 @@ def default_run(args) -> dict:
         cmd = [sys.executable, str(ROOT / "train.py"), "--steps", str(args.steps), "--logdir", logdir,
                "--no-progress"]
         start = time.time()
-        subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        run_child(cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"benchmark": "memory-default-run", "env": "CartPole-v1", "env_steps": args.steps,
             "seconds": round(time.time() - start, 1), "peak_rss_mb": round(peak, 1)}

@@ -34,7 +34,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from result_line import emit  # noqa: E402  (benchmarks/, the script's own folder)
+from child_process import run_child  # noqa: E402  (benchmarks/, the script's own folder)
+from result_line import emit  # noqa: E402
 
 # The work per environment step of the run issue 13 measured: one training step per two env steps
 # (the CartPole preset since trains once per step, README "Speed": twice the work per env step).
@@ -82,8 +83,8 @@ def main() -> None:
         return
 
     def child(steps, seed, mode):
-        out = subprocess.run([sys.executable, __file__, "--child", str(steps), str(args.planned), str(seed), mode],
-                             check=True, stdout=subprocess.PIPE, text=True, env=os.environ).stdout
+        out = run_child([sys.executable, __file__, "--child", str(steps), str(args.planned), str(seed), mode],
+                        stdout=subprocess.PIPE, env=os.environ).stdout
         return json.loads(out.strip().splitlines()[-1])
 
     child(1200, 0, "default")  # fills Numba's and the learner's compile caches: no timed run compiles cold

@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +136,31 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path):
     assert cli_main(["--steps", str(steps), "--eval-interval", "24", "--eval-episodes", "1", "--logdir",
                      str(tmp_path), "--no-progress", "--audit-episodes", "0", "--resume", str(run)]) == 0
     assert EZAgent.load(run / "resume.pt").num_timesteps == steps and (run / "result.json").exists()
+
+
+def test_a_stopped_benchmark_stops_its_child_process(tmp_path):
+    # benchmarks/child_process.py: a benchmark stopped with SIGTERM (a stopper script, a timeout)
+    # must not leave its seed's child running beside the next measurement.
+    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
+    pid_file = tmp_path / "child.pid"
+    child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    parent = subprocess.Popen([sys.executable, "-c", (
+        f"import sys; sys.path.insert(0, {str(benchmarks)!r}); from child_process import run_child; "
+        f"run_child([sys.executable, '-c', {child!r}])")])
+    try:
+        for _ in range(200):
+            if pid_file.exists() and pid_file.read_text():
+                break
+            time.sleep(0.05)
+        child_pid = int(pid_file.read_text())
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(timeout=10) != 0
+        for _ in range(100):  # the kill is sent before the parent exits; the child's exit follows it
+            try:
+                os.kill(child_pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"the child {child_pid} outlived its stopped parent")
+    finally:
+        parent.kill()
