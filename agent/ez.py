@@ -31,7 +31,7 @@ import envs
 from agent.aux_values import AuxValues
 from agent.callbacks import ProgressBarCallback, as_callback
 from agent.checkpoint import atomic_save, load as load_checkpoint
-from agent.config import AgentConfig, apply_overrides, flatten, resolve_config, resume_overrides
+from agent.config import AgentConfig, apply_overrides, flatten, preset, resolve_config, resume_overrides
 from agent.explore import FAMILIES, Explorers, explorer_count, intrinsic_heads
 from agent.learner import Learner
 from agent.protocol import Agent
@@ -359,8 +359,11 @@ class EZAgent(Agent):
         return {"loss": f"{self._last_stats['loss/total']:.3f}", "ret": f"{np.mean(self._recent_returns):.1f}"}
 
     @classmethod
-    def check_config(cls, env_id: str, config: Optional[dict]) -> None:
-        resolve_config(env_id, overrides=config)
+    def check_config(cls, env_id: str, config: Optional[dict], resuming: bool = False) -> None:
+        if resuming:  # keys and types only: a setting's effect depends on the run's config (resume_overrides)
+            apply_overrides(preset(env_id), flatten(config or {}))
+        else:
+            resolve_config(env_id, overrides=config)
 
     @property
     def can_resume(self) -> bool:

@@ -99,8 +99,9 @@ class Agent(ABC):
         return {}
 
     @classmethod
-    def check_config(cls, env_id: str, config: Optional[dict]) -> None:
-        """Refuse bad settings (unknown keys, wrong types) before anything is built."""
+    def check_config(cls, env_id: str, config: Optional[dict], resuming: bool = False) -> None:
+        """Refuse bad settings (unknown keys, wrong types) before anything is built. `resuming`: they
+        change a saved run, whose own config (not the preset) judges them once it is loaded."""
 
     @abstractmethod
     def hyperparameters(self) -> dict:

@@ -203,6 +203,29 @@ def test_a_temperature_the_gumbel_search_would_ignore_is_refused(capsys, tmp_pat
     refused(capsys, ["--logdir", str(tmp_path), "--set", "temperature=[[0.0, 0.25]]"], "temperature", "gumbel")
 
 
+def test_a_resumed_run_is_judged_by_its_own_search_not_the_preset(capsys, tmp_path):
+    # A CartPole run started with pUCT (the preset: Gumbel) takes a temperature on resume; one that
+    # searches with Gumbel is refused it, after the load and before anything is written.
+    def run(seed, *sets, resume=False):
+        argv = ["--env", "CartPole-v1", "--seed", str(seed), "--steps", "300" if resume else "200",
+                "--logdir", str(tmp_path), "--eval-interval", "100", "--eval-episodes", "1", "--no-progress",
+                "--set", "learning_starts=64", "--set", "search.num_simulations=4", "--set", "batch_size=16"]
+        for item in sets:
+            argv += ["--set", item]
+        if resume:
+            argv += ["--resume", str(tmp_path / f"ez_CartPole-v1_s{seed}")]
+        return cli_main(argv)
+
+    assert run(0, "search.algorithm=puct") == 0
+    assert run(0, "temperature=[[0.0, 0.5]]", resume=True) == 0
+    assert run(1) == 0
+    written = sorted(p.name for p in (tmp_path / "ez_CartPole-v1_s1").iterdir())
+    capsys.readouterr()
+    assert run(1, "temperature=[[0.0, 0.5]]", resume=True) == 2
+    assert "has no effect with search.algorithm='gumbel'" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "ez_CartPole-v1_s1").iterdir()) == written
+
+
 # ---------------------------------------------------------------- 5: a device this machine lacks
 @pytest.fixture
 def no_cuda(monkeypatch):

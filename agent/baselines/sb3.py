@@ -133,7 +133,7 @@ class Baseline(Agent):
         return {"ret": f"{np.mean([e['r'] for e in episodes]):.1f}"} if episodes else {}
 
     @classmethod
-    def check_config(cls, env_id: str, config: Optional[dict]) -> None:
+    def check_config(cls, env_id: str, config: Optional[dict], resuming: bool = False) -> None:
         zoo_hyperparams(cls.algo, env_id, config)
 
     def hyperparameters(self) -> dict:
