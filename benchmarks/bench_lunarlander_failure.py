@@ -8,12 +8,12 @@
 Plays the evaluation protocol's episodes (agent/evaluation.py's starts for the checkpoint's seed)
 once acting on the policy prior's most likely action (0 simulations), once one step greedy on the
 value (`greedy`: each action's predicted reward plus the discounted value after it, as the audit's),
-and once searching at each of --sims simulations (with the checkpoint's own search settings, or those
-changed by `--search prior=uniform`, `--search algorithm=gumbel`: is it the prior the search leans
-on, or the model it searches, that acts worse than one step of the value?). Every episode is classified by how it ended:
-`landed` (the lander came to rest: +100), `crashed` (its body touched the ground: -100), `off`
-(it left the screen: -100) or `time` (truncated at 1,000 steps), with its length, the step both legs
-first touched, and how often it fired each engine.
+and once searching at each of --sims simulations (with the checkpoint's own search settings, or
+those changed by `--search prior=uniform`, `--search algorithm=gumbel`: is it the prior the search
+leans on, or the model it searches, that acts worse than one step of the value?). Every episode is
+classified by how it ended: `landed` (the lander came to rest: +100), `crashed` (its body touched
+the ground: -100), `off` (it left the screen: -100) or `time` (truncated at 1,000 steps), with its
+length, the step both legs first touched, and how often it fired each engine.
 
 Along the episodes of the search at the checkpoint's own simulation count, and along the one-step
 greedy ones (which, where a run hovers, are the ones that land), it then measures the model against

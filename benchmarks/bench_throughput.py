@@ -38,7 +38,7 @@ from child_process import run_child  # noqa: E402  (benchmarks/, the script's ow
 from result_line import emit  # noqa: E402
 
 # The work per environment step of the run issue 13 measured: one training step per two env steps
-# (the CartPole preset since trains once per step, README "Speed": twice the work per env step).
+# (the CartPole preset since trains twice per step, README "Speed": four times the work per env step).
 ISSUE_RUN = ["replay_ratio=0.5"]
 # Each mode turns one more part of the fast path off, down to the path before any of it existed.
 NO_REUSE = ISSUE_RUN + ["reuse_reanalysis=false"]

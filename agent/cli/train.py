@@ -86,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     if args.env_module:
         import envs
         envs.import_env_module(args.env_module)
-    cls.check_config(args.env, overrides, resuming=args.resume is not None)  # refuse unknown keys before anything is built
+    # Refuse unknown keys before anything is built (a resumed run's own config judges the rest on load).
+    cls.check_config(args.env, overrides, resuming=args.resume is not None)
     summary = train_run(args.algo, args.env, args.seed, args.steps, args.logdir,
                         eval_interval=args.eval_interval, eval_episodes=args.eval_episodes,
                         config_overrides=overrides or None, env_module=args.env_module,
