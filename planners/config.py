@@ -37,6 +37,11 @@ class SearchConfig:
     gumbel_max_considered: int = 16
     gumbel_c_visit: float = 50.0
     gumbel_c_scale: float = 0.1
+    # What the policy is trained toward: "visits" (the root's visit distribution, MuZero's),
+    # "improved" (softmax(log prior + sigma(completed Q)), Gumbel MuZero's improved policy, which
+    # moves toward the actions the search values, however few visits the prior let them have), or
+    # "auto": each algorithm's own (pUCT: visits; Gumbel: improved). Both use the gumbel_c_* scale.
+    policy_target: str = "auto"
     # How the search calls the model: "auto" compiles the MLP's step into the search loop where
     # it can (planners/fused.py), "torch" calls torch every simulation. Same trees either way.
     inference: str = "auto"
@@ -46,9 +51,17 @@ class SearchConfig:
             raise ValueError(f"num_simulations must be >= 1, got {self.num_simulations}")
         if self.algorithm not in ("puct", "gumbel"):
             raise ValueError(f"search algorithm must be 'puct' or 'gumbel', got {self.algorithm!r}")
+        if self.policy_target not in ("auto", "visits", "improved"):
+            raise ValueError(f"search.policy_target must be 'auto', 'visits' or 'improved', got {self.policy_target!r}")
         if self.inference not in ("auto", "torch"):
             raise ValueError(f"search.inference must be 'auto' or 'torch', got {self.inference!r}")
         self.root_prior_mix()  # validate early
+
+    def trains_on_visits(self) -> bool:
+        """Whether the policy target is the root's visit distribution (else the improved policy)."""
+        if self.policy_target == "auto":
+            return self.algorithm == "puct"
+        return self.policy_target == "visits"
 
     def prior_mix(self) -> float:
         """Weight of the learned prior against a uniform one below the root: 1.0 learned, 0.0 uniform."""

@@ -12,7 +12,8 @@ are Numba kernels (kernels.select_gumbel, kernels.gumbel_decide); this module pr
 sigma(q̂) = (c_visit + max_b N(b)) * c_scale * q̂, where q̂ is the root's Q completed with the
 mixed value for unvisited actions, min-max rescaled over the root's actions (mctx's
 `qtransform_completed_by_mix_value`). The action played is the highest g + logits + sigma(q̂) among
-the most-visited actions; the policy target is softmax(logits + sigma(q̂)) over legal actions.
+the most-visited actions; the policy target is softmax(logits + sigma(q̂)) over legal actions,
+which a pUCT search can train on too (`improved_policy`, SearchConfig.policy_target).
 """
 from __future__ import annotations
 
@@ -95,3 +96,18 @@ def decide(tree: Tree, gumbel: GumbelRoot, visits: np.ndarray, backend=kernels):
     args = (tree, gumbel, np.ascontiguousarray(visits, np.int64), actions, target)
     kernels.specialize(backend.gumbel_decide, *args)(*args)
     return actions, target
+
+
+def improved_policy(tree: Tree, root_prior: np.ndarray, c_visit: float, c_scale: float,
+                    backend=kernels) -> np.ndarray:
+    """The improved-policy target softmax(log root_prior + sigma(q̂)) [B, A] of searched roots of
+    any root rule (kernels.improved_policy): the target a pUCT search trains on under
+    SearchConfig.policy_target="improved". `root_prior` [B, A]: the prior before root noise."""
+    B, A = root_prior.shape
+    with np.errstate(divide="ignore"):
+        logits = np.where(tree.legal[:, ROOT], np.log(root_prior), -np.inf)
+    target = np.empty((B, A), np.float64)
+    args = (tree, np.ascontiguousarray(logits, np.float64), tree.leaf_value[:, ROOT].copy(), float(c_visit),
+            float(c_scale), np.zeros(A, np.float64), target)
+    kernels.specialize(backend.improved_policy, *args)(*args)
+    return target

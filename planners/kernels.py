@@ -227,11 +227,55 @@ def gumbel_consider(tree, noise, max_considered, logits, root_score, num_conside
                 root_score[b, a] = -np.inf
 
 
+@njit(cache=True, inline="always")
+def improved_row(tree, b, logits, raw_value, c_visit, c_scale, q, target):
+    """Gumbel MuZero's improved policy softmax(logits + sigma(q̂)) of tree `b`'s root over its legal
+    actions into target[b]: q̂ is the root's completed Q (`completed_q`, left in `q` [A]) and
+    sigma(q̂) = (c_visit + max visits) * c_scale * q̂. Returns that scale. The root must have a
+    legal action."""
+    num_actions = target.shape[1]
+    max_visits = root_completed_q(tree, b, raw_value, q)
+    scale = (c_visit + max_visits) * c_scale
+    top = -np.inf
+    for a in range(num_actions):
+        target[b, a] = logits[b, a] + scale * q[a] if tree.legal[b, 0, a] else -np.inf
+        top = max(top, target[b, a])
+    mass = 0.0
+    for a in range(num_actions):
+        target[b, a] = math.exp(target[b, a] - top)
+        mass += target[b, a]
+    for a in range(num_actions):
+        target[b, a] /= mass
+    return scale
+
+
+@njit(cache=True, inline="always")
+def has_legal_root_action(tree, b):
+    for a in range(tree.legal.shape[2]):
+        if tree.legal[b, 0, a]:
+            return True
+    return False
+
+
+@njit(cache=True)
+def improved_policy(tree, logits, raw_value, c_visit, c_scale, q, target):
+    """`improved_row` of every searched root into target [B, A]; a root without legal actions
+    (terminal, never searched) targets its actions alike. For a pUCT search, whose target it can
+    be too (SearchConfig.policy_target)."""
+    num_actions = target.shape[1]
+    for b in range(target.shape[0]):
+        if not has_legal_root_action(tree, b):
+            for a in range(num_actions):
+                target[b, a] = 1.0 / num_actions
+            continue
+        improved_row(tree, b, logits, raw_value, c_visit, c_scale, q, target)
+
+
 @njit(cache=True)
 def gumbel_decide(tree, gumbel, visits, actions, target):
     """The action to play of every searched Gumbel root (the highest g + logits + sigma(q̂) among
     its most-visited actions; logits + sigma where none of those was considered) into
-    actions [B], and the improved-policy target softmax(logits + sigma(q̂)) into target [B, A].
+    actions [B], and the improved-policy target (`improved_row`) into target [B, A].
     A root without legal actions (terminal, never searched) targets its actions alike."""
     num_actions = target.shape[1]
     q = gumbel.q_scratch
@@ -245,8 +289,7 @@ def gumbel_decide(tree, gumbel, visits, actions, target):
             for a in range(num_actions):
                 target[b, a] = 1.0 / num_actions
             continue
-        max_visits = root_completed_q(tree, b, gumbel.raw_value, q)
-        scale = (gumbel.c_visit + max_visits) * gumbel.c_scale
+        scale = improved_row(tree, b, gumbel.logits, gumbel.raw_value, gumbel.c_visit, gumbel.c_scale, q, target)
         any_considered = False
         for a in range(num_actions):
             if tree.legal[b, 0, a] and visits[b, a] == most and np.isfinite(gumbel.root_score[b, a]):
@@ -264,16 +307,6 @@ def gumbel_decide(tree, gumbel, visits, actions, target):
             if score > best:
                 best = score
                 actions[b] = a
-        top = -np.inf
-        for a in range(num_actions):
-            target[b, a] = gumbel.logits[b, a] + scale * q[a] if tree.legal[b, 0, a] else -np.inf
-            top = max(top, target[b, a])
-        mass = 0.0
-        for a in range(num_actions):
-            target[b, a] = math.exp(target[b, a] - top)
-            mass += target[b, a]
-        for a in range(num_actions):
-            target[b, a] /= mass
 
 
 @njit(cache=True)

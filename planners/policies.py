@@ -46,7 +46,8 @@ def puct_policy(model, objective, obs, config: SearchConfig, *, rng: np.random.G
     """pUCT everywhere, Dirichlet noise on the root prior when `add_noise`; acts by sampling
     visits^(1/temperature), or the most visited action when `deterministic` (on ties, the one of
     highest root Q, then the lowest).
-    The policy target is the root's visit distribution (the prior where nothing was visited)."""
+    The policy target is the root's visit distribution (the prior where nothing was visited), or
+    the improved policy under `config.policy_target="improved"`."""
     _check_rng(rng)
     root = _root(model, objective, obs, config.inference if backend is kernels else "torch")
     rule = PUCTRoot(rng if add_noise else None, config.dirichlet_alpha, config.root_exploration_fraction)
@@ -56,8 +57,7 @@ def puct_policy(model, objective, obs, config: SearchConfig, *, rng: np.random.G
                   inference=config.inference)
     stats = _root_stats(tree, backend)
     visits = stats[0]
-    total = visits.sum(axis=1, keepdims=True)
-    weights = np.where(total > 0, visits / np.maximum(total, 1), rule.root_prior)
+    weights = _policy_target(tree, visits, rule.root_prior, config, backend)
     action = choose_action(visits, tree.legal[:, ROOT], temperature, deterministic, rng, backend, q=stats[3])
     return _output(action, weights, rule.root_prior, tree, stats, backend)
 
@@ -67,7 +67,8 @@ def gumbel_policy(model, objective, obs, config: SearchConfig, *, rng: np.random
                   deterministic: bool = False, backend: ModuleType = kernels) -> PolicyOutput:
     """Sequential halving at the root (Gumbel noise when `add_noise`), pUCT below; acts by its
     own rule (the Gumbel noise already randomizes it, so `temperature` and `deterministic` have
-    no effect) and targets the improved policy softmax(logits + sigma(completed Q))."""
+    no effect) and targets the improved policy softmax(logits + sigma(completed Q)), or the visit
+    distribution under `config.policy_target="visits"`."""
     _check_rng(rng)
     root = _root(model, objective, obs, config.inference if backend is kernels else "torch")
     rule = GumbelRoot(config.num_simulations, rng if add_noise else None, config.gumbel_max_considered,
@@ -78,6 +79,8 @@ def gumbel_policy(model, objective, obs, config: SearchConfig, *, rng: np.random
                   inference=config.inference)
     stats = _root_stats(tree, backend)
     action, weights = gumbel.decide(tree, rule.state, stats[0], backend)
+    if config.trains_on_visits():
+        weights = _policy_target(tree, stats[0], rule.root_prior, config, backend)
     return _output(action, weights, rule.root_prior, tree, stats, backend)
 
 
@@ -124,6 +127,15 @@ def _root(model, objective, obs, inference: str):
             return root
     with torch.no_grad():
         return model.initial_inference(obs)
+
+
+def _policy_target(tree: Tree, visits, root_prior, config: SearchConfig, backend: ModuleType) -> np.ndarray:
+    """What the policy trains toward (config.policy_target): the root's visit distribution (the
+    prior where nothing was visited), or the improved policy of the root's values."""
+    if not config.trains_on_visits():
+        return gumbel.improved_policy(tree, root_prior, config.gumbel_c_visit, config.gumbel_c_scale, backend)
+    total = visits.sum(axis=1, keepdims=True)
+    return np.where(total > 0, visits / np.maximum(total, 1), root_prior)
 
 
 def _root_stats(tree: Tree, backend: ModuleType):

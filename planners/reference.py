@@ -142,17 +142,33 @@ def gumbel_decide(tree, gumbel, visits, actions, target):
         if not legal.any():  # a terminal root without actions: nothing was searched
             target[b] = 1.0 / A
             continue
-        max_visits = root_completed_q(tree, b, gumbel.raw_value, gumbel.q_scratch)
-        sigma = (gumbel.c_visit + max_visits) * gumbel.c_scale * gumbel.q_scratch
+        sigma = _improved_row(tree, b, gumbel.logits, gumbel.raw_value, gumbel.c_visit, gumbel.c_scale,
+                              gumbel.q_scratch, target)
         most = legal & (visits[b] == visits[b][legal].max())
         score = gumbel.root_score[b]
         if np.isfinite(score[most]).any():
             actions[b] = int(np.argmax(np.where(most & np.isfinite(score), score + sigma, -np.inf)))
         else:
             actions[b] = int(np.argmax(np.where(most, gumbel.logits[b] + sigma, -np.inf)))
-        improved = np.where(legal, gumbel.logits[b] + sigma, -np.inf)
-        improved = np.exp(improved - improved.max())
-        target[b] = improved / improved.sum()
+
+
+def improved_policy(tree, logits, raw_value, c_visit, c_scale, q, target):
+    """The improved-policy target of every searched root (uniform where no action is legal)."""
+    for b in range(target.shape[0]):
+        if not tree.legal[b, 0].any():
+            target[b] = 1.0 / target.shape[1]
+        else:
+            _improved_row(tree, b, logits, raw_value, c_visit, c_scale, q, target)
+
+
+def _improved_row(tree, b, logits, raw_value, c_visit, c_scale, q, target):
+    """softmax(logits + sigma(completed Q)) over root b's legal actions into target[b]; returns sigma [A]."""
+    max_visits = root_completed_q(tree, b, raw_value, q)
+    sigma = (c_visit + max_visits) * c_scale * q
+    improved = np.where(tree.legal[b, 0], logits[b] + sigma, -np.inf)
+    improved = np.exp(improved - improved.max())
+    target[b] = improved / improved.sum()
+    return sigma
 
 
 def select_gumbel(tree, exploration, gumbel, sel):

@@ -7,7 +7,7 @@ from planners.config import SearchConfig
 from planners.objectives import LatentValue, Learned, RewardOnly
 from planners.policies import plan
 from planners.tree import ROOT, principal_variation
-from tests.exact_models import ALL, BAIT, ExactModel, batch_of, bandit_trap, chain, two_step
+from tests.exact_models import ALL, BAIT, MDP, NUM_ACTIONS, ExactModel, batch_of, bandit_trap, chain, two_step
 
 # pUCT with a value of 0 everywhere needs about 200 simulations on two_step: the "late" action
 # looks worthless (Q 0 against 1) until it is revisited, which the exploration term only forces
@@ -241,3 +241,53 @@ def test_states_an_objective_ends_in_are_absorbing(algorithm, sims):
         ended = tree.terminal[b, :n]
         assert ended.any() and (tree.children[b, :n][ended] == -1).all()
         assert not ended[tree.parent[b, 1:n]].any()  # nothing below a state the objective ended
+
+
+def _lure(labels_seed: int, lure_logit: float) -> MDP:
+    """One step, three endings paying 1 ("best"), 0.5 ("lure") and 0; the prior favours the lure."""
+    mdp = MDP("lure", ["best", "lure", "worst"], 2, {(0, "best"): (1, 1.0), (0, "lure"): (1, 0.5),
+                                                     (0, "worst"): (1, 0.0)},
+              terminal=[1], optimal="best", greedy="best").shuffled(np.random.default_rng(labels_seed))
+    mdp.logits = np.zeros((2, NUM_ACTIONS))
+    mdp.logits[0, mdp.label("lure")] = lure_logit
+    return mdp
+
+
+@pytest.mark.parametrize("labels_seed", range(4))
+def test_the_improved_target_follows_the_values_where_the_visits_follow_the_prior(labels_seed):
+    # LunarLander's failure in small: a prior that learned the wrong action draws pUCT's visits, so
+    # a visit target teaches the prior what it already believes; the improved policy (Gumbel
+    # MuZero's) moves toward what the search found, from the same tree.
+    mdp = _lure(labels_seed, lure_logit=2.0)
+    model = ExactModel([mdp])
+    targets = {}
+    for target in ("visits", "improved"):
+        config = SearchConfig(num_simulations=16, policy_target=target)
+        out = plan(model, Learned(0.97), model.root_obs([0]), config, rng=np.random.default_rng(0),
+                   add_noise=False, deterministic=True)
+        targets[target] = out
+    visits, improved = targets["visits"], targets["improved"]
+    np.testing.assert_array_equal(visits.visit_counts, improved.visit_counts)  # same search, same tree
+    np.testing.assert_array_equal(visits.action, improved.action)  # and the same action played
+    assert visits.action_weights[0, mdp.label("lure")] >= 0.5
+    assert improved.action_weights[0, mdp.label("best")] >= 0.7
+    np.testing.assert_allclose(improved.action_weights.sum(), 1.0)
+    assert improved.action_weights[0, ~model.legal[0].numpy()].sum() == 0  # never an illegal action
+
+
+def test_auto_targets_each_algorithms_own_and_gumbel_can_target_its_visits():
+    mdp = _lure(0, lure_logit=2.0)
+    model = ExactModel([mdp])
+
+    def weights(**kw):
+        return plan(model, Learned(0.97), model.root_obs([0]), SearchConfig(num_simulations=16, **kw),
+                    rng=np.random.default_rng(0), add_noise=False, deterministic=True)
+
+    for algorithm in ("puct", "gumbel"):
+        own = "visits" if algorithm == "puct" else "improved"
+        auto = weights(algorithm=algorithm)
+        np.testing.assert_array_equal(auto.action_weights, weights(algorithm=algorithm, policy_target=own).action_weights)
+    gumbel_visits = weights(algorithm="gumbel", policy_target="visits")
+    np.testing.assert_allclose(gumbel_visits.action_weights, gumbel_visits.visit_counts / 16)
+    with pytest.raises(ValueError, match="search.policy_target must be 'auto', 'visits' or 'improved'"):
+        SearchConfig(policy_target="q")

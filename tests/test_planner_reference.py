@@ -92,6 +92,7 @@ def search_cases(draw):
         noise=draw(st.booleans()),
         prior=draw(st.sampled_from(["learned", "uniform", "mixed(0.3)", "root-uniform"])),
         algorithm=draw(st.sampled_from(["puct", "gumbel"])),
+        policy_target=draw(st.sampled_from(["auto", "visits", "improved"])),
         float64=draw(st.booleans()),
     )
 
@@ -115,7 +116,7 @@ def _run(case, backend):
     if case["terminal_values"]:
         objective = TerminalTable(objective)
     config = SearchConfig(num_simulations=case["sims"], prior=case["prior"], algorithm=case["algorithm"],
-                          gumbel_max_considered=3)
+                          gumbel_max_considered=3, policy_target=case["policy_target"])
     return plan(model, objective, obs, config, rng=np.random.default_rng(case["seed"] + 1),
                       add_noise=case["noise"], action_mask=root_mask, temperature=1.0,
                       deterministic=False, backend=backend)
