@@ -3,7 +3,7 @@
 Losses at every unroll step k = 0..K, against targets built from replay (agent/targets.py) and,
 for a fraction of the batch, fresh searches with the target network (agent/reanalyze.py):
 
-    policy       cross-entropy with the search's visit distribution      (acted states only)
+    policy       cross-entropy with the search's policy target           (acted states only)
     value        categorical cross-entropy with the n-step target        (absorbing states: 0)
                  (policy and value skip the states explorers acted in, agent/explore.py, unless
                  their policy target was reanalyzed under the training objective, and the value

@@ -1,9 +1,10 @@
 """Self-play: B environments stepped together, one batched search per step for all of them.
 
 Each step writes one acted state per env into replay (observation, action, reward, the search's
-visit distribution). With explorers (agent/explore.py) the last few envs search under the training
-objective plus a target of their own, in a second search; their entries are flagged in replay and
-their returns are not the training objective's. The vector env resets finished episodes in the same step (SAME_STEP
+policy target: its visit distribution or improved policy, SearchConfig.policy_target). With
+explorers (agent/explore.py) the last few envs search under the training objective plus a target of
+their own, in a second search; their entries are flagged in replay and their returns are not the
+training objective's. The vector env resets finished episodes in the same step (SAME_STEP
 autoreset), so the observation it returns for a finished env already belongs to the next
 episode; the finished episode's last observation comes from info["final_obs"] and closes the
 episode in replay, flagged terminal or truncated.
@@ -38,7 +39,7 @@ class Transition:
     obs: np.ndarray  # [B, *obs] the observations acted in
     action: np.ndarray  # [B]
     reward: np.ndarray  # [B]
-    policy: np.ndarray  # [B, A] the search's visit distribution
+    policy: np.ndarray  # [B, A] the search's policy target (PolicyOutput.action_weights)
     terminated: np.ndarray  # [B] bool
     truncated: np.ndarray  # [B] bool
     final_obs: np.ndarray  # [D, *obs] last observations of the D episodes that ended, in env order

@@ -40,7 +40,8 @@ class SearchConfig:
     # What the policy is trained toward: "visits" (the root's visit distribution, MuZero's),
     # "improved" (softmax(log prior + sigma(completed Q)), Gumbel MuZero's improved policy, which
     # moves toward the actions the search values, however few visits the prior let them have), or
-    # "auto": each algorithm's own (pUCT: visits; Gumbel: improved). Both use the gumbel_c_* scale.
+    # "auto": each algorithm's own (pUCT: visits; Gumbel: improved). "improved" scales sigma by the
+    # gumbel_c_* settings under either algorithm.
     policy_target: str = "auto"
     # How the search calls the model: "auto" compiles the MLP's step into the search loop where
     # it can (planners/fused.py), "torch" calls torch every simulation. Same trees either way.

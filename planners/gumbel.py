@@ -102,7 +102,9 @@ def improved_policy(tree: Tree, root_prior: np.ndarray, c_visit: float, c_scale:
                     backend=kernels) -> np.ndarray:
     """The improved-policy target softmax(log root_prior + sigma(q̂)) [B, A] of searched roots of
     any root rule (kernels.improved_policy): the target a pUCT search trains on under
-    SearchConfig.policy_target="improved". `root_prior` [B, A]: the prior before root noise."""
+    SearchConfig.policy_target="improved". `root_prior` [B, A]: the prior before root noise, whose
+    logits the target improves on; the mixed value that completes unvisited actions weighs the
+    visited ones by the prior as searched (with pUCT's root noise, as mctx's qtransform does)."""
     B, A = root_prior.shape
     with np.errstate(divide="ignore"):
         logits = np.where(tree.legal[:, ROOT], np.log(root_prior), -np.inf)

@@ -122,7 +122,7 @@ def _run(case, backend):
                       deterministic=False, backend=backend)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(search_cases())
 def test_numba_kernels_build_the_same_trees_as_the_python_reference(case):
     fast, slow = _run(case, kernels), _run(case, reference)
