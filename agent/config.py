@@ -381,7 +381,16 @@ def resolve_config(env_id: str, config_file: Optional[str] = None, sets: Iterabl
 def refuse_ignored_settings(config: AgentConfig, asked: Iterable[str]) -> None:
     """Refuse a setting the user asked for (`asked`: its dotted keys) that `config` would ignore.
     A preset's own schedule may sit unused under Gumbel; one the user asks for must not."""
-    if config.search.algorithm == "gumbel" and "temperature" in set(asked):
+    asked = set(asked)
+    if config.search.algorithm == "puct" and "search.gumbel_max_considered" in asked:
+        raise ValueError("search.gumbel_max_considered has no effect with search.algorithm='puct' (it sizes "
+                         "Gumbel's sequential halving): drop it, or add --set search.algorithm=gumbel.")
+    if config.search.algorithm == "puct" and config.search.trains_on_visits():
+        for key in sorted({"search.gumbel_c_visit", "search.gumbel_c_scale"} & asked):
+            raise ValueError(f"{key} has no effect with search.algorithm='puct' training on visit counts (it "
+                             f"scales the improved policy's sigma): drop it, or add --set "
+                             f"search.policy_target=improved (or search.algorithm=gumbel).")
+    if config.search.algorithm == "gumbel" and "temperature" in asked:
         raise ValueError(f"temperature {config.temperature!r} has no effect with search.algorithm='gumbel': "
                          f"Gumbel search acts by sequential halving under its own Gumbel noise, not by sampling "
                          f"visit counts. Drop the temperature setting, or add --set search.algorithm=puct to "

@@ -203,6 +203,23 @@ def test_a_temperature_the_gumbel_search_would_ignore_is_refused(capsys, tmp_pat
     refused(capsys, ["--logdir", str(tmp_path), "--set", "temperature=[[0.0, 0.25]]"], "temperature", "gumbel")
 
 
+def test_gumbel_settings_a_puct_search_would_ignore_are_refused(capsys, tmp_path, nothing_runs):
+    # LunarLander's preset searches with pUCT: the halving's size never matters there, and sigma's
+    # scale only where the policy trains on the improved policy.
+    from agent.config import resolve_config, resume_overrides
+    with pytest.raises(ValueError, match=r"search.gumbel_c_scale has no effect.*policy_target=improved"):
+        resolve_config("LunarLander-v3", sets=["search.gumbel_c_scale=0.2"])
+    with pytest.raises(ValueError, match=r"search.gumbel_max_considered has no effect.*search.algorithm=gumbel"):
+        resolve_config("LunarLander-v3", sets=["search.policy_target=improved", "search.gumbel_max_considered=4"])
+    asked = resolve_config("LunarLander-v3", sets=["search.policy_target=improved", "search.gumbel_c_scale=0.2"])
+    assert asked.search.gumbel_c_scale == 0.2
+    assert resolve_config("CartPole-v1", sets=["search.gumbel_c_visit=25"]).search.gumbel_c_visit == 25
+    with pytest.raises(ValueError, match="search.gumbel_c_visit has no effect"):  # nor on resume
+        resume_overrides(resolve_config("LunarLander-v3"), {"search": {"gumbel_c_visit": 25}})
+    refused(capsys, ["--env", "LunarLander-v3", "--logdir", str(tmp_path), "--set", "search.gumbel_c_scale=0.2"],
+            "search.gumbel_c_scale", "policy_target=improved")
+
+
 def test_a_resumed_run_is_judged_by_its_own_search_not_the_preset(capsys, tmp_path):
     # A CartPole run started with pUCT (the preset: Gumbel) takes a temperature on resume; one that
     # searches with Gumbel is refused it, after the load and before anything is written.
