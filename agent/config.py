@@ -386,8 +386,9 @@ def refuse_ignored_settings(config: AgentConfig, asked: Iterable[str]) -> None:
         raise ValueError("search.gumbel_max_considered has no effect with search.algorithm='puct' (it sizes "
                          "Gumbel's sequential halving): drop it, or add --set search.algorithm=gumbel.")
     if config.search.algorithm == "puct" and config.search.trains_on_visits():
-        for key in sorted({"search.gumbel_c_visit", "search.gumbel_c_scale"} & asked):
-            raise ValueError(f"{key} has no effect with search.algorithm='puct' training on visit counts (it "
+        ignored = sorted({"search.gumbel_c_visit", "search.gumbel_c_scale"} & asked)
+        if ignored:
+            raise ValueError(f"{ignored[0]} has no effect with search.algorithm='puct' training on visit counts (it "
                              f"scales the improved policy's sigma): drop it, or add --set "
                              f"search.policy_target=improved (or search.algorithm=gumbel).")
     if config.search.algorithm == "gumbel" and "temperature" in asked:
