@@ -21,6 +21,7 @@ from planners.config import SearchConfig
 from planners.objectives import DEFAULT_DISCOUNT
 
 EXPLORE_FAMILIES = ("hold-entry", "novelty", "visit-count")  # agent/explore.py
+VALUE_BOOTSTRAPS = ("value", "greedy-q")  # agent/targets.py
 
 
 @dataclass
@@ -58,6 +59,14 @@ class AgentConfig:
     unroll_steps: int = 5  # K
     td_steps: int = 5  # n of the n-step value target
     td_correction_interval: int = 5_000  # env steps of age per step of shorter horizon (0: off)
+    # What the n-step value target bootstraps from at s_{t+h} (agent/targets.py): "value", the
+    # target network's value there (EfficientZero); or "greedy-q", max_a r(s, a) + discount * V(s')
+    # one model step ahead, the action chosen by the online network and priced by the target
+    # network (n-step Q-learning's bootstrap with Double DQN's split, over the learned model as in
+    # Value Prediction Networks). "value" learns the value of self-play's sampled actions, which
+    # under a high visit temperature is the value of a policy that often errs; "greedy-q" that of
+    # acting greedily after h steps.
+    value_bootstrap: str = "value"
     priority_alpha: float = 0.6
     priority_beta: float = 0.4  # annealed linearly to 1 over the run
     reanalyze_fraction: float = 0.5  # share of policy targets re-searched with the target network
@@ -136,6 +145,8 @@ class AgentConfig:
         if self.learner_backend not in ("auto", "compiled", "eager"):
             raise ValueError(f"AgentConfig.learner_backend must be 'auto', 'compiled' or 'eager', "
                              f"got {self.learner_backend!r}")
+        if self.value_bootstrap not in VALUE_BOOTSTRAPS:
+            raise ValueError(f"AgentConfig.value_bootstrap must be one of {VALUE_BOOTSTRAPS}, got {self.value_bootstrap!r}")
         if self.lr_schedule not in ("cosine", "constant"):
             raise ValueError(f"AgentConfig.lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
         for item in self.aux_values:

@@ -115,6 +115,27 @@ def root_values(model, obs, inference: str = "auto") -> np.ndarray:
     return model.initial_inference(obs).value.cpu().numpy()
 
 
+def one_step_q(model, obs, discount: float) -> torch.Tensor:
+    """[B, A] r(s, a) + discount * V(s') one model step ahead of each observation, with V(s') = 0
+    where the model predicts s' terminal."""
+    root = model.initial_inference(obs)
+    n, a = root.latent.shape[0], root.policy_logits.shape[-1]
+    nxt = model.recurrent_inference(root.latent.repeat_interleave(a, 0),
+                                    torch.arange(a, device=root.latent.device).repeat(n))
+    value = nxt.value if nxt.terminal is None else torch.where(nxt.terminal, 0.0, nxt.value)
+    return (nxt.reward.float() + discount * value.float()).reshape(n, a)
+
+
+def greedy_q_values(select_model, price_model, obs, discount: float) -> np.ndarray:
+    """max_a r(s, a) + discount * V(s') [B] (AgentConfig.value_bootstrap="greedy-q"): the action
+    is the one `select_model` (the online network) rates highest and its worth is `price_model`'s
+    (the target network's), so one network's overestimate is not also the price it is paid
+    (Double DQN)."""
+    with torch.no_grad():
+        best = one_step_q(select_model, obs, discount).argmax(-1, keepdim=True)
+        return one_step_q(price_model, obs, discount).gather(-1, best).squeeze(-1).cpu().numpy()
+
+
 def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
     """Identity forward; gradient multiplied by `scale` backward."""
     return x * scale + x.detach() * (1.0 - scale)
@@ -236,8 +257,12 @@ class Learner:
                                  correction_interval=c.td_correction_interval, bootstrap=bootstrap,
                                  rewards=rewards)[0]
 
+        if c.value_bootstrap == "greedy-q":
+            bootstrap = lambda obs: greedy_q_values(self.model, self.target_model, obs, c.discount)  # noqa: E731
+        else:
+            bootstrap = lambda obs: root_values(self.target_model, obs, c.search.inference)  # noqa: E731
         with torch.no_grad():
-            z = targets(None, lambda obs: root_values(self.target_model, obs, c.search.inference))
+            z = targets(None, bootstrap)
         aux_value = {} if self.aux is None else self.aux.targets(
             targets, replay, lambda obs: self.model.initial_inference(obs).latent)
         policy = replay.policy[slots]  # [B, K+1, A] what the acting search chose back then

@@ -6,7 +6,9 @@ The walk stops early at an episode end: a *terminal* state contributes no bootst
 0, absorbing), a *truncated* one (time limit) is bootstrapped from its value, and so is the newest
 stored state whose successor has not arrived yet. V_target is the target network's value (cheaper
 than EfficientZero's fresh search of the bootstrap state, and equally stale-robust once the target
-network is refreshed regularly).
+network is refreshed regularly), or under AgentConfig.value_bootstrap="greedy-q" the best one-step
+lookahead max_a r(s, a) + g V(s') (agent/learner.py `greedy_q_values`); which one is the caller's
+`bootstrap`.
 
 Off-policy correction: data collected long ago by an older policy says less about the current
 policy's returns, so its horizon shrinks with age. We use EfficientZero's rule measured in

@@ -545,3 +545,45 @@ def test_the_default_decoder_is_a_probe_that_changes_no_other_weight_and_accepts
     path = with_decoder.save(tmp_path / "model.pt")
     assert main(["eval", "--checkpoint", str(path), "--episodes", "2",
                  "--value", "tests.test_objective_swap:prefer_right"]) == 0
+
+
+def test_greedy_q_bootstrap_takes_the_online_networks_choice_at_the_target_networks_price():
+    """value_bootstrap="greedy-q": max_a r(s, a) + discount * V(s') one model step ahead, the action
+    chosen by one network and priced by the other (Double DQN), checked action by action."""
+    from agent.learner import greedy_q_values
+    online, target = tiny_agent(seed=0).model, tiny_agent(seed=1).model  # two different networks
+    obs = torch.as_tensor(np.random.default_rng(0).normal(size=(256, 4)), dtype=torch.float32)
+    discount = 0.9
+
+    def q(model):  # [B, A], one recurrent call per action
+        with torch.no_grad():
+            root = model.initial_inference(obs)
+            cols = []
+            for a in range(2):
+                nxt = model.recurrent_inference(root.latent, torch.full((len(obs),), a))
+                cols.append(nxt.reward + discount * nxt.value)
+            return torch.stack(cols, -1).numpy()
+
+    chosen, priced = q(online).argmax(-1), q(target)
+    assert (chosen != priced.argmax(-1)).any()  # rows where the two networks disagree
+    got = greedy_q_values(online, target, obs, discount)
+    np.testing.assert_allclose(got, priced[np.arange(len(obs)), chosen], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(greedy_q_values(target, target, obs, discount), priced.max(-1), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("bootstrap", ["value", "greedy-q"])
+def test_value_targets_bootstrap_from_the_configured_estimate(bootstrap, monkeypatch):
+    """The learner's n-step targets add the estimate value_bootstrap names at s_{t+h}, and only it."""
+    import agent.learner as learner_module
+    agent = tiny_agent(extra=[f"value_bootstrap={bootstrap}"])
+    agent.learn(100, progress_bar=False)
+    big = lambda model, *args: np.full(len(args[0]) if bootstrap == "value" else len(args[1]), 1e4)  # noqa: E731
+    monkeypatch.setattr(learner_module, "root_values" if bootstrap == "value" else "greedy_q_values", big)
+    batch = agent.learner.make_batch(agent.replay, agent.objective, np.random.default_rng(0),
+                                     agent.num_timesteps, beta=1.0)
+    assert batch.target_value.max() > 1e3  # every bootstrapped target carries the patched estimate
+
+
+def test_an_unknown_value_bootstrap_is_refused_by_name():
+    with pytest.raises(ValueError, match="value_bootstrap must be one of"):
+        tiny_agent(extra=["value_bootstrap=search"])
