@@ -550,7 +550,7 @@ def test_the_default_decoder_is_a_probe_that_changes_no_other_weight_and_accepts
 def test_greedy_q_bootstrap_takes_the_online_networks_choice_at_the_target_networks_price():
     """value_bootstrap="greedy-q": max_a r(s, a) + discount * V(s') one model step ahead, the action
     chosen by one network and priced by the other (Double DQN), checked action by action."""
-    from agent.learner import greedy_q_values
+    from agent.learner import greedy_q_values, one_step_q
     online, target = tiny_agent(seed=0).model, tiny_agent(seed=1).model  # two different networks
     obs = torch.as_tensor(np.random.default_rng(0).normal(size=(256, 4)), dtype=torch.float32)
     discount = 0.9
@@ -566,9 +566,13 @@ def test_greedy_q_bootstrap_takes_the_online_networks_choice_at_the_target_netwo
 
     chosen, priced = q(online).argmax(-1), q(target)
     assert (chosen != priced.argmax(-1)).any()  # rows where the two networks disagree
-    got = greedy_q_values(online, target, obs, discount)
+    got = greedy_q_values(online, target, obs, discount, inference="torch")
     np.testing.assert_allclose(got, priced[np.arange(len(obs)), chosen], rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(greedy_q_values(target, target, obs, discount), priced.max(-1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(greedy_q_values(target, target, obs, discount, inference="torch"), priced.max(-1),
+                               rtol=1e-5, atol=1e-5)
+    # The compiled forward (the default) gives the same one-step values, its supports decoded in
+    # float64 where torch's float32 decoding rounds by up to 1e-3 (tests/test_compiled.py).
+    np.testing.assert_allclose(one_step_q(target, obs, discount), priced, rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.parametrize("bootstrap", ["value", "greedy-q"])
@@ -587,3 +591,17 @@ def test_value_targets_bootstrap_from_the_configured_estimate(bootstrap, monkeyp
 def test_an_unknown_value_bootstrap_is_refused_by_name():
     with pytest.raises(ValueError, match="value_bootstrap must be one of"):
         tiny_agent(extra=["value_bootstrap=search"])
+
+
+def test_one_step_q_zeroes_the_value_past_a_predicted_end_on_both_forwards():
+    """On a model with a terminal head the compiled and torch one-step values agree, and a next
+    state the head calls terminal is worth its reward alone."""
+    from agent.learner import one_step_q
+    agent = EZAgent("glasszero/Corridor-v0", {"replay_capacity": 1000}, seed=0, device="cpu")
+    model = agent.model
+    obs = np.random.default_rng(0).uniform(0.0, 1.0, size=(64, *agent.obs_shape)).astype(np.float32)
+    with torch.no_grad():  # a terminal head that calls every next state terminal
+        model.prediction.terminal[-1].bias.fill_(50.0)
+    torch_q = one_step_q(model, obs, 0.9, inference="torch")
+    np.testing.assert_allclose(one_step_q(model, obs, 0.9), torch_q, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(torch_q, one_step_q(model, obs, 0.0, inference="torch"), rtol=1e-6, atol=1e-6)
