@@ -577,15 +577,32 @@ def test_greedy_q_bootstrap_takes_the_online_networks_choice_at_the_target_netwo
 
 @pytest.mark.parametrize("bootstrap", ["value", "greedy-q"])
 def test_value_targets_bootstrap_from_the_configured_estimate(bootstrap, monkeypatch):
-    """The learner's n-step targets add the estimate value_bootstrap names at s_{t+h}, and only it."""
+    """The learner's n-step targets add the estimate value_bootstrap names at s_{t+h}, and only it;
+    greedy-q chooses with the online network and prices with the target network."""
     import agent.learner as learner_module
     agent = tiny_agent(extra=[f"value_bootstrap={bootstrap}"])
     agent.learn(100, progress_bar=False)
-    big = lambda model, *args: np.full(len(args[0]) if bootstrap == "value" else len(args[1]), 1e4)  # noqa: E731
-    monkeypatch.setattr(learner_module, "root_values" if bootstrap == "value" else "greedy_q_values", big)
+    calls = []
+
+    def big(*args):
+        calls.append(args)
+        return np.full(len(args[2] if bootstrap == "greedy-q" else args[1]), 1e4)
+
+    def refused(*args):
+        raise AssertionError("the other bootstrap was asked")
+
+    used, other = ("root_values", "greedy_q_values") if bootstrap == "value" else ("greedy_q_values", "root_values")
+    monkeypatch.setattr(learner_module, used, big)
+    monkeypatch.setattr(learner_module, other, refused)
     batch = agent.learner.make_batch(agent.replay, agent.objective, np.random.default_rng(0),
                                      agent.num_timesteps, beta=1.0)
-    assert batch.target_value.max() > 1e3  # every bootstrapped target carries the patched estimate
+    assert batch.target_value.max() > 1e3  # the bootstrapped targets carry the patched estimate
+    if bootstrap == "greedy-q":
+        select, price, _, discount = calls[0][:4]
+        assert select is agent.learner.model and price is agent.learner.target_model
+        assert discount == agent.config.discount
+    else:
+        assert calls[0][0] is agent.learner.target_model
 
 
 def test_an_unknown_value_bootstrap_is_refused_by_name():
