@@ -119,8 +119,7 @@ def root_values(model, obs, inference: str = "auto") -> np.ndarray:
 def one_step_q(model, obs, discount: float, inference: str = "auto") -> np.ndarray:
     """[B, A] r(s, a) + discount * V(s') one model step ahead of each observation, with V(s') = 0
     where the model predicts s' terminal: through the model's compiled forward where it has one
-    and `inference` allows it (as `root_values`; 20x cheaper than torch for LunarLander's B x A
-    rows), else torch."""
+    and `inference` allows it (as `root_values`), else torch."""
     program = fused.fused_program(model, Learned(), inference)
     root = fused.packed_roots(model, program, obs) if program is not None and program.has_representation else None
     if root is None:
