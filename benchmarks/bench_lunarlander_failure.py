@@ -25,7 +25,9 @@ only), also by how many steps the episode had left. The transitions that paid th
 are reported on their own: the model's one-step reward there, against the reward. From a
 resume.pt it also reports the n of the n-step value targets the run's replay hands the learner,
 weighted as prioritized sampling draws them, and how the self-play episodes it holds ended, per
-10,000 environment steps: a landing is seen by the value only where self-play completes one.
+10,000 environment steps: a landing is seen by the value only where self-play completes one; and
+what self-play did where the lander sat on the ground (how often it fired an engine there, and how
+often its search chose to), since only a run of quiet steps there earns the landing.
 `--replay-only` skips the episodes and reports the replay's part alone. The last line is JSON.
 Figures only; nothing is asserted.
 """
@@ -214,6 +216,45 @@ def self_play_endings(agent, bucket: int = 10_000) -> dict | None:
     return {"bucket_env_steps": bucket, "episodes_ended": rows}
 
 
+def self_play_at_rest(agent, bucket: int = 10_000, speed: float = 0.05) -> dict | None:
+    """What self-play did where the lander sat on the ground, per `bucket` environment steps: its
+    acted states with both legs down and both velocity entries under `speed` (observation units),
+    explorers' left out. The +100 comes once the body has been still for about half a second
+    (Box2D's sleep timer, which the observation does not show), so only a run of quiet steps there
+    earns it. Per bucket: `states` at rest, `fired` (share whose action fired an engine),
+    `search_fired` (share whose search's most visited action fires one: the choice itself, not the
+    visit temperature's sampling) and `landed_per_quiet_step` (share of the noop steps there that
+    paid the landing). None for a model.pt, which holds no replay."""
+    replay = agent.replay
+    if replay is None or replay.size == 0:
+        return None
+    n = replay.size
+    obs = replay.observations(np.arange(n))
+    rest = ((obs[:, 6] > 0.5) & (obs[:, 7] > 0.5) & (np.abs(obs[:, 2]) < speed) & (np.abs(obs[:, 3]) < speed)
+            & ~replay.explore[:n] & ~replay.final[:n])  # a final entry closes an episode: nothing acted there
+    if not rest.any():
+        return {"bucket_env_steps": bucket, "speed_below": speed, "at_rest": {}}
+    action, step = replay.action[:n], replay.env_step[:n]
+    searched = replay.policy[:n].argmax(-1)
+    # A landing: the acted state whose transition terminated the episode on the +100 (as self_play_endings).
+    ends = np.flatnonzero(replay.final[:n] & replay.terminal[:n])
+    last = replay.prev[ends]
+    last = last[last >= replay.total - replay.capacity] % replay.capacity
+    landed = np.zeros(n, bool)
+    landed[last] = replay.reward[last] >= 50
+    rows = {}
+    for lo in range(int(step[rest].min()) // bucket * bucket, int(step[rest].max()) + 1, bucket):
+        here = rest & (step >= lo) & (step < lo + bucket)
+        if not here.any():
+            continue
+        quiet = here & (action == 0)
+        rows[str(lo)] = {"states": int(here.sum()), "fired": round(float((action[here] != 0).mean()), 3),
+                         "search_fired": round(float((searched[here] != 0).mean()), 3),
+                         "landed_per_quiet_step": round(float(landed[quiet].mean()), 4)
+                         if quiet.any() else None}
+    return {"bucket_env_steps": bucket, "speed_below": speed, "at_rest": rows}
+
+
 def searched_with(own, items):
     """`own` (a SearchConfig) with the --search KEY=VALUE items applied; a ValueError naming the
     flag for a key SearchConfig lacks or a value its own checks refuse."""
@@ -258,7 +299,8 @@ def main() -> None:
     agent = EZAgent.load(args.checkpoint, device="cpu")
     if agent.env_id != ENV_ID:
         p.error(f"--checkpoint holds a {agent.env_id} agent; this script reads {ENV_ID} episodes")
-    replay_part = {"sampled_td_horizon": sampled_horizons(agent), "self_play_endings": self_play_endings(agent)}
+    replay_part = {"sampled_td_horizon": sampled_horizons(agent), "self_play_endings": self_play_endings(agent),
+                   "self_play_at_rest": self_play_at_rest(agent)}
     header = {"benchmark": "lunarlander_failure", "checkpoint": str(args.checkpoint), "made_by": args.made_by,
               "seed": agent.seed, "env_steps": int(agent.num_timesteps),
               "num_simulations": agent.config.search.num_simulations}
@@ -267,6 +309,8 @@ def main() -> None:
             p.error("--replay-only needs a resume.pt (a model.pt holds no replay)")
         for lo, row in replay_part["self_play_endings"]["episodes_ended"].items():
             print(f"self-play episodes ended from {lo} steps: {row}", flush=True)
+        for lo, row in replay_part["self_play_at_rest"]["at_rest"].items():
+            print(f"self-play at rest from {lo} steps: {row}", flush=True)
         emit({**header, **replay_part}, args.out)
         return
     own = agent.config.search

@@ -185,3 +185,35 @@ def test_lunarlander_benchmark_classifies_self_play_endings_from_replay(monkeypa
     endings = bench.self_play_endings(SimpleNamespace(replay=r))["episodes_ended"]
     assert endings == {"0": {"landed": 1, "crashed_or_off": 1, "other": 0, "time": 0, "time_legs_down": 0},
                        "10000": {"landed": 0, "crashed_or_off": 0, "other": 0, "time": 2, "time_legs_down": 1}}
+
+
+def test_lunarlander_benchmark_reads_what_self_play_did_at_rest(monkeypatch):
+    # The diagnosis that self-play wakes a lander sitting on the ground rests on this reading: only
+    # still states with both legs down count, explorers' states are left out, and the search's own
+    # choice (the most visited action) is told apart from the action sampled, and a landing is a
+    # transition that ended the episode on the +100, not any large reward.
+    from types import SimpleNamespace
+
+    bench = _lunarlander_bench(monkeypatch)
+    r = Replay(64, (8,), 4)
+    rest, moving, airborne = np.zeros(8, np.float32), np.zeros(8, np.float32), np.zeros(8, np.float32)
+    rest[6:] = moving[6:] = 1.0
+    moving[3] = -0.3  # legs down but still falling
+    noop_visits, main_visits = np.array([[0.7, 0.1, 0.1, 0.1]]), np.array([[0.1, 0.1, 0.7, 0.1]])
+    prev = np.array([-1])
+    for obs, action, reward, visits, explore, env_step in (
+            (rest, 2, -0.3, main_visits, False, 1_000),  # fired, as the search chose
+            (rest, 0, 0.0, main_visits, False, 1_001),  # quiet, not yet landed; the search chose main
+            (moving, 2, -0.3, main_visits, False, 1_002),  # not at rest
+            (airborne, 1, -0.03, main_visits, False, 1_003),  # not at rest
+            (rest, 2, -0.3, main_visits, True, 1_004),  # an explorer's
+            (rest, 0, 100.0, noop_visits, False, 1_005)):  # quiet, and the body fell asleep: landed
+        prev = r.add(prev, obs[None], np.array([action]), np.array([reward]), visits, env_step,
+                     explore=np.array([explore]))
+    r.end_episodes(prev, rest[None], np.array([True]), 1_006)  # a final entry: nothing acted there
+    for reward, terminated in ((60.0, False), (-100.0, True)):  # a shaping jump, then a crash: no landing
+        prev = r.add(np.array([-1]), rest[None], np.array([0]), np.array([reward]), noop_visits, 12_000)
+        r.end_episodes(prev, rest[None], np.array([terminated]), 12_001)
+    at_rest = bench.self_play_at_rest(SimpleNamespace(replay=r))["at_rest"]
+    assert at_rest == {"0": {"states": 3, "fired": 0.333, "search_fired": 0.667, "landed_per_quiet_step": 0.5},
+                       "10000": {"states": 2, "fired": 0.0, "search_fired": 0.0, "landed_per_quiet_step": 0.0}}
