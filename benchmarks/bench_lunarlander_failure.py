@@ -185,6 +185,15 @@ def sampled_horizons(agent) -> dict | None:
             "share": {str(h): round(float(p[horizon == h].sum()), 3) for h in range(1, c.td_steps + 1)}}
 
 
+def episode_ends(replay) -> tuple[np.ndarray, np.ndarray]:
+    """(slots of the final entries, slots of the acted state whose transition ended each episode),
+    for the episodes whose last acted state the replay still holds."""
+    final = np.flatnonzero(replay.final[:replay.size])
+    last = replay.prev[final]
+    live = last >= replay.total - replay.capacity
+    return final[live], last[live] % replay.capacity
+
+
 def self_play_endings(agent, bucket: int = 10_000) -> dict | None:
     """How the self-play episodes held in the run's replay ended, per `bucket` environment steps of
     their end: `landed` (terminated on a reward >= 50: the +100 of coming to rest), `crashed_or_off`
@@ -196,15 +205,11 @@ def self_play_endings(agent, bucket: int = 10_000) -> dict | None:
     replay = agent.replay
     if replay is None or replay.size == 0:
         return None
-    n = replay.size
-    final = np.flatnonzero(replay.final[:n])
-    last = replay.prev[final]  # the acted state whose transition ended the episode
-    live = last >= replay.total - replay.capacity
-    final, last = final[live], last[live] % replay.capacity
+    final, last = episode_ends(replay)
     played = ~replay.explore[last]
     final, last = final[played], last[played]
     reward, terminal, step = replay.reward[last], replay.terminal[final], replay.env_step[final]
-    obs = replay.observations(final)
+    obs = replay.obs[final]  # the newest frame where observations are frame stacks
     legs_down = (obs[:, 6] > 0.5) & (obs[:, 7] > 0.5)
     kind = np.where(~terminal, "time", np.where(reward >= 50, "landed",
                                                  np.where(reward <= -50, "crashed_or_off", "other")))
@@ -229,7 +234,7 @@ def self_play_at_rest(agent, bucket: int = 10_000, speed: float = 0.05) -> dict 
     if replay is None or replay.size == 0:
         return None
     n = replay.size
-    obs = replay.observations(np.arange(n))
+    obs = replay.obs[:n]  # the newest frame where observations are frame stacks
     rest = ((obs[:, 6] > 0.5) & (obs[:, 7] > 0.5) & (np.abs(obs[:, 2]) < speed) & (np.abs(obs[:, 3]) < speed)
             & ~replay.explore[:n] & ~replay.final[:n])  # a final entry closes an episode: nothing acted there
     if not rest.any():
@@ -237,11 +242,9 @@ def self_play_at_rest(agent, bucket: int = 10_000, speed: float = 0.05) -> dict 
     action, step = replay.action[:n], replay.env_step[:n]
     searched = replay.policy[:n].argmax(-1)
     # A landing: the acted state whose transition terminated the episode on the +100 (as self_play_endings).
-    ends = np.flatnonzero(replay.final[:n] & replay.terminal[:n])
-    last = replay.prev[ends]
-    last = last[last >= replay.total - replay.capacity] % replay.capacity
+    final, last = episode_ends(replay)
     landed = np.zeros(n, bool)
-    landed[last] = replay.reward[last] >= 50
+    landed[last] = replay.terminal[final] & (replay.reward[last] >= 50)
     rows = {}
     for lo in range(int(step[rest].min()) // bucket * bucket, int(step[rest].max()) + 1, bucket):
         here = rest & (step >= lo) & (step < lo + bucket)

@@ -187,7 +187,8 @@ def test_lunarlander_benchmark_classifies_self_play_endings_from_replay(monkeypa
                        "10000": {"landed": 0, "crashed_or_off": 0, "other": 0, "time": 2, "time_legs_down": 1}}
 
 
-def test_lunarlander_benchmark_reads_what_self_play_did_at_rest(monkeypatch):
+@pytest.mark.parametrize("stack", [1, 4])  # frame stacks: the newest frame is the one read
+def test_lunarlander_benchmark_reads_what_self_play_did_at_rest(monkeypatch, stack):
     # The diagnosis that self-play wakes a lander sitting on the ground rests on this reading: only
     # still states with both legs down count, explorers' states are left out, and the search's own
     # choice (the most visited action) is told apart from the action sampled, and a landing is a
@@ -195,7 +196,11 @@ def test_lunarlander_benchmark_reads_what_self_play_did_at_rest(monkeypatch):
     from types import SimpleNamespace
 
     bench = _lunarlander_bench(monkeypatch)
-    r = Replay(64, (8,), 4)
+    r = Replay(64, (stack, 8) if stack > 1 else (8,), 4, frame_stack=stack)
+
+    def seen(frame):  # one observation as the env hands it: a stack of the last frames when stack > 1
+        return np.repeat(frame[None], stack, 0)[None] if stack > 1 else frame[None]
+
     rest, moving, airborne = np.zeros(8, np.float32), np.zeros(8, np.float32), np.zeros(8, np.float32)
     rest[6:] = moving[6:] = 1.0
     moving[3] = -0.3  # legs down but still falling
@@ -208,12 +213,12 @@ def test_lunarlander_benchmark_reads_what_self_play_did_at_rest(monkeypatch):
             (airborne, 1, -0.03, main_visits, False, 1_003),  # not at rest
             (rest, 2, -0.3, main_visits, True, 1_004),  # an explorer's
             (rest, 0, 100.0, noop_visits, False, 1_005)):  # quiet, and the body fell asleep: landed
-        prev = r.add(prev, obs[None], np.array([action]), np.array([reward]), visits, env_step,
+        prev = r.add(prev, seen(obs), np.array([action]), np.array([reward]), visits, env_step,
                      explore=np.array([explore]))
-    r.end_episodes(prev, rest[None], np.array([True]), 1_006)  # a final entry: nothing acted there
+    r.end_episodes(prev, seen(rest), np.array([True]), 1_006)  # a final entry: nothing acted there
     for reward, terminated in ((60.0, False), (-100.0, True)):  # a shaping jump, then a crash: no landing
-        prev = r.add(np.array([-1]), rest[None], np.array([0]), np.array([reward]), noop_visits, 12_000)
-        r.end_episodes(prev, rest[None], np.array([terminated]), 12_001)
+        prev = r.add(np.array([-1]), seen(rest), np.array([0]), np.array([reward]), noop_visits, 12_000)
+        r.end_episodes(prev, seen(rest), np.array([terminated]), 12_001)
     at_rest = bench.self_play_at_rest(SimpleNamespace(replay=r))["at_rest"]
     assert at_rest == {"0": {"states": 3, "fired": 0.333, "search_fired": 0.667, "landed_per_quiet_step": 0.5},
                        "10000": {"states": 2, "fired": 0.0, "search_fired": 0.0, "landed_per_quiet_step": 0.0}}
