@@ -46,6 +46,12 @@ from result_line import emit  # noqa: E402  (benchmarks/, the script's own folde
 
 ENV_ID = "LunarLander-v3"
 ACTIONS = ("noop", "left", "main", "right")
+PAID_LANDING = 50  # a terminating reward at least this is the +100 of coming to rest (a crash pays -100)
+
+
+def both_legs_down(obs: np.ndarray) -> np.ndarray:
+    """[N] bool from observations [N, 8]: both leg-contact entries set."""
+    return (obs[:, 6] > 0.5) & (obs[:, 7] > 0.5)
 
 
 def ending(env, obs, terminated: bool) -> str:
@@ -91,7 +97,7 @@ def play(act, seed: int, episodes: int):
     for t, end in zip(trajectories, endings):
         t["obs"], t["actions"], t["rewards"] = (np.asarray(t["obs"], np.float32), np.asarray(t["actions"]),
                                                 np.asarray(t["rewards"]))
-        both = np.flatnonzero((t["obs"][1:, 6] > 0.5) & (t["obs"][1:, 7] > 0.5))
+        both = np.flatnonzero(both_legs_down(t["obs"][1:]))
         rows.append({"return": round(float(t["rewards"].sum()), 1), "length": len(t["actions"]), "ending": end,
                      "both_legs_first_step": int(both[0]) + 1 if len(both) else None,
                      "steps_both_legs_down": int(len(both)),
@@ -210,9 +216,9 @@ def self_play_endings(agent, bucket: int = 10_000) -> dict | None:
     final, last = final[played], last[played]
     reward, terminal, step = replay.reward[last], replay.terminal[final], replay.env_step[final]
     obs = replay.obs[final]  # the newest frame where observations are frame stacks
-    legs_down = (obs[:, 6] > 0.5) & (obs[:, 7] > 0.5)
-    kind = np.where(~terminal, "time", np.where(reward >= 50, "landed",
-                                                 np.where(reward <= -50, "crashed_or_off", "other")))
+    legs_down = both_legs_down(obs)
+    kind = np.where(~terminal, "time", np.where(reward >= PAID_LANDING, "landed",
+                                                 np.where(reward <= -PAID_LANDING, "crashed_or_off", "other")))
     rows = {}
     for lo in range(int(step.min()) // bucket * bucket, int(step.max()) + 1, bucket):
         in_bucket = (step >= lo) & (step < lo + bucket)
@@ -235,7 +241,7 @@ def self_play_at_rest(agent, bucket: int = 10_000, speed: float = 0.05) -> dict 
         return None
     n = replay.size
     obs = replay.obs[:n]  # the newest frame where observations are frame stacks
-    rest = ((obs[:, 6] > 0.5) & (obs[:, 7] > 0.5) & (np.abs(obs[:, 2]) < speed) & (np.abs(obs[:, 3]) < speed)
+    rest = (both_legs_down(obs) & (np.abs(obs[:, 2]) < speed) & (np.abs(obs[:, 3]) < speed)
             & ~replay.explore[:n] & ~replay.final[:n])  # a final entry closes an episode: nothing acted there
     if not rest.any():
         return {"bucket_env_steps": bucket, "speed_below": speed, "at_rest": {}}
@@ -244,7 +250,7 @@ def self_play_at_rest(agent, bucket: int = 10_000, speed: float = 0.05) -> dict 
     # A landing: the acted state whose transition terminated the episode on the +100 (as self_play_endings).
     final, last = episode_ends(replay)
     landed = np.zeros(n, bool)
-    landed[last] = replay.terminal[final] & (replay.reward[last] >= 50)
+    landed[last] = replay.terminal[final] & (replay.reward[last] >= PAID_LANDING)
     rows = {}
     for lo in range(int(step[rest].min()) // bucket * bucket, int(step[rest].max()) + 1, bucket):
         here = rest & (step >= lo) & (step < lo + bucket)
