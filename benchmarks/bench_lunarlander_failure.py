@@ -54,8 +54,15 @@ def both_legs_down(obs: np.ndarray) -> np.ndarray:
     return (obs[:, 6] > 0.5) & (obs[:, 7] > 0.5)
 
 
+def newest_frame(obs: np.ndarray) -> np.ndarray:
+    """One observation [8] from what the agent's env returns: itself, or the last (newest) of a
+    frame-stacked run's [k, 8] (gymnasium's FrameStackObservation)."""
+    return obs[-1] if obs.ndim == 2 else obs
+
+
 def ending(env, obs, terminated: bool) -> str:
-    """How a finished episode ended (gymnasium's LunarLander: game_over is the body's contact)."""
+    """How a finished episode ended (gymnasium's LunarLander: game_over is the body's contact);
+    `obs` is one observation [8]."""
     u = env.unwrapped
     if not terminated:
         return "time"
@@ -66,16 +73,17 @@ def ending(env, obs, terminated: bool) -> str:
     return "landed" if not u.lander.awake else "other"
 
 
-def play(act, seed: int, episodes: int):
-    """Episodes from the evaluation protocol's starts, acted by `act(obs batch) -> actions`: one
-    dict per episode (return, length, ending, first step with both legs down, engine counts) and
-    its trajectory (observations [T+1, 8], actions [T], rewards [T])."""
+def play(act, seed: int, episodes: int, wrappers=()):
+    """Episodes from the evaluation protocol's starts (its env, with the run's `wrappers`), acted by
+    `act(obs batch) -> actions`: one dict per episode (return, length, ending, first step with both
+    legs down, engine counts) and its trajectory (the agent's observations [T+1, ...], their newest
+    frames [T+1, 8], actions [T], rewards [T])."""
     import envs
     from agent.evaluation import eval_seed
 
-    env_list = [envs.make(ENV_ID, None) for _ in range(episodes)]
+    env_list = [envs.make(ENV_ID, None, wrappers=wrappers) for _ in range(episodes)]
     obs = [env.reset(seed=eval_seed(seed) + i)[0] for i, env in enumerate(env_list)]
-    trajectories = [{"obs": [o], "actions": [], "rewards": []} for o in obs]
+    trajectories = [{"obs": [o], "frames": [newest_frame(o)], "actions": [], "rewards": []} for o in obs]
     endings = [""] * episodes
     active = list(range(episodes))
     while active:
@@ -86,18 +94,19 @@ def play(act, seed: int, episodes: int):
             obs[i] = o
             t = trajectories[i]
             t["obs"].append(o)
+            t["frames"].append(newest_frame(o))
             t["actions"].append(int(a))
             t["rewards"].append(float(r))
             if terminated or truncated:
-                endings[i] = ending(env_list[i], o, terminated)
+                endings[i] = ending(env_list[i], t["frames"][-1], terminated)
             else:
                 still.append(i)
         active = still
     rows = []
     for t, end in zip(trajectories, endings):
-        t["obs"], t["actions"], t["rewards"] = (np.asarray(t["obs"], np.float32), np.asarray(t["actions"]),
-                                                np.asarray(t["rewards"]))
-        both = np.flatnonzero(both_legs_down(t["obs"][1:]))
+        for key, dtype in (("obs", np.float32), ("frames", np.float32), ("actions", None), ("rewards", None)):
+            t[key] = np.asarray(t[key], dtype)
+        both = np.flatnonzero(both_legs_down(t["frames"][1:]))
         rows.append({"return": round(float(t["rewards"].sum()), 1), "length": len(t["actions"]), "ending": end,
                      "both_legs_first_step": int(both[0]) + 1 if len(both) else None,
                      "steps_both_legs_down": int(len(both)),
@@ -136,7 +145,7 @@ def model_errors(agent, trajectories, horizons, stride: int = 2) -> dict:
                     latent = out.latent
             received = np.array([t["rewards"][s:s + k].sum() for s in starts])
             errors.append(predicted - received)
-            grounded.append((t["obs"][starts, 6] > 0.5) | (t["obs"][starts, 7] > 0.5))
+            grounded.append((t["frames"][starts, 6] > 0.5) | (t["frames"][starts, 7] > 0.5))
         err, ground = np.concatenate(errors), np.concatenate(grounded)
         by_horizon[str(k)] = {
             part: {"n": int(mask.sum()), "mean_error": round(float(err[mask].mean()), 2) if mask.any() else None,
@@ -330,11 +339,12 @@ def main() -> None:
             p.error(str(e))
         header["search_overrides"] = args.search
     played, own_trajectories = {}, None
-    greedy_rows, greedy_trajectories = play(greedy_policy(agent), agent.seed, args.episodes)
+    greedy_rows, greedy_trajectories = play(greedy_policy(agent), agent.seed, args.episodes, agent.wrappers)
     played["greedy"] = summarize(greedy_rows)
     for n in sims:
         agent.config.search = dataclasses.replace(own, num_simulations=n) if n else own
-        rows, trajectories = play(search_policy(agent) if n else prior_policy(agent), agent.seed, args.episodes)
+        rows, trajectories = play(search_policy(agent) if n else prior_policy(agent), agent.seed, args.episodes,
+                                    agent.wrappers)
         played[str(n)] = summarize(rows)
         if n == own.num_simulations:
             own_trajectories = trajectories
@@ -342,7 +352,7 @@ def main() -> None:
               f"ended by {played[str(n)]['ended_by']}", flush=True)
     agent.config.search = own
     if own_trajectories is None:
-        _, own_trajectories = play(search_policy(agent), agent.seed, args.episodes)
+        _, own_trajectories = play(search_policy(agent), agent.seed, args.episodes, agent.wrappers)
     errors = {"search": model_errors(agent, own_trajectories, horizons),
               "greedy": model_errors(agent, greedy_trajectories, horizons)}
     for name, e in errors.items():

@@ -222,3 +222,29 @@ def test_lunarlander_benchmark_reads_what_self_play_did_at_rest(monkeypatch, sta
     at_rest = bench.self_play_at_rest(SimpleNamespace(replay=r))["at_rest"]
     assert at_rest == {"0": {"states": 3, "fired": 0.333, "search_fired": 0.667, "landed_per_quiet_step": 0.5},
                        "10000": {"states": 2, "fired": 0.0, "search_fired": 0.0, "landed_per_quiet_step": 0.0}}
+
+
+def test_lunarlander_benchmark_plays_a_frame_stacked_run_on_its_newest_frames(monkeypatch):
+    # The played episodes' readings (endings, legs down, the model's errors split by ground contact)
+    # come from one observation per step; a frame-stacked run's agent is handed its stacks, and
+    # what the episodes read does not depend on the stack.
+    pytest.importorskip("Box2D")
+    bench = _lunarlander_bench(monkeypatch)
+    seen = {}
+
+    def quiet(batch):  # never fires: the lander falls to the ground from every start
+        seen.setdefault("shape", batch.shape[1:])
+        return np.zeros(len(batch), np.int64)
+
+    plain_rows, plain = bench.play(quiet, seed=3, episodes=2)
+    assert seen.pop("shape") == (8,)
+    stack = "gymnasium.wrappers:FrameStackObservation(stack_size=4)"
+    rows, stacked = bench.play(quiet, seed=3, episodes=2, wrappers=[stack])
+    assert seen["shape"] == (4, 8)  # the agent is handed its stacks
+    assert rows == plain_rows and {r["ending"] for r in rows} == {"crashed"}
+    assert any(r["both_legs_first_step"] is not None for r in rows)  # legs were read on the ground
+    for t, p in zip(stacked, plain):
+        assert t["obs"].shape == (len(t["actions"]) + 1, 4, 8)
+        np.testing.assert_array_equal(t["frames"], t["obs"][:, -1])
+        np.testing.assert_array_equal(t["frames"], p["obs"])
+        np.testing.assert_array_equal(p["frames"], p["obs"])
