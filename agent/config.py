@@ -32,6 +32,11 @@ class AgentConfig:
     # "pessimistic:K" or a JSON spec string naming a module:attr function (a YAML string, so quoted:
     # --set "objective='{\"name\": \"observation-value\", \"fn\": \"mymod:fn\"}'"). set_objective swaps it later.
     objective: str = "learned"
+    # Observations the networks see per state: the last N, stacked by gymnasium's
+    # FrameStackObservation outside the run's own wrappers (EfficientZero's stacked observations;
+    # replay keeps one frame per state). 1: the current observation only. A property of the
+    # agent's input, not of the environment: baselines on the same env see what they always saw.
+    observation_history: int = 1
     # --- self-play
     num_envs: int = 8  # B envs stepped together; one batched search per step for all of them
     discount: float = DEFAULT_DISCOUNT
@@ -121,7 +126,7 @@ class AgentConfig:
             self.net = NetConfig(**self.net)
         if isinstance(self.search, dict):
             self.search = SearchConfig(**self.search)
-        positive = ("num_envs", "replay_capacity", "batch_size", "unroll_steps", "td_steps",
+        positive = ("observation_history", "num_envs", "replay_capacity", "batch_size", "unroll_steps", "td_steps",
                     "target_update_interval")
         for name in positive:
             if getattr(self, name) < 1:
@@ -180,7 +185,7 @@ class AgentConfig:
 
 # Settings that shape the networks, the replay or the data collected so far: a resumed run keeps
 # them (changing one would not continue the same run). Everything else may change with --resume.
-FIXED_ON_RESUME = ("net.", "num_envs", "explore_fraction", "explore_family", "explore_discount", "replay_capacity", "aux_values", "aux_hidden", "discount", "objective",
+FIXED_ON_RESUME = ("net.", "observation_history", "num_envs", "explore_fraction", "explore_family", "explore_discount", "replay_capacity", "aux_values", "aux_hidden", "discount", "objective",
                    "reward_clip")
 
 # Settings older checkpoints carry that are now options of a run (agent/runner.py), not the agent's.
@@ -208,9 +213,12 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     # does not show): with the default correction interval most value targets of a 200,000-step
     # run are one-step ones, the value learned the landing too slowly and a searching agent
     # hovered. EfficientZero's interval, 0.3 of the run, keeps five-step targets (README, "Speed").
+    # The last 8 observations: the value of a lander at rest then depends on how long it has been
+    # still, which one observation does not show; chosen on seeds 5-11 (README, "What the lander
+    # does on the ground").
     "LunarLander-v3": {"net.latent_dim": 96, "net.hidden": [96], "net.value_support_size": 30,
                        "replay_capacity": 300_000, "lr": 1e-3, "reuse_reanalysis": True,
-                       "td_correction_interval": 60_000},
+                       "td_correction_interval": 60_000, "observation_history": 8},
     # The testbeds (and their test splits' ids): episodes end at goals, so the terminal head is on
     # and a swapped objective's search stops at a predicted end instead of planning through it
     # (README, "Predicted episode ends"); the transfer suite and misgen train them with it. Their

@@ -63,8 +63,11 @@ class EZAgent(Agent):
         self.env_id = _env_id(env)
         self.env_module = env_module
         self.wrappers = [w if isinstance(w, str) else f"{w.__module__}:{w.__qualname__}" for w in wrappers]
+        if not isinstance(config, AgentConfig):
+            config = resolve_config(self.env_id, overrides=config)
+        self.config = config
         try:
-            probe = envs.make(self.env_id, None, wrappers=self.wrappers, env_module=env_module)
+            probe = envs.make(self.env_id, None, wrappers=self.env_wrappers(), env_module=env_module)
         except envs.NotApplicable as e:
             raise envs.NotApplicable(f"{self.algo} does not apply to {self.env_id}: {e}") from e
         self.obs_shape = tuple(probe.observation_space.shape)
@@ -74,9 +77,6 @@ class EZAgent(Agent):
         space = probe.observation_space
         obs_bounds = (space.low, space.high) if hasattr(space, "low") else None  # net.obs_scale=bounds
         probe.close()
-        if not isinstance(config, AgentConfig):
-            config = resolve_config(self.env_id, overrides=config)
-        self.config = config
         self.seed = int(seed)
         self.run_dir = Path(run_dir) if run_dir is not None else None
 
@@ -295,7 +295,7 @@ class EZAgent(Agent):
     def _start_selfplay(self) -> None:
         c = self.config
         self._ensure_replay()
-        venv = envs.make_vec(self.env_id, c.num_envs, self.seed, wrappers=self.wrappers,
+        venv = envs.make_vec(self.env_id, c.num_envs, self.seed, wrappers=self.env_wrappers(),
                              env_module=self.env_module)
         self._selfplay = SelfPlay(venv, self.replay, seed=self.seed + self.num_timesteps, aux=self.aux,
                                   explorers=self.make_explorers())
@@ -377,6 +377,11 @@ class EZAgent(Agent):
         if self.config.search != searched_before:
             self._forget_reanalyzed()
         return flatten(settings)
+
+    def env_wrappers(self, wrappers: Optional[Sequence[str]] = None) -> list:
+        history = self.config.observation_history
+        stack = [f"gymnasium.wrappers:FrameStackObservation(stack_size={history})"] if history > 1 else []
+        return [*super().env_wrappers(wrappers), *stack]
 
     def hyperparameters(self) -> dict:
         return {"hyperparameters": self.config.to_dict(),

@@ -84,6 +84,12 @@ class Agent(ABC):
     def get_env(self):
         """The training environment (a vector env), as SB3 callbacks expect."""
 
+    def env_wrappers(self, wrappers: Optional[Sequence[str]] = None) -> list:
+        """The wrappers of an env this agent acts in: `wrappers` (default: its own, those it was
+        trained with), then those its input needs on top (the planner's observation history).
+        Every env an agent plays, evaluates or is audited in is made with these."""
+        return list(self.wrappers if wrappers is None else wrappers)
+
     @property
     def can_resume(self) -> bool:
         """Whether this agent holds the training state `--resume` continues from (a resume

@@ -169,7 +169,7 @@ def train_run(algo: str, env_id: str, seed: int, steps: int, logdir: str | os.Pa
 
     logger = configure(str(run_dir), ["tensorboard"])  # one writer for every scalar of the run
     agent.set_logger(logger)
-    evaluation = EvalCallback(env_id, seed, eval_interval, eval_episodes, run_dir=run_dir, wrappers=wrappers,
+    evaluation = EvalCallback(env_id, seed, eval_interval, eval_episodes, run_dir=run_dir, wrappers=agent.env_wrappers(),
                               check=cls.can_swap_objective, write=tqdm.write if verbose else _silent)
     stop = StopOnSignal()
     # The signal check comes first, so that a stopped step is neither evaluated nor logged; the

@@ -339,12 +339,12 @@ def main() -> None:
             p.error(str(e))
         header["search_overrides"] = args.search
     played, own_trajectories = {}, None
-    greedy_rows, greedy_trajectories = play(greedy_policy(agent), agent.seed, args.episodes, agent.wrappers)
+    greedy_rows, greedy_trajectories = play(greedy_policy(agent), agent.seed, args.episodes, agent.env_wrappers())
     played["greedy"] = summarize(greedy_rows)
     for n in sims:
         agent.config.search = dataclasses.replace(own, num_simulations=n) if n else own
         rows, trajectories = play(search_policy(agent) if n else prior_policy(agent), agent.seed, args.episodes,
-                                    agent.wrappers)
+                                    agent.env_wrappers())
         played[str(n)] = summarize(rows)
         if n == own.num_simulations:
             own_trajectories = trajectories
@@ -352,7 +352,7 @@ def main() -> None:
               f"ended by {played[str(n)]['ended_by']}", flush=True)
     agent.config.search = own
     if own_trajectories is None:
-        _, own_trajectories = play(search_policy(agent), agent.seed, args.episodes, agent.wrappers)
+        _, own_trajectories = play(search_policy(agent), agent.seed, args.episodes, agent.env_wrappers())
     errors = {"search": model_errors(agent, own_trajectories, horizons),
               "greedy": model_errors(agent, greedy_trajectories, horizons)}
     for name, e in errors.items():

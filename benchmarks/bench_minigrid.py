@@ -41,17 +41,17 @@ def measure(run_dir: Path, episodes: int, sampled: bool = False) -> dict:
     summary = RunSummary.load(run_dir)
     changed = settings_over_preset(summary)  # a run trained with --set is labelled by them
     agent = EZAgent.load(run_dir / EZAgent.CHECKPOINT, device="cpu")
-    probe = envs.make(agent.env_id, None, wrappers=agent.wrappers)
+    probe = envs.make(agent.env_id, None, wrappers=agent.env_wrappers())
     limit = probe.spec.max_episode_steps if probe.spec else None
     probe.close()
     result = evaluate(lambda obs: agent.predict(obs, deterministic=True)[0], agent.env_id, agent.seed, episodes,
-                      wrappers=agent.wrappers)
+                      wrappers=agent.env_wrappers())
     returns, lengths = np.asarray(result.returns), np.asarray(result.lengths)
     deaths = (returns <= 0) & (lengths < limit) if limit else np.zeros_like(returns, bool)
     extra = {}
     if sampled:  # the same agent acting as in self-play: root noise, an action sampled from the visits
         noisy = np.asarray(evaluate(lambda obs: agent.predict(obs, deterministic=False)[0], agent.env_id, agent.seed,
-                                    episodes, wrappers=agent.wrappers).returns)
+                                    episodes, wrappers=agent.env_wrappers()).returns)
         extra = {"sampled_success": round(float((noisy > 0).mean()), 3),
                  "sampled_mean_return": round(float(noisy.mean()), 3)}
     return {**extra, "seed": summary.seed, "env_steps": summary.env_steps,

@@ -63,7 +63,7 @@ def pumping(run_dir: Path, num_states: int, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     velocity = rng.uniform(0.002, 0.03, num_states) * rng.choice([-1.0, 1.0], num_states)
     states = np.stack([rng.uniform(-1.0, -0.2, num_states), velocity], 1)
-    env = envs.make(agent.env_id, seed, wrappers=agent.wrappers)
+    env = envs.make(agent.env_id, seed, wrappers=agent.env_wrappers())
     obs = wrapped_observations(env, states)
     pump = np.where(velocity > 0, 2, 0)
     explorers = Explorers(1, int(np.prod(agent.obs_shape)), c.explore_weight, c.explore_family,

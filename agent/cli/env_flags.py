@@ -10,6 +10,8 @@
 
 The checkpoint's wrappers stay by default because they define the spaces the model was trained on
 (a DiscretizeAction, a FlattenObservation); a --wrapper adds to them (a reward wrapper, a shift).
+A planner with an observation history (AgentConfig.observation_history) stacks the result, after
+every wrapper: its model reads stacks whichever env it runs on (Agent.env_wrappers).
 
 `resolve_env(agent, args)` returns the environment to run as (env_id, wrappers, env_kwargs) and
 refuses, before any episode runs, an environment whose observation or action space differs from the
@@ -44,7 +46,7 @@ class EnvChoice(NamedTuple):
         text = self.env_id
         if self.env_kwargs:
             text += " " + json.dumps(self.env_kwargs)
-        if list(self.wrappers) != list(agent.wrappers):
+        if list(self.wrappers) != agent.env_wrappers():
             text += " with wrappers [" + ", ".join(self.wrappers) + "]"
         if self.env_id != agent.env_id:
             text += f" (checkpoint trained on {agent.env_id})"
@@ -107,19 +109,20 @@ def resolve_env(agent, args: argparse.Namespace) -> EnvChoice:
         envs.import_env_module(args.env_module)
     extra = list(getattr(args, "env_wrappers", None) or ())
     choice = EnvChoice(env_id=getattr(args, "env", None) or agent.env_id,
-                       wrappers=extra if getattr(args, "replace_wrappers", False) else [*agent.wrappers, *extra],
+                       wrappers=agent.env_wrappers(extra if getattr(args, "replace_wrappers", False)
+                                                   else [*agent.wrappers, *extra]),
                        env_kwargs=parse_env_kwargs(getattr(args, "env_kwargs", None)))
     if not asks_for_env_change(args):
         return choice
     flags = _flags_given(args, choice)
     target = _make(choice, flags)
-    trained = envs.make(agent.env_id, None, wrappers=agent.wrappers, env_module=agent.env_module, check=False)
+    trained = envs.make(agent.env_id, None, wrappers=agent.env_wrappers(), env_module=agent.env_module, check=False)
     try:
         differ = [what for what, t, c in (("observation", target.observation_space, trained.observation_space),
                                           ("action", target.action_space, trained.action_space))
                   if not same_space(t, c)]
         if differ:
-            wrapped = f" with wrappers [{', '.join(agent.wrappers)}]" if agent.wrappers else ""
+            wrapped = f" with wrappers [{', '.join(agent.env_wrappers())}]" if agent.env_wrappers() else ""
             raise ValueError(
                 f"{flags}: {choice.env_id} has observation space {_show(target.observation_space)} and action "
                 f"space {_show(target.action_space)}, but the checkpoint was trained on {agent.env_id}{wrapped} "

@@ -105,7 +105,7 @@ class SelfPlayActor:
             seed = int(np.random.SeedSequence().generate_state(1)[0] % 2**31)
         a = self.holder.agent
         import envs
-        venv = envs.make_vec(a.env_id, a.config.num_envs, seed, wrappers=a.wrappers, env_module=a.env_module)
+        venv = envs.make_vec(a.env_id, a.config.num_envs, seed, wrappers=a.env_wrappers(), env_module=a.env_module)
         self.selfplay = SelfPlay(venv, None, seed=seed, aux=a.aux, explorers=a.make_explorers())
         self.rng = np.random.default_rng(seed)  # search noise and action sampling
 

@@ -115,7 +115,8 @@ def run_audit(agent, env_id: Optional[str] = None, seed: Optional[int] = None, e
     """Evaluate the prior, one-step greedy and the full search, then the sweep's simulation counts and
     the search with a uniform prior, all on identical episodes; report the amplification (a dict).
 
-    env_id and seed default to the agent's own; `wrappers` to the agent's own, applied as in training
+    env_id and seed default to the agent's own; `wrappers` (the env's whole list) to the agent's own,
+    with its observation history (Agent.env_wrappers), applied as in training
     (agent/cli/env_flags.py resolves another environment with the same spaces).
     simulations: the sweep's simulation counts (0: the prior alone; None or empty: no sweep).
     uniform_prior: also run the full search with a uniform prior. reward_threshold: the return at
@@ -132,7 +133,7 @@ def run_audit(agent, env_id: Optional[str] = None, seed: Optional[int] = None, e
     sweep = check_simulations(simulations)
     env_id = agent.env_id if env_id is None else env_id
     seed = agent.seed if seed is None else int(seed)
-    wrappers = list(agent.wrappers if wrappers is None else wrappers)
+    wrappers = agent.env_wrappers() if wrappers is None else list(wrappers)
 
     def run(policy) -> EvalResult:
         return evaluate(policy, env_id, seed, episodes, env_kwargs=env_kwargs, wrappers=wrappers)
