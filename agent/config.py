@@ -174,6 +174,11 @@ class AgentConfig:
         options of the run) are dropped, so older checkpoints still load."""
         return apply_overrides(cls(), {k: v for k, v in flatten(d).items() if k not in RETIRED_KEYS})
 
+    def history_wrappers(self) -> List[str]:
+        """The wrapper that gives the networks `observation_history` observations (none for one)."""
+        n = self.observation_history
+        return [f"gymnasium.wrappers:FrameStackObservation(stack_size={n})"] if n > 1 else []
+
     def temperature_at(self, progress: float) -> float:
         """Visit temperature at `progress` (fraction of the run done)."""
         t = self.temperature[0][1]

@@ -379,9 +379,7 @@ class EZAgent(Agent):
         return flatten(settings)
 
     def env_wrappers(self, wrappers: Optional[Sequence[str]] = None) -> list:
-        history = self.config.observation_history
-        stack = [f"gymnasium.wrappers:FrameStackObservation(stack_size={history})"] if history > 1 else []
-        return [*super().env_wrappers(wrappers), *stack]
+        return [*super().env_wrappers(wrappers), *self.config.history_wrappers()]
 
     def hyperparameters(self) -> dict:
         return {"hyperparameters": self.config.to_dict(),

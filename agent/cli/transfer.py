@@ -20,6 +20,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from agent.algorithms import parse_algorithms
+from agent.config import preset
 from agent.cli.env_flags import add_env_arguments, asks_for_env_change, check_env_arguments, resolve_env
 from agent.studies.transfer import PRIORS, TransferRun, summary, write_report
 from agent.studies.transfer_suite import BUDGETS, SUITE, select
@@ -94,8 +95,12 @@ def _evaluation_env(args: argparse.Namespace, objectives):
         raise ValueError(f"--env/--wrapper/--env-kwargs measure one base environment's objectives on another "
                          f"environment: name that base with --envs (one of {', '.join(sorted(BUDGETS))}); "
                          f"this selection has {len(bases)}: {', '.join(bases)}")
-    # The base agent need not exist yet: its spaces are its environment's (suite bases have no wrappers).
-    return resolve_env(SimpleNamespace(env_id=bases[0], wrappers=[], env_module=None), args)
+    # The base agent need not exist yet: its spaces are its environment's under its preset (suite
+    # bases have no wrappers of their own; the preset may give the networks an observation history).
+    history = preset(bases[0]).history_wrappers()
+    base = SimpleNamespace(env_id=bases[0], wrappers=[], env_module=None,
+                           env_wrappers=lambda wrappers=None: [*(wrappers or ()), *history])
+    return resolve_env(base, args)
 
 
 def run(args: argparse.Namespace) -> int:
