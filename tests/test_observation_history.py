@@ -3,6 +3,7 @@ last N observations after the run's own wrappers, in self-play, evaluation, chec
 commands run on another environment; baselines on the same env are untouched."""
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -74,3 +75,26 @@ def test_a_history_trains_exactly_as_the_same_stack_given_as_a_wrapper():
         agent.learn(160, progress_bar=False)
     ours, theirs = history.model.state_dict(), wrapped.model.state_dict()
     assert history.learner.train_steps > 0 and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+def test_the_transfer_study_hands_each_acting_agent_its_stacks_over_the_tasks_reward(tmp_path):
+    from types import SimpleNamespace
+
+    from agent.studies.transfer import TransferRun
+    from agent.studies.transfer_suite import SUITE
+    o = next(x for x in SUITE if x.env == "CartPole-v1")
+    study = TransferRun(tmp_path, episodes=2, write=lambda line: None)
+    seen = []
+
+    def act(obs):
+        seen.append(obs.shape[1:])
+        return np.zeros(len(obs), np.int64)
+
+    agent = SimpleNamespace(env_wrappers=lambda wrappers: [*wrappers, STACK3])
+    mean, _ = study._evaluate(act, o, agent=agent)
+    assert set(seen) == {(3, 4)}  # the agent's stacks, with the task's reward read on one observation
+    expected = evaluate(act, "CartPole-v1", 0, 2, wrappers=[o.wrapper, STACK3])
+    assert mean == pytest.approx(expected.mean_return)
+    seen.clear()
+    study._evaluate(act, o)  # a random policy: the task's env alone
+    assert set(seen) == {(4,)}

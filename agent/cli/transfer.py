@@ -20,7 +20,6 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from agent.algorithms import parse_algorithms
-from agent.config import preset
 from agent.cli.env_flags import add_env_arguments, asks_for_env_change, check_env_arguments, resolve_env
 from agent.studies.transfer import PRIORS, TransferRun, summary, write_report
 from agent.studies.transfer_suite import BUDGETS, SUITE, select
@@ -95,11 +94,11 @@ def _evaluation_env(args: argparse.Namespace, objectives):
         raise ValueError(f"--env/--wrapper/--env-kwargs measure one base environment's objectives on another "
                          f"environment: name that base with --envs (one of {', '.join(sorted(BUDGETS))}); "
                          f"this selection has {len(bases)}: {', '.join(bases)}")
-    # The base agent need not exist yet: its spaces are its environment's under its preset (suite
-    # bases have no wrappers of their own; the preset may give the networks an observation history).
-    history = preset(bases[0]).history_wrappers()
+    # The base agent need not exist yet: the environment is checked as its env (suite bases have no
+    # wrappers) before any agent's input; each acting agent adds its own observation history on
+    # top (TransferRun._evaluate), after the task's reward wrapper.
     base = SimpleNamespace(env_id=bases[0], wrappers=[], env_module=None,
-                           env_wrappers=lambda wrappers=None: [*(wrappers or ()), *history])
+                           env_wrappers=lambda wrappers=None: list(wrappers or ()))
     return resolve_env(base, args)
 
 

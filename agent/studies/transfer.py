@@ -154,12 +154,16 @@ class TransferRun:
     def _env(self, o: SuiteObjective) -> str:
         return o.env if self.evaluation_env is None else self.evaluation_env.env_id
 
-    def _evaluate(self, act, o: SuiteObjective, check: bool = True) -> tuple:
+    def _evaluate(self, act, o: SuiteObjective, check: bool = True, agent=None) -> tuple:
+        """`act` on the objective's env (or the study's evaluation env) with the task's reward wrapper;
+        `agent`, the one acting (None: a random policy), adds what its input needs on top (its
+        observation history, Agent.env_wrappers), so the reward wrapper still reads one observation."""
         e = self.evaluation_env
-        if e is None:
-            return measured(evaluate(act, o.env, self.seed, self.episodes, wrappers=[o.wrapper], check=check))
-        return measured(evaluate(act, e.env_id, self.seed, self.episodes, wrappers=[*e.wrappers, o.wrapper],
-                                 env_kwargs=e.env_kwargs, check=check))
+        env_id, wrappers = (o.env, [o.wrapper]) if e is None else (e.env_id, [*e.wrappers, o.wrapper])
+        if agent is not None:
+            wrappers = agent.env_wrappers(wrappers)
+        return measured(evaluate(act, env_id, self.seed, self.episodes, wrappers=wrappers,
+                                 env_kwargs=None if e is None else e.env_kwargs, check=check))
 
     def measure(self, o: SuiteObjective) -> None:
         from agent.algorithms import load_agent
@@ -179,21 +183,21 @@ class TransferRun:
         base_dir = None if all(self._have(k) for k in base_rows) else self.base(o.base_env)
         if not self._have((o.name, "floor", "learned")):
             agent = load_agent(base_dir, device=self.device)
-            row("floor", "learned", self._evaluate(lambda obs: agent.predict(obs)[0], o))
+            row("floor", "learned", self._evaluate(lambda obs: agent.predict(obs)[0], o, agent=agent))
         todo = [p for p in self.priors if not self._have((o.name, "zero_shot", p))]
         if todo:
             agent = load_agent(base_dir, device=self.device)
             agent.set_objective(o.zero_shot)
             for prior in todo:
                 agent.set_prior(prior)
-                row("zero_shot", prior, self._evaluate(lambda obs: agent.predict(obs)[0], o))
+                row("zero_shot", prior, self._evaluate(lambda obs: agent.predict(obs)[0], o, agent=agent))
         todo = [p for p in self.priors if not self._have((o.name, "refit", p))]
         if todo:
             agent = EZAgent.load(base_dir / EZAgent.RESUME, device=self.device)
             report = refit(agent, o.reward, name=o.task, steps=self.refit_steps, seed=self.seed)
             for prior in todo:
                 agent.set_prior(prior)
-                row("refit", prior, self._evaluate(lambda obs: agent.predict(obs)[0], o), report.wall_s)
+                row("refit", prior, self._evaluate(lambda obs: agent.predict(obs)[0], o, agent=agent), report.wall_s)
         for algo in self.oracles:
             if self._have((o.name, f"oracle_{algo}", "")):
                 continue
@@ -201,7 +205,7 @@ class TransferRun:
             agent = load_agent(run_dir, device=self.device)
             wall = RunSummary.load(run_dir).wall_clock_s
             row(f"oracle_{algo}", "", self._evaluate(lambda obs: np.asarray(agent.predict(obs, deterministic=True)[0]),
-                                                      o, check=type(agent).can_swap_objective), wall)
+                                                      o, check=type(agent).can_swap_objective, agent=agent), wall)
 
     def run(self, objectives: Sequence[SuiteObjective]) -> List[Measurement]:
         for o in objectives:
