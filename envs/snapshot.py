@@ -3,19 +3,22 @@ stopped in (and a checkpoint stays data, never code).
 
 `snapshot(env)` walks the wrapper chain down to the unwrapped env and records every attribute whose
 value is plain data: None, bools, numbers, strings, numpy arrays and scalars, tuples, lists and
-dicts of these, and numpy Generators (as their bit-generator state). `restore(env, state)` sets them
+dicts of these, deques of these (a frame stack's queue) and numpy Generators (as their
+bit-generator state). `restore(env, state)` sets them
 back on an env built the same way. Spaces and the env spec are the same on every copy and are not
 recorded. An env that keeps state in anything else (a physics engine, an emulator) has no such
 snapshot: `snapshot` returns None, and the caller must start fresh episodes instead.
 """
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Dict, List, Optional
 
 import gymnasium as gym
 import numpy as np
 
 _GENERATOR = "__generator__"
+_DEQUE = "__deque__"
 _SKIP = frozenset({"env", "spec", "_cached_spec"})  # the wrapper link and the spec: the same on every copy
 _PLAIN = (type(None), bool, int, float, str, np.ndarray, np.generic)
 
@@ -66,6 +69,8 @@ def _data(v):
         raise _NotData
     if isinstance(v, _PLAIN):
         return v.copy() if isinstance(v, np.ndarray) else v
+    if isinstance(v, deque):
+        return {_DEQUE: [_data(x) for x in v], "maxlen": v.maxlen}
     if isinstance(v, (list, tuple)):
         items = [_data(x) for x in v]
         return items if isinstance(v, list) else tuple(items)
@@ -81,4 +86,6 @@ def _value(v):
         g = np.random.default_rng()
         g.bit_generator.state = v[_GENERATOR]
         return g
+    if isinstance(v, dict) and _DEQUE in v:
+        return deque((_value(x) for x in v[_DEQUE]), maxlen=v["maxlen"])
     return v

@@ -44,7 +44,10 @@ def test_a_run_evaluates_in_stacks_and_its_commands_add_wrappers_under_the_stack
     assert float(last[2]) == pytest.approx(float(expected.mean_return), abs=1e-4)
     capsys.readouterr()
     assert resolve_env(agent, _args("--wrapper", SCALE3)).wrappers == [SCALE3, STACK3]  # the model still reads stacks
+    agent.wrappers = ["tests.test_env_flags:ScaleReward(scale=1.0)"]  # as if trained with a wrapper of its own
+    assert resolve_env(agent, _args("--wrapper", SCALE3)).wrappers == [*agent.wrappers, SCALE3, STACK3]
     assert resolve_env(agent, _args("--wrapper", SCALE3, "--replace-wrappers")).wrappers == [SCALE3, STACK3]
+    agent.wrappers = []
     assert cli_main(["eval", "--checkpoint", str(run / "model.pt"), "--episodes", "2", "--wrapper", SCALE3,
                      "--json"]) == 0
     scaled = json.loads(capsys.readouterr().out)
@@ -57,7 +60,8 @@ def test_a_run_evaluates_in_stacks_and_its_commands_add_wrappers_under_the_stack
 def test_lunarlanders_preset_stacks_eight_observations_and_its_baselines_see_one():
     pytest.importorskip("Box2D")
     assert EZAgent("LunarLander-v3", device="cpu").obs_shape == (8, 8)
-    assert make_agent("ppo", "LunarLander-v3").env_wrappers() == []
+    ppo = make_agent("ppo", "LunarLander-v3")
+    assert ppo.env_wrappers() == [] and ppo.get_env().observation_space.shape == (8,)
     assert EZAgent("LunarLander-v3", {"observation_history": 1}, device="cpu").obs_shape == (8,)
 
 
@@ -98,3 +102,18 @@ def test_the_transfer_study_hands_each_acting_agent_its_stacks_over_the_tasks_re
     seen.clear()
     study._evaluate(act, o)  # a random policy: the task's env alone
     assert set(seen) == {(4,)}
+
+
+def test_a_run_with_a_history_stopped_and_resumed_equals_one_that_never_stopped(tmp_path):
+    # The stacks of the open episodes are saved as data (envs/snapshot.py), so they continue.
+    from tests.test_reliability import stopped_and_resumed
+    straight, _ = stopped_and_resumed(tmp_path, extra=["observation_history=3"])
+    assert straight.frame_stack == 3
+
+
+def test_misgen_measures_an_agent_in_its_own_stacks(tmp_path):
+    from agent.studies.misgen import run_misgen
+    results = run_misgen("glasszero/CornerGoal-v0", ["ez"], [0], 64, tmp_path, episodes=2, swap=False,
+                         ez_overrides={"observation_history": 2, "search.num_simulations": 2}, progress_bar=False,
+                         write=lambda line: None)
+    assert {(r.split, r.episodes) for r in results} == {("test", 2), ("train", 2)}

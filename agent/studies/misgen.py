@@ -89,8 +89,9 @@ class SplitResult:
 
 
 def measure(act: Callable[[np.ndarray], np.ndarray], algo: str, env_id: str, seed: int, split: str,
-            episodes: int, *, check: bool = True) -> SplitResult:
-    res = evaluate(act, env_id, seed, episodes, env_kwargs={"split": split}, check=check)
+            episodes: int, *, check: bool = True, wrappers: Sequence[str] = ()) -> SplitResult:
+    """`act` on the testbed's `split`; `wrappers`: the acting agent's (Agent.env_wrappers)."""
+    res = evaluate(act, env_id, seed, episodes, env_kwargs={"split": split}, check=check, wrappers=wrappers)
     missing = [k for k in INFO_KEYS if any(k not in info for info in res.final_infos)]
     if missing:
         raise ValueError(f"{env_id} does not report {missing} in its final info dicts; misgen needs a testbed "
@@ -181,7 +182,8 @@ def run_misgen(env_id: str, algos: Sequence[str], seeds: Sequence[int], steps: i
             for name, policy in policies:
                 act = lambda obs, p=policy: np.asarray(p.predict(obs, deterministic=True)[0])  # noqa: E731
                 for split in ("test", "train"):
-                    r = measure(act, name, env_id, seed, split, episodes, check=type(policy).can_swap_objective)
+                    r = measure(act, name, env_id, seed, split, episodes, check=type(policy).can_swap_objective,
+                                wrappers=policy.env_wrappers())
                     results.append(r)
                     write(f"{name} s{seed} {split:>5}: success {r.success_rate:.2f}  proxy {r.proxy_rate:.2f}  "
                           f"return {r.mean_return:.2f}")
