@@ -116,13 +116,14 @@ def resolve_env(agent, args: argparse.Namespace) -> EnvChoice:
         return choice
     flags = _flags_given(args, choice)
     target = _make(choice, flags)
-    trained = envs.make(agent.env_id, None, wrappers=agent.env_wrappers(), env_module=agent.env_module, check=False)
+    own = agent.env_wrappers()
+    trained = envs.make(agent.env_id, None, wrappers=own, env_module=agent.env_module, check=False)
     try:
         differ = [what for what, t, c in (("observation", target.observation_space, trained.observation_space),
                                           ("action", target.action_space, trained.action_space))
                   if not same_space(t, c)]
         if differ:
-            wrapped = f" with wrappers [{', '.join(agent.env_wrappers())}]" if agent.env_wrappers() else ""
+            wrapped = f" with wrappers [{', '.join(own)}]" if own else ""
             raise ValueError(
                 f"{flags}: {choice.env_id} has observation space {_show(target.observation_space)} and action "
                 f"space {_show(target.action_space)}, but the checkpoint was trained on {agent.env_id}{wrapped} "
