@@ -65,9 +65,11 @@ def test_lunarlanders_preset_stacks_eight_observations_and_its_baselines_see_one
     assert EZAgent("LunarLander-v3", {"observation_history": 1}, device="cpu").obs_shape == (8,)
 
 
-def test_an_observation_history_below_one_is_refused_by_name():
+def test_an_observation_history_below_one_or_over_a_stack_is_refused_by_name():
     with pytest.raises(ValueError, match="observation_history must be >= 1, got 0"):
         resolve("CartPole-v1", sets=["observation_history=0"])
+    with pytest.raises(ValueError, match="already stacks.*--set observation_history=1"):
+        EZAgent("CartPole-v1", {"observation_history": 2}, device="cpu", wrappers=[STACK3])
     assert resolve("CartPole-v1").observation_history == 1
 
 
