@@ -74,15 +74,15 @@ class EZAgent(Agent):
         self.obs_dtype = probe.observation_space.dtype
         self.num_actions = int(probe.action_space.n)
         self.frame_stack = envs.frame_stack_of(probe)  # > 1: replay keeps one frame per state
-        if config.observation_history > 1 and envs.frame_stack_of(probe.env) > 1:
-            probe.close()
+        stacks_stacks = config.observation_history > 1 and envs.frame_stack_of(probe.env) > 1
+        space = probe.observation_space
+        obs_bounds = (space.low, space.high) if hasattr(space, "low") else None  # net.obs_scale=bounds
+        probe.close()
+        if stacks_stacks:
             raise ValueError(f"observation_history={config.observation_history} stacks observations that "
                              f"{self.env_id} with wrappers {self.wrappers} already stacks (a --wrapper "
                              f"FrameStackObservation, or Atari's own stack): drop that wrapper, or add --set "
                              f"observation_history=1")
-        space = probe.observation_space
-        obs_bounds = (space.low, space.high) if hasattr(space, "low") else None  # net.obs_scale=bounds
-        probe.close()
         self.seed = int(seed)
         self.run_dir = Path(run_dir) if run_dir is not None else None
 
